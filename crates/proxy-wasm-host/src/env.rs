@@ -1,0 +1,149 @@
+//! Per-instance host state that hostcalls see (wasmer's FunctionEnv data), and the state of
+//! the callback currently running.
+
+use std::collections::HashMap;
+use std::ptr::NonNull;
+
+use wasmer::{Memory, TypedFunction};
+
+use crate::abi::{AbiVersion, LogLevel};
+use crate::stream::{HttpStream, LocalResponse};
+
+/// Where plugin messages go when no request is involved (root contexts, start-up).
+pub trait Logger: Send {
+    /// The most verbose level the embedder records: hostcalls check it before formatting.
+    fn level(&self) -> LogLevel;
+    fn log(&self, level: LogLevel, msg: &[u8]);
+}
+
+/// Which callback is running: decides which buffers and maps a hostcall may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callback {
+    None,
+    Start,
+    ContextCreate,
+    VmStart,
+    Configure,
+    RequestHeaders,
+    ResponseHeaders,
+    Log,
+    Done,
+    Delete,
+}
+
+impl Callback {
+    pub fn export_name(self) -> &'static str {
+        match self {
+            Callback::None => "(none)",
+            Callback::Start => "_initialize",
+            Callback::ContextCreate => "proxy_on_context_create",
+            Callback::VmStart => "proxy_on_vm_start",
+            Callback::Configure => "proxy_on_configure",
+            Callback::RequestHeaders => "proxy_on_request_headers",
+            Callback::ResponseHeaders => "proxy_on_response_headers",
+            Callback::Log => "proxy_on_log",
+            Callback::Done => "proxy_on_done",
+            Callback::Delete => "proxy_on_delete",
+        }
+    }
+
+    /// Callbacks from which `proxy_send_local_response` may answer the request.
+    pub fn may_send_local_response(self) -> bool {
+        matches!(self, Callback::RequestHeaders | Callback::ResponseHeaders)
+    }
+}
+
+/// The stream of the running callback. Only set for the duration of one callback (see
+/// `PluginInstance::invoke`), so the erased lifetime is never observed past its real one.
+pub(crate) struct StreamSlot(pub(crate) Option<NonNull<dyn HttpStream>>);
+
+// SAFETY: an instance and its FunctionEnv live and run on one nginx worker thread; wasmer asks
+// for Send only because a Store could move between threads, which ours never do.
+unsafe impl Send for StreamSlot {}
+
+pub(crate) struct CallState {
+    pub callback: Callback,
+    pub context_id: u32,
+    /// Set by proxy_set_effective_context; defaults to `context_id`.
+    pub effective_id: u32,
+    pub stream: StreamSlot,
+    pub local_response: Option<LocalResponse>,
+}
+
+impl CallState {
+    pub fn idle() -> CallState {
+        CallState {
+            callback: Callback::None,
+            context_id: 0,
+            effective_id: 0,
+            stream: StreamSlot(None),
+            local_response: None,
+        }
+    }
+}
+
+pub(crate) struct RootInfo {
+    pub config: Vec<u8>,
+}
+
+pub struct HostEnv {
+    pub(crate) abi: AbiVersion,
+    pub(crate) memory: Option<Memory>,
+    pub(crate) alloc: Option<TypedFunction<i32, i32>>,
+    pub(crate) logger: Box<dyn Logger>,
+    pub(crate) vm_config: Vec<u8>,
+    pub(crate) call: CallState,
+    /// Live contexts: id -> root id (a root maps to itself).
+    pub(crate) contexts: HashMap<u32, u32>,
+    pub(crate) roots: HashMap<u32, RootInfo>,
+    /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) map_scratch: crate::maps::MapBuilder,
+}
+
+impl HostEnv {
+    pub(crate) fn new(abi: AbiVersion, logger: Box<dyn Logger>, vm_config: Vec<u8>) -> HostEnv {
+        HostEnv {
+            abi,
+            memory: None,
+            alloc: None,
+            logger,
+            vm_config,
+            call: CallState::idle(),
+            contexts: HashMap::new(),
+            roots: HashMap::new(),
+            scratch: Vec::new(),
+            map_scratch: Default::default(),
+        }
+    }
+
+    /// The stream hostcalls act on: only the effective context's own stream is reachable.
+    pub(crate) fn stream(&mut self) -> Option<&mut dyn HttpStream> {
+        if self.call.effective_id != self.call.context_id {
+            return None;
+        }
+        // SAFETY: the pointer was made from a `&mut dyn HttpStream` that outlives the running
+        // callback, and it is cleared before that callback returns (PluginInstance::invoke).
+        // Hostcalls run one at a time on this thread, so no other reference is alive.
+        self.call.stream.0.map(|mut p| unsafe { p.as_mut() })
+    }
+
+    pub(crate) fn stream_ref_is_none(&self) -> bool {
+        self.call.stream.0.is_none()
+    }
+
+    /// Logs through the request when there is one, else through the instance logger.
+    pub(crate) fn log(&mut self, level: LogLevel, msg: &[u8]) {
+        if let Some(s) = self.stream() {
+            s.log(level, msg);
+        } else {
+            self.logger.log(level, msg);
+        }
+    }
+
+    /// The root context that owns the effective context.
+    pub(crate) fn root_of_current(&self) -> Option<&RootInfo> {
+        let root = *self.contexts.get(&self.call.effective_id)?;
+        self.roots.get(&root)
+    }
+}

@@ -1,0 +1,345 @@
+//! One plugin instance (a module instantiated in one process), its root and HTTP contexts,
+//! and the callback lifecycle:
+//! `_initialize`/`main` (or `_start`) → per root: on_context_create(root, 0), on_vm_start,
+//! on_configure → per request: on_context_create(ctx, root), on_request_headers,
+//! on_response_headers, on_done, on_log, on_delete.
+//! Callbacks a module does not export are never called: they resolve to `None` once here.
+
+use std::fmt;
+use std::ptr::NonNull;
+
+use wasmer::{Engine, FunctionEnv, Instance, RuntimeError, Store, TypedFunction};
+
+use crate::abi::{AbiVersion, Action};
+use crate::env::{Callback, CallState, HostEnv, Logger, RootInfo, StreamSlot};
+use crate::hostcalls;
+use crate::runtime::CompiledModule;
+use crate::stream::{HttpStream, LocalResponse};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    Instantiate(String),
+    /// The callback trapped (or proc_exit'ed); the message is wasmer's.
+    Trap { callback: &'static str, message: String },
+    VmStartFailed,
+    ConfigureFailed,
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Instantiate(m) => write!(f, "cannot instantiate: {m}"),
+            HostError::Trap { callback, message } => write!(f, "{callback} failed: {message}"),
+            HostError::VmStartFailed => write!(f, "proxy_on_vm_start returned false"),
+            HostError::ConfigureFailed => write!(f, "proxy_on_configure returned false"),
+        }
+    }
+}
+
+/// What a stream callback decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub action: Action,
+    pub local_response: Option<LocalResponse>,
+}
+
+impl Outcome {
+    const CONTINUE: Outcome = Outcome { action: Action::Continue, local_response: None };
+}
+
+/// 0.1.0 header callbacks have no end_of_stream argument.
+enum HeadersFn {
+    V1(TypedFunction<(i32, i32), i32>),
+    V2(TypedFunction<(i32, i32, i32), i32>),
+}
+
+impl HeadersFn {
+    fn call(&self, store: &mut Store, ctx: u32, n: u32, eos: bool) -> Result<i32, RuntimeError> {
+        match self {
+            HeadersFn::V1(f) => f.call(store, ctx as i32, n as i32),
+            HeadersFn::V2(f) => f.call(store, ctx as i32, n as i32, eos as i32),
+        }
+    }
+}
+
+struct Callbacks {
+    context_create: Option<TypedFunction<(i32, i32), ()>>,
+    vm_start: Option<TypedFunction<(i32, i32), i32>>,
+    configure: Option<TypedFunction<(i32, i32), i32>>,
+    request_headers: Option<HeadersFn>,
+    response_headers: Option<HeadersFn>,
+    done: Option<TypedFunction<i32, i32>>,
+    log: Option<TypedFunction<i32, ()>>,
+    delete: Option<TypedFunction<i32, ()>>,
+}
+
+/// Which stream callbacks the module exports, so an embedder can skip whole phases.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exports {
+    pub request_headers: bool,
+    pub response_headers: bool,
+    pub log: bool,
+}
+
+pub struct PluginInstance {
+    store: Store,
+    env: FunctionEnv<HostEnv>,
+    cb: Callbacks,
+    abi: AbiVersion,
+    next_id: u32,
+}
+
+fn typed<A, R>(instance: &Instance, store: &Store, name: &str) -> Result<Option<TypedFunction<A, R>>, HostError>
+where
+    A: wasmer::WasmTypeList,
+    R: wasmer::WasmTypeList,
+{
+    if instance.exports.get_function(name).is_err() {
+        return Ok(None);
+    }
+    instance
+        .exports
+        .get_typed_function(store, name)
+        .map(Some)
+        .map_err(|e| HostError::Instantiate(format!("export {name} has the wrong signature: {e}")))
+}
+
+fn trap(callback: Callback, e: RuntimeError) -> HostError {
+    HostError::Trap { callback: callback.export_name(), message: e.message() }
+}
+
+impl PluginInstance {
+    /// Instantiates `module` and runs its start functions.
+    pub fn new(
+        engine: &Engine,
+        module: &CompiledModule,
+        vm_config: Vec<u8>,
+        logger: Box<dyn Logger>,
+    ) -> Result<PluginInstance, HostError> {
+        let mut store = Store::new(engine.clone());
+        let env = FunctionEnv::new(&mut store, HostEnv::new(module.abi, logger, vm_config));
+        let imports = hostcalls::imports(&mut store, &env, &module.module).map_err(HostError::Instantiate)?;
+        let instance = Instance::new(&mut store, &module.module, &imports)
+            .map_err(|e| HostError::Instantiate(e.to_string()))?;
+        let memory = instance
+            .exports
+            .get_memory("memory")
+            .map_err(|e| HostError::Instantiate(format!("memory: {e}")))?
+            .clone();
+        let alloc = match typed::<i32, i32>(&instance, &store, "proxy_on_memory_allocate")? {
+            Some(f) => f,
+            None => typed::<i32, i32>(&instance, &store, "malloc")?
+                .ok_or_else(|| HostError::Instantiate("exports no allocator".into()))?,
+        };
+        let headers = |name: &str| -> Result<Option<HeadersFn>, HostError> {
+            Ok(if module.abi.headers_have_end_of_stream() {
+                typed(&instance, &store, name)?.map(HeadersFn::V2)
+            } else {
+                typed(&instance, &store, name)?.map(HeadersFn::V1)
+            })
+        };
+        let cb = Callbacks {
+            context_create: typed(&instance, &store, "proxy_on_context_create")?,
+            vm_start: typed(&instance, &store, "proxy_on_vm_start")?,
+            configure: typed(&instance, &store, "proxy_on_configure")?,
+            request_headers: headers("proxy_on_request_headers")?,
+            response_headers: headers("proxy_on_response_headers")?,
+            done: typed(&instance, &store, "proxy_on_done")?,
+            log: typed(&instance, &store, "proxy_on_log")?,
+            delete: typed(&instance, &store, "proxy_on_delete")?,
+        };
+        let initialize = typed::<(), ()>(&instance, &store, "_initialize")?;
+        let main = typed::<(i32, i32), i32>(&instance, &store, "main")?;
+        let start = typed::<(), ()>(&instance, &store, "_start")?;
+        {
+            let data = env.as_mut(&mut store);
+            data.memory = Some(memory);
+            data.alloc = Some(alloc);
+        }
+        let mut inst = PluginInstance { store, env, cb, abi: module.abi, next_id: 1 };
+        // A WASI reactor has _initialize (then main, if any); a command has _start.
+        if let Some(init) = initialize {
+            inst.invoke(Callback::Start, 0, None, |_, st| init.call(st))?;
+            if let Some(main) = main {
+                inst.invoke(Callback::Start, 0, None, |_, st| main.call(st, 0, 0))?;
+            }
+        } else if let Some(start) = start {
+            inst.invoke(Callback::Start, 0, None, |_, st| start.call(st))?;
+        }
+        Ok(inst)
+    }
+
+    pub fn abi(&self) -> AbiVersion {
+        self.abi
+    }
+
+    pub fn exports(&self) -> Exports {
+        Exports {
+            request_headers: self.cb.request_headers.is_some(),
+            response_headers: self.cb.response_headers.is_some(),
+            log: self.cb.log.is_some(),
+        }
+    }
+
+    fn next_context_id(&mut self) -> u32 {
+        let id = self.next_id;
+        // Ids are never 0 (0 is "no parent"); wrapping after 4 billion contexts skips live ones.
+        loop {
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+            if !self.env.as_ref(&self.store).contexts.contains_key(&self.next_id) {
+                break;
+            }
+        }
+        id
+    }
+
+    /// Runs one callback with the call state set, and always clears it afterwards, so the
+    /// stream pointer never outlives the borrow it came from.
+    fn invoke<R>(
+        &mut self,
+        callback: Callback,
+        context_id: u32,
+        stream: Option<&mut dyn HttpStream>,
+        f: impl FnOnce(&Callbacks, &mut Store) -> Result<R, RuntimeError>,
+    ) -> Result<(R, Option<LocalResponse>), HostError> {
+        let slot = stream.map(|s| {
+            // SAFETY: erases the borrow's lifetime; the pointer is removed from the env below,
+            // before this function returns, whatever the callback did.
+            let s: &mut (dyn HttpStream + 'static) = unsafe { std::mem::transmute(s) };
+            NonNull::from(s)
+        });
+        {
+            let data = self.env.as_mut(&mut self.store);
+            data.call = CallState::idle();
+            data.call.callback = callback;
+            data.call.context_id = context_id;
+            data.call.effective_id = context_id;
+            data.call.stream = StreamSlot(slot);
+        }
+        let r = f(&self.cb, &mut self.store);
+        let data = self.env.as_mut(&mut self.store);
+        let local = data.call.local_response.take();
+        data.call = CallState::idle();
+        r.map(|v| (v, local)).map_err(|e| trap(callback, e))
+    }
+
+    /// Creates a root context and runs on_vm_start, then on_configure with `plugin_config`
+    /// (skipped when None: a module loaded but used by no filter). Returns its context id.
+    pub fn create_root_context(&mut self, plugin_config: Option<Vec<u8>>) -> Result<u32, HostError> {
+        let configure = plugin_config.is_some();
+        let plugin_config = plugin_config.unwrap_or_default();
+        let id = self.next_context_id();
+        let config_len = plugin_config.len() as i32;
+        let vm_config_len = {
+            let data = self.env.as_mut(&mut self.store);
+            data.contexts.insert(id, id);
+            data.roots.insert(id, RootInfo { config: plugin_config });
+            data.vm_config.len() as i32
+        };
+        self.invoke(Callback::ContextCreate, id, None, |cb, st| match &cb.context_create {
+            Some(f) => f.call(st, id as i32, 0),
+            None => Ok(()),
+        })?;
+        let (ok, _) = self.invoke(Callback::VmStart, id, None, |cb, st| match &cb.vm_start {
+            Some(f) => f.call(st, id as i32, vm_config_len),
+            None => Ok(1),
+        })?;
+        if ok == 0 {
+            return Err(HostError::VmStartFailed);
+        }
+        if !configure {
+            return Ok(id);
+        }
+        let (ok, _) = self.invoke(Callback::Configure, id, None, |cb, st| match &cb.configure {
+            Some(f) => f.call(st, id as i32, config_len),
+            None => Ok(1),
+        })?;
+        if ok == 0 {
+            return Err(HostError::ConfigureFailed);
+        }
+        Ok(id)
+    }
+
+    /// Creates the HTTP context of one request under `root`.
+    pub fn create_http_context(&mut self, root: u32) -> Result<u32, HostError> {
+        let id = self.next_context_id();
+        self.env.as_mut(&mut self.store).contexts.insert(id, root);
+        self.invoke(Callback::ContextCreate, id, None, |cb, st| match &cb.context_create {
+            Some(f) => f.call(st, id as i32, root as i32),
+            None => Ok(()),
+        })?;
+        Ok(id)
+    }
+
+    fn headers(
+        &mut self,
+        callback: Callback,
+        ctx: u32,
+        stream: &mut dyn HttpStream,
+        num_headers: u32,
+        end_of_stream: bool,
+    ) -> Result<Outcome, HostError> {
+        let (action, local_response) = self.invoke(callback, ctx, Some(stream), |cb, st| {
+            let f = if callback == Callback::RequestHeaders { &cb.request_headers } else { &cb.response_headers };
+            match f {
+                Some(f) => f.call(st, ctx, num_headers, end_of_stream),
+                None => Ok(0),
+            }
+        })?;
+        Ok(Outcome { action: Action::from_i32(action), local_response })
+    }
+
+    pub fn on_request_headers(
+        &mut self,
+        ctx: u32,
+        stream: &mut dyn HttpStream,
+        num_headers: u32,
+        end_of_stream: bool,
+    ) -> Result<Outcome, HostError> {
+        if self.cb.request_headers.is_none() {
+            return Ok(Outcome::CONTINUE);
+        }
+        self.headers(Callback::RequestHeaders, ctx, stream, num_headers, end_of_stream)
+    }
+
+    pub fn on_response_headers(
+        &mut self,
+        ctx: u32,
+        stream: &mut dyn HttpStream,
+        num_headers: u32,
+        end_of_stream: bool,
+    ) -> Result<Outcome, HostError> {
+        if self.cb.response_headers.is_none() {
+            return Ok(Outcome::CONTINUE);
+        }
+        self.headers(Callback::ResponseHeaders, ctx, stream, num_headers, end_of_stream)
+    }
+
+    /// on_done then on_log (when on_done agrees, or is not exported). nginx cannot hold the
+    /// log phase, so a false from on_done only skips on_log.
+    pub fn on_done_and_log(&mut self, ctx: u32, stream: &mut dyn HttpStream) -> Result<(), HostError> {
+        let (done, _) = self.invoke(Callback::Done, ctx, Some(&mut *stream), |cb, st| match &cb.done {
+            Some(f) => f.call(st, ctx as i32),
+            None => Ok(1),
+        })?;
+        if done != 0 && self.cb.log.is_some() {
+            self.invoke(Callback::Log, ctx, Some(stream), |cb, st| match &cb.log {
+                Some(f) => f.call(st, ctx as i32),
+                None => Ok(()),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// on_delete, then forgets the context whatever happened.
+    pub fn on_delete(&mut self, ctx: u32) -> Result<(), HostError> {
+        let r = self.invoke(Callback::Delete, ctx, None, |cb, st| match &cb.delete {
+            Some(f) => f.call(st, ctx as i32),
+            None => Ok(()),
+        });
+        let data = self.env.as_mut(&mut self.store);
+        data.contexts.remove(&ctx);
+        data.roots.remove(&ctx);
+        r.map(|_| ())
+    }
+}

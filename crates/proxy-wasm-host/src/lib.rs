@@ -1,0 +1,23 @@
+//! The Proxy-Wasm host core and its wasm runtime layer, independent of nginx.
+//!
+//! - `abi`, `maps`: the ABI's constants and header-map codec (pure, fuzzable).
+//! - `runtime`: wasmer engines, compilation, load-time validation.
+//! - `instance`: one plugin instance, its contexts and the callback lifecycle.
+//! - `hostcalls`: the functions plugins import (Proxy-Wasm and WASI).
+//! - `stream`: the `HttpStream` trait an embedder implements for one request.
+
+pub mod abi;
+mod env;
+pub mod hostcalls;
+pub mod instance;
+pub mod maps;
+mod memory;
+pub mod runtime;
+pub mod stream;
+
+pub use abi::{Action, LogLevel, MapType, Status};
+pub use env::{Callback, Logger};
+pub use instance::{HostError, Outcome, PluginInstance};
+pub use runtime::{compile, new_engine, CompiledModule, Compiler};
+pub use stream::{HttpStream, LocalResponse, MemoryStream};
+pub use wasmer::Engine;

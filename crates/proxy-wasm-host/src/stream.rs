@@ -1,0 +1,113 @@
+//! What an embedder (nginx, or a test) provides to the host core for one HTTP stream.
+//!
+//! The host core never touches nginx: hostcalls that read or change a request go through this
+//! trait. nginx implements it over `ngx_http_request_t` (src/request.rs); `MemoryStream` below
+//! implements it in memory for unit tests and fuzzing.
+
+use crate::abi::{LogLevel, MapType, Status};
+use crate::maps::MapBuilder;
+
+pub trait HttpStream {
+    /// Logs a plugin message in the context of this request (already level-checked).
+    fn log(&mut self, level: LogLevel, msg: &[u8]);
+    /// Serializes a whole map, pseudo-headers first. NotFound if the map does not exist now.
+    fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status;
+    /// The value of `key` (compared case-insensitively) into `out`: Ok or NotFound.
+    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status;
+    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status;
+    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status;
+    /// Sets `key` to `value`, replacing every existing value, or adds it.
+    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status;
+    /// Removes every value of `key`; Ok even when absent.
+    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status;
+}
+
+/// A local response requested by a plugin with `proxy_send_local_response`; the embedder
+/// sends it once the callback has returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u32,
+    pub details: Vec<u8>,
+    pub body: Vec<u8>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub grpc_status: i32,
+}
+
+/// An in-memory stream: header maps as ordered pair lists. Pseudo-headers are plain entries.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStream {
+    pub request_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub response_headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    pub logs: Vec<(LogLevel, String)>,
+}
+
+impl MemoryStream {
+    fn map_mut(&mut self, map: MapType) -> Option<&mut Vec<(Vec<u8>, Vec<u8>)>> {
+        match map {
+            MapType::RequestHeaders => Some(&mut self.request_headers),
+            MapType::ResponseHeaders => self.response_headers.as_mut(),
+            _ => None,
+        }
+    }
+
+    pub fn header(&self, map: MapType, key: &str) -> Option<String> {
+        let m = match map {
+            MapType::RequestHeaders => &self.request_headers,
+            MapType::ResponseHeaders => self.response_headers.as_ref()?,
+            _ => return None,
+        };
+        m.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key.as_bytes()))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+impl HttpStream for MemoryStream {
+    fn log(&mut self, level: LogLevel, msg: &[u8]) {
+        self.logs.push((level, String::from_utf8_lossy(msg).into_owned()));
+    }
+
+    fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status {
+        let Some(m) = self.map_mut(map) else { return Status::NotFound };
+        for (k, v) in m.iter() {
+            out.push_lowercase_key(k, v);
+        }
+        Status::Ok
+    }
+
+    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
+        let Some(m) = self.map_mut(map) else { return Status::NotFound };
+        match m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            Some((_, v)) => {
+                out.extend_from_slice(v);
+                Status::Ok
+            }
+            None => Status::NotFound,
+        }
+    }
+
+    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
+        let Some(m) = self.map_mut(map) else { return Status::NotFound };
+        *m = pairs.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        Status::Ok
+    }
+
+    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        let Some(m) = self.map_mut(map) else { return Status::NotFound };
+        m.push((key.to_vec(), value.to_vec()));
+        Status::Ok
+    }
+
+    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        let Some(m) = self.map_mut(map) else { return Status::NotFound };
+        m.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        m.push((key.to_vec(), value.to_vec()));
+        Status::Ok
+    }
+
+    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
+        let Some(m) = self.map_mut(map) else { return Status::NotFound };
+        m.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        Status::Ok
+    }
+}

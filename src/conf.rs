@@ -1,0 +1,186 @@
+//! Directives: `wasm_vm`, `wasm_module`, `proxy_wasm`. Handlers only record and read files;
+//! compiling and running plugins happens once per configuration load in postconfiguration
+//! (see worker.rs), never in the `nginx -s` signaller.
+
+use std::ffi::{c_char, c_void};
+
+use ngx::core;
+use ngx::ffi::*;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
+use proxy_wasm_host::{CompiledModule, Compiler, Engine};
+
+use crate::Module;
+
+/// Where a directive was written, for messages that name the file and line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+impl Origin {
+    unsafe fn of(cf: *mut ngx_conf_t) -> Origin {
+        let cf = &*cf;
+        if cf.conf_file.is_null() {
+            return Origin::default();
+        }
+        let f = &*cf.conf_file;
+        Origin { file: f.file.name.to_string(), line: f.line as usize }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "in {}:{}", self.file, self.line)
+    }
+}
+
+pub(crate) struct ModuleDef {
+    pub name: String,
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub vm_config: Vec<u8>,
+    pub origin: Origin,
+    /// Set in postconfiguration (in the master, before fork), shared by every worker.
+    pub compiled: Option<CompiledModule>,
+}
+
+pub(crate) struct FilterDef {
+    pub module: usize,
+    pub config: Vec<u8>,
+    pub origin: Origin,
+}
+
+#[derive(Default)]
+pub(crate) struct MainConf {
+    pub compiler: Option<Compiler>,
+    pub modules: Vec<ModuleDef>,
+    /// One per `proxy_wasm` occurrence: each gets its own root context in every worker.
+    pub filters: Vec<FilterDef>,
+    pub engine: Option<Engine>,
+}
+
+impl MainConf {
+    pub fn module_index(&self, name: &str) -> Option<usize> {
+        self.modules.iter().position(|m| m.name == name)
+    }
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct LocConf {
+    /// Indices into MainConf::filters, in execution order; None = inherit.
+    pub filters: Option<Vec<usize>>,
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+        if self.filters.is_none() {
+            self.filters = prev.filters.clone();
+        }
+        Ok(())
+    }
+}
+
+// SAFETY: the configuration types are the ones create_main_conf / create_loc_conf allocate.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+
+/// Arguments of the directive being parsed (args[0] is its name).
+unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
+    (*(*cf).args).as_slice()
+}
+
+fn arg_string(s: &ngx_str_t) -> String {
+    String::from_utf8_lossy(s.as_bytes()).into_owned()
+}
+
+macro_rules! conf_error {
+    ($cf:expr, $($arg:tt)*) => {{
+        let msg = format!($($arg)*);
+        ngx::ngx_conf_log_error!(NGX_LOG_EMERG, $cf, "{}", msg);
+        return core::NGX_CONF_ERROR;
+    }};
+}
+
+/// `wasm_vm wasmer [cranelift|singlepass];`
+pub(crate) extern "C" fn set_wasm_vm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_vm", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        let a = args(cf);
+        if mcf.compiler.is_some() {
+            conf_error!(cf, "\"wasm_vm\" directive is duplicate");
+        }
+        if a[1].as_bytes() != b"wasmer" {
+            conf_error!(cf, "unknown wasm runtime \"{}\" in \"wasm_vm\": this module runs \"wasmer\"", arg_string(&a[1]));
+        }
+        let compiler = if a.len() > 2 {
+            match Compiler::from_name(&arg_string(&a[2])) {
+                Some(c) => c,
+                None => conf_error!(
+                    cf,
+                    "unknown wasmer compiler \"{}\" in \"wasm_vm\": use \"cranelift\" or \"singlepass\"",
+                    arg_string(&a[2])
+                ),
+            }
+        } else {
+            Compiler::Cranelift
+        };
+        if let Err(e) = proxy_wasm_host::new_engine(compiler) {
+            conf_error!(cf, "wasm_vm: {e}");
+        }
+        mcf.compiler = Some(compiler);
+        core::NGX_CONF_OK
+    })
+}
+
+/// `wasm_module NAME PATH [VM_CONFIG];`
+pub(crate) extern "C" fn set_wasm_module(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_module", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        let a = args(cf);
+        let name = arg_string(&a[1]);
+        if name.is_empty() {
+            conf_error!(cf, "wasm_module: empty module name");
+        }
+        if mcf.module_index(&name).is_some() {
+            conf_error!(cf, "wasm_module \"{name}\" is already defined");
+        }
+        // Relative paths are relative to the prefix, like every nginx file path.
+        let mut path = a[2];
+        if ngx_conf_full_name((*cf).cycle, &mut path, 0) != NGX_OK as ngx_int_t {
+            conf_error!(cf, "wasm_module \"{name}\": bad path \"{}\"", arg_string(&a[2]));
+        }
+        let path = arg_string(&path);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => conf_error!(cf, "wasm_module \"{name}\": cannot read \"{path}\": {e}"),
+        };
+        let vm_config = a.get(3).map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+        mcf.modules.push(ModuleDef { name, path, bytes, vm_config, origin: Origin::of(cf), compiled: None });
+        core::NGX_CONF_OK
+    })
+}
+
+/// `proxy_wasm NAME [PLUGIN_CONFIG];` — appends a filter to this level's chain.
+pub(crate) extern "C" fn set_proxy_wasm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("proxy_wasm", core::NGX_CONF_ERROR, || unsafe {
+        let lcf = &mut *(conf as *mut LocConf);
+        let Some(mcf) = Module::main_conf_mut(&*cf) else {
+            conf_error!(cf, "proxy_wasm: no http main configuration");
+        };
+        let a = args(cf);
+        let name = arg_string(&a[1]);
+        let Some(module) = mcf.module_index(&name) else {
+            conf_error!(cf, "proxy_wasm: unknown module \"{name}\": declare it first with \"wasm_module {name} /path/to/filter.wasm;\" in the http block");
+        };
+        let config = a.get(2).map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+        mcf.filters.push(FilterDef { module, config, origin: Origin::of(cf) });
+        let idx = mcf.filters.len() - 1;
+        lcf.filters.get_or_insert_with(Vec::new).push(idx);
+        core::NGX_CONF_OK
+    })
+}

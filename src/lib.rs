@@ -1,0 +1,142 @@
+//! ngx-proxy-wasm: an nginx module that runs Proxy-Wasm filters on wasmer.
+//!
+//! This crate is the nginx glue only: directives, phase handlers and filters that turn nginx
+//! events into calls on the host core (`proxy-wasm-host`, which knows nothing of nginx).
+//!
+//! - `conf`: directive handlers, main and location configuration.
+//! - `worker`: load-time compile and validation (before fork), per-worker instances.
+//! - `access`: on_request_headers in the access phase, local responses.
+//! - `filters`: on_response_headers in the header filter; the body filter that replaces an
+//!   upstream body by a local response.
+//! - `log_phase`: on_done / on_log / on_delete at the end of a request.
+//! - `request`: the host core's `HttpStream` over `ngx_http_request_t`.
+//! - `ngx_log`: plugin logs into nginx's error log.
+
+use std::ffi::c_char;
+use std::ptr::{addr_of, addr_of_mut, null_mut};
+
+use ngx::ffi::*;
+use ngx::http::HttpModule;
+
+mod access;
+mod chain;
+mod conf;
+mod filters;
+mod local_response;
+mod log_phase;
+mod ngx_log;
+mod request;
+mod worker;
+
+pub(crate) struct Module;
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: a static that nginx only writes (ctx_index, index) before any request runs.
+        unsafe { &*addr_of!(ngx_http_proxy_wasm_module) }
+    }
+
+    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        worker::postconfiguration(cf)
+    }
+}
+
+static mut COMMANDS: [ngx_command_t; 4] = [
+    ngx_command_t {
+        name: ngx::ngx_string!("wasm_vm"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
+        set: Some(conf::set_wasm_vm),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("wasm_module"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE23) as ngx_uint_t,
+        set: Some(conf::set_wasm_module),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("proxy_wasm"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
+        set: Some(conf::set_proxy_wasm),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t::empty(),
+];
+
+static CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: Some(Module::postconfiguration),
+    create_main_conf: Some(Module::create_main_conf),
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+#[used]
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_proxy_wasm_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(CTX) as _,
+    // SAFETY: only the address is taken; nginx reads the table.
+    commands: unsafe { addr_of_mut!(COMMANDS[0]) },
+    type_: NGX_HTTP_MODULE as _,
+    init_process: Some(worker::init_process),
+    exit_process: Some(worker::exit_process),
+    ..ngx_module_t::default()
+};
+
+// The three symbols nginx looks for in a dynamic module. When nginx's own build system links
+// us (./configure --add-dynamic-module), it generates them from `config`, so they are only
+// defined for the standalone cdylib (feature "module-exports").
+//
+// Order: we go right before ngx_http_headers_filter_module, so that in the filter chains our
+// header filter runs after `add_header` (a plugin sees and may change those headers) and our
+// body filter after ngx_http_copy_filter_module (bodies arrive in memory, not as file buffers).
+#[cfg(feature = "module-exports")]
+mod exports {
+    use super::*;
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_modules: [*const ngx_module_t; 2] = [addr_of!(ngx_http_proxy_wasm_module), std::ptr::null()];
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_module_names: [*const c_char; 2] = [c"ngx_http_proxy_wasm_module".as_ptr(), std::ptr::null()];
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_module_order: [*const c_char; 3] = [
+        c"ngx_http_proxy_wasm_module".as_ptr(),
+        c"ngx_http_headers_filter_module".as_ptr(),
+        std::ptr::null(),
+    ];
+}
+
+#[cfg(not(feature = "module-exports"))]
+#[allow(dead_code)]
+const _NO_EXPORTS: Option<*const c_char> = None;
+
+/// Runs `f`, turning a panic into `on_panic` so that no panic unwinds into nginx's C frames.
+pub(crate) fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            ngx_log::cycle_error(&format!("proxy_wasm: internal error in {what}: {msg}"));
+            on_panic
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! The host core's `HttpStream` over an `ngx_http_request_t`: request and response header
+//! maps, pseudo-headers, and keeping nginx's parsed shortcuts (r->headers_in.host, ...)
+//! consistent with the header lists after a plugin edits them.
+
+use std::mem::offset_of;
+use std::ptr;
+
+use ngx::ffi::*;
+use proxy_wasm_host::maps::MapBuilder;
+use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
+
+use crate::ngx_log;
+
+/// Which maps exist at this point of the request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Request,
+    Response,
+}
+
+pub(crate) struct NgxStream<'a> {
+    r: *mut ngx_http_request_t,
+    label: &'a str,
+    phase: Phase,
+}
+
+impl<'a> NgxStream<'a> {
+    /// SAFETY: `r` must be a live request for the lifetime of the stream.
+    pub unsafe fn new(r: *mut ngx_http_request_t, label: &'a str, phase: Phase) -> NgxStream<'a> {
+        NgxStream { r, label, phase }
+    }
+
+    /// The number of headers the plugin will see in `map` (pseudo-headers included).
+    pub fn count(&mut self, map: MapType) -> u32 {
+        let mut n = 0u32;
+        // SAFETY: the request is live (constructor contract).
+        unsafe { self.visit(map, &mut |_, _| { n += 1; false }) };
+        n
+    }
+}
+
+unsafe fn bytes<'b>(s: &ngx_str_t) -> &'b [u8] {
+    if s.len == 0 || s.data.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(s.data, s.len)
+    }
+}
+
+/// Calls `f` on every element of an ngx_list_t of ngx_table_elt_t, stopping when it says so.
+unsafe fn each_elt(list: *mut ngx_list_t, f: &mut dyn FnMut(*mut ngx_table_elt_t) -> bool) {
+    let mut part: *mut ngx_list_part_t = &mut (*list).part;
+    while !part.is_null() {
+        let elts = (*part).elts as *mut ngx_table_elt_t;
+        for i in 0..(*part).nelts {
+            if f(elts.add(i)) {
+                return;
+            }
+        }
+        part = (*part).next;
+    }
+}
+
+/// Copies `data` into the request pool (NUL-terminated, as nginx strings usually are).
+unsafe fn pool_str(r: *mut ngx_http_request_t, data: &[u8]) -> Option<ngx_str_t> {
+    let p = ngx_pnalloc((*r).pool, data.len() + 1) as *mut u8;
+    if p.is_null() {
+        return None;
+    }
+    ptr::copy_nonoverlapping(data.as_ptr(), p, data.len());
+    *p.add(data.len()) = 0;
+    Some(ngx_str_t { len: data.len(), data: p })
+}
+
+unsafe fn pool_lower(r: *mut ngx_http_request_t, data: &[u8]) -> Option<*mut u8> {
+    let p = ngx_pnalloc((*r).pool, data.len() + 1) as *mut u8;
+    if p.is_null() {
+        return None;
+    }
+    for (i, b) in data.iter().enumerate() {
+        *p.add(i) = b.to_ascii_lowercase();
+    }
+    *p.add(data.len()) = 0;
+    Some(p)
+}
+
+/// Appends a header element to `list`.
+unsafe fn push_elt(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8], value: &[u8]) -> Option<*mut ngx_table_elt_t> {
+    let key_s = pool_str(r, key)?;
+    let value_s = pool_str(r, value)?;
+    let lc = pool_lower(r, key)?;
+    let e = ngx_list_push(list) as *mut ngx_table_elt_t;
+    if e.is_null() {
+        return None;
+    }
+    (*e).key = key_s;
+    (*e).value = value_s;
+    (*e).lowcase_key = lc;
+    (*e).hash = ngx_hash_key(lc, key.len());
+    #[cfg(ngx_linked_headers)]
+    {
+        (*e).next = ptr::null_mut();
+    }
+    Some(e)
+}
+
+fn eq_key(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+type Shortcut = (&'static [u8], usize);
+
+/// r->headers_in pointers that nginx modules read instead of the list.
+const IN_SHORTCUTS: &[Shortcut] = &[
+    (b"host", offset_of!(ngx_http_headers_in_t, host)),
+    (b"connection", offset_of!(ngx_http_headers_in_t, connection)),
+    (b"if-modified-since", offset_of!(ngx_http_headers_in_t, if_modified_since)),
+    (b"if-unmodified-since", offset_of!(ngx_http_headers_in_t, if_unmodified_since)),
+    (b"if-match", offset_of!(ngx_http_headers_in_t, if_match)),
+    (b"if-none-match", offset_of!(ngx_http_headers_in_t, if_none_match)),
+    (b"user-agent", offset_of!(ngx_http_headers_in_t, user_agent)),
+    (b"referer", offset_of!(ngx_http_headers_in_t, referer)),
+    (b"content-length", offset_of!(ngx_http_headers_in_t, content_length)),
+    (b"content-range", offset_of!(ngx_http_headers_in_t, content_range)),
+    (b"content-type", offset_of!(ngx_http_headers_in_t, content_type)),
+    (b"range", offset_of!(ngx_http_headers_in_t, range)),
+    (b"if-range", offset_of!(ngx_http_headers_in_t, if_range)),
+    (b"transfer-encoding", offset_of!(ngx_http_headers_in_t, transfer_encoding)),
+    (b"te", offset_of!(ngx_http_headers_in_t, te)),
+    (b"expect", offset_of!(ngx_http_headers_in_t, expect)),
+    (b"upgrade", offset_of!(ngx_http_headers_in_t, upgrade)),
+    (b"authorization", offset_of!(ngx_http_headers_in_t, authorization)),
+    (b"keep-alive", offset_of!(ngx_http_headers_in_t, keep_alive)),
+    #[cfg(ngx_linked_headers)]
+    (b"cookie", offset_of!(ngx_http_headers_in_t, cookie)),
+    #[cfg(all(ngx_linked_headers, ngx_feature = "http_x_forwarded_for"))]
+    (b"x-forwarded-for", offset_of!(ngx_http_headers_in_t, x_forwarded_for)),
+];
+
+/// r->headers_out pointers that ngx_http_header_filter prefers to its own defaults.
+const OUT_SHORTCUTS: &[Shortcut] = &[
+    (b"server", offset_of!(ngx_http_headers_out_t, server)),
+    (b"date", offset_of!(ngx_http_headers_out_t, date)),
+    (b"content-length", offset_of!(ngx_http_headers_out_t, content_length)),
+    (b"content-encoding", offset_of!(ngx_http_headers_out_t, content_encoding)),
+    (b"location", offset_of!(ngx_http_headers_out_t, location)),
+    (b"refresh", offset_of!(ngx_http_headers_out_t, refresh)),
+    (b"last-modified", offset_of!(ngx_http_headers_out_t, last_modified)),
+    (b"content-range", offset_of!(ngx_http_headers_out_t, content_range)),
+    (b"accept-ranges", offset_of!(ngx_http_headers_out_t, accept_ranges)),
+    (b"www-authenticate", offset_of!(ngx_http_headers_out_t, www_authenticate)),
+    (b"expires", offset_of!(ngx_http_headers_out_t, expires)),
+    (b"etag", offset_of!(ngx_http_headers_out_t, etag)),
+];
+
+unsafe fn slot(base: *mut u8, off: usize) -> *mut *mut ngx_table_elt_t {
+    base.add(off) as *mut *mut ngx_table_elt_t
+}
+
+const NGX_HTTP_METHODS: &[(&[u8], u32)] = &[
+    (b"GET", NGX_HTTP_GET),
+    (b"HEAD", NGX_HTTP_HEAD),
+    (b"POST", NGX_HTTP_POST),
+    (b"PUT", NGX_HTTP_PUT),
+    (b"DELETE", NGX_HTTP_DELETE),
+    (b"OPTIONS", NGX_HTTP_OPTIONS),
+    (b"PATCH", NGX_HTTP_PATCH),
+    (b"TRACE", NGX_HTTP_TRACE),
+    (b"CONNECT", NGX_HTTP_CONNECT),
+    (b"MKCOL", NGX_HTTP_MKCOL),
+    (b"COPY", NGX_HTTP_COPY),
+    (b"MOVE", NGX_HTTP_MOVE),
+    (b"PROPFIND", NGX_HTTP_PROPFIND),
+    (b"PROPPATCH", NGX_HTTP_PROPPATCH),
+    (b"LOCK", NGX_HTTP_LOCK),
+    (b"UNLOCK", NGX_HTTP_UNLOCK),
+];
+
+impl NgxStream<'_> {
+    unsafe fn scheme(&self) -> &'static [u8] {
+        #[cfg(ngx_feature = "ssl")]
+        if !(*(*self.r).connection).ssl.is_null() {
+            return b"https";
+        }
+        b"http"
+    }
+
+    unsafe fn authority(&self) -> &[u8] {
+        let hi = &(*self.r).headers_in;
+        if !hi.host.is_null() {
+            bytes(&(*hi.host).value)
+        } else {
+            bytes(&hi.server)
+        }
+    }
+
+    /// Walks a map in the order a plugin sees it; `f` returns true to stop.
+    unsafe fn visit(&mut self, map: MapType, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Status {
+        let r = self.r;
+        match map {
+            MapType::RequestHeaders => {
+                let pseudo: [(&[u8], &[u8]); 4] = [
+                    (b":authority", self.authority()),
+                    (b":method", bytes(&(*r).method_name)),
+                    (b":path", bytes(&(*r).unparsed_uri)),
+                    (b":scheme", self.scheme()),
+                ];
+                for (k, v) in pseudo {
+                    if f(k, v) {
+                        return Status::Ok;
+                    }
+                }
+                each_elt(&mut (*r).headers_in.headers, &mut |e| (*e).hash != 0 && f(bytes(&(*e).key), bytes(&(*e).value)));
+                Status::Ok
+            }
+            MapType::ResponseHeaders if self.phase == Phase::Response => {
+                let ho = &mut (*r).headers_out;
+                let code = ho.status.min(999);
+                let status = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
+                if f(b":status", &status) {
+                    return Status::Ok;
+                }
+                if ho.content_type.len > 0 {
+                    let mut ct = bytes(&ho.content_type).to_vec();
+                    if ho.charset.len > 0 {
+                        ct.extend_from_slice(b"; charset=");
+                        ct.extend_from_slice(bytes(&ho.charset));
+                    }
+                    if f(b"content-type", &ct) {
+                        return Status::Ok;
+                    }
+                }
+                if ho.content_length.is_null() && ho.content_length_n >= 0 {
+                    let n = ho.content_length_n.to_string();
+                    if f(b"content-length", n.as_bytes()) {
+                        return Status::Ok;
+                    }
+                }
+                if ho.last_modified.is_null() && ho.last_modified_time != -1 {
+                    let mut buf = [0u8; 64];
+                    let end = ngx_http_time(buf.as_mut_ptr(), ho.last_modified_time);
+                    let len = end.offset_from(buf.as_ptr()) as usize;
+                    if f(b"last-modified", &buf[..len]) {
+                        return Status::Ok;
+                    }
+                }
+                each_elt(&mut ho.headers, &mut |e| (*e).hash != 0 && f(bytes(&(*e).key), bytes(&(*e).value)));
+                Status::Ok
+            }
+            _ => Status::NotFound,
+        }
+    }
+
+    // ---- request headers ----
+
+    /// Points every headers_in shortcut at the first matching list element (chaining repeats
+    /// where nginx >= 1.23 chains them), after any edit of the list.
+    unsafe fn refresh_in_shortcuts(&mut self) {
+        let r = self.r;
+        let hi = &mut (*r).headers_in as *mut ngx_http_headers_in_t;
+        for (_, off) in IN_SHORTCUTS {
+            *slot(hi as *mut u8, *off) = ptr::null_mut();
+        }
+        #[cfg(not(ngx_linked_headers))]
+        let cookies_ok = ngx_array_init(&mut (*hi).cookies, (*r).pool, 2, std::mem::size_of::<*mut ngx_table_elt_t>()) == NGX_OK as ngx_int_t;
+        each_elt(&mut (*hi).headers, &mut |e| {
+            if (*e).hash == 0 {
+                return false;
+            }
+            let key = bytes(&(*e).key);
+            #[cfg(ngx_linked_headers)]
+            {
+                (*e).next = ptr::null_mut();
+            }
+            for (name, off) in IN_SHORTCUTS {
+                if eq_key(key, name) {
+                    let s = slot(hi as *mut u8, *off);
+                    if (*s).is_null() {
+                        *s = e;
+                    } else {
+                        #[cfg(ngx_linked_headers)]
+                        {
+                            let mut last = *s;
+                            while !(*last).next.is_null() {
+                                last = (*last).next;
+                            }
+                            (*last).next = e;
+                        }
+                    }
+                }
+            }
+            #[cfg(not(ngx_linked_headers))]
+            if cookies_ok && eq_key(key, b"cookie") {
+                let p = ngx_array_push(&mut (*hi).cookies) as *mut *mut ngx_table_elt_t;
+                if !p.is_null() {
+                    *p = e;
+                }
+            }
+            false
+        });
+        // $host and virtual-host logic read headers_in.server, derived from Host.
+        if !(*hi).host.is_null() {
+            let v = bytes(&(*(*hi).host).value);
+            let host = if v.starts_with(b"[") {
+                v.iter().position(|&b| b == b']').map(|i| &v[..=i]).unwrap_or(v)
+            } else {
+                v.iter().position(|&b| b == b':').map(|i| &v[..i]).unwrap_or(v)
+            };
+            if let Some(s) = pool_str(r, &host.to_ascii_lowercase()) {
+                (*hi).server = s;
+            }
+        }
+    }
+
+    /// Rebuilds headers_in.headers without the elements `drop` selects. nginx lists cannot
+    /// delete, and a zeroed hash is not enough: proxy_pass and $http_* still see the header.
+    unsafe fn rebuild_in(&mut self, drop: &dyn Fn(&[u8]) -> bool) -> Status {
+        let r = self.r;
+        let mut kept: Vec<ngx_table_elt_t> = Vec::new();
+        each_elt(&mut (*r).headers_in.headers, &mut |e| {
+            if (*e).hash != 0 && !drop(bytes(&(*e).key)) {
+                kept.push(ptr::read(e));
+            }
+            false
+        });
+        let mut list: ngx_list_t = std::mem::zeroed();
+        if ngx_list_init(&mut list, (*r).pool, kept.len().max(8), std::mem::size_of::<ngx_table_elt_t>()) != NGX_OK as ngx_int_t {
+            return Status::InternalFailure;
+        }
+        (*r).headers_in.headers = list;
+        // The list head moved: fix its `last` pointer before pushing into it.
+        (*r).headers_in.headers.last = &mut (*r).headers_in.headers.part;
+        for e in kept {
+            let slot = ngx_list_push(&mut (*r).headers_in.headers) as *mut ngx_table_elt_t;
+            if slot.is_null() {
+                return Status::InternalFailure;
+            }
+            ptr::write(slot, e);
+        }
+        Status::Ok
+    }
+
+    unsafe fn set_request_pseudo(&mut self, key: &[u8], value: &[u8]) -> Status {
+        let r = self.r;
+        match key {
+            b":method" => {
+                if value.is_empty() || !value.iter().all(|b| b.is_ascii_alphabetic()) {
+                    return Status::BadArgument;
+                }
+                let Some(s) = pool_str(r, value) else { return Status::InternalFailure };
+                (*r).method_name = s;
+                (*r).method = NGX_HTTP_METHODS
+                    .iter()
+                    .find(|(m, _)| *m == value)
+                    .map(|(_, v)| *v as ngx_uint_t)
+                    .unwrap_or(NGX_HTTP_UNKNOWN as ngx_uint_t);
+                Status::Ok
+            }
+            b":path" => {
+                if !value.starts_with(b"/") || value.iter().any(|&b| b <= b' ' || b == 0x7f) {
+                    return Status::BadArgument;
+                }
+                let Some(s) = pool_str(r, value) else { return Status::InternalFailure };
+                (*r).unparsed_uri = s;
+                let q = value.iter().position(|&b| b == b'?');
+                (*r).uri = ngx_str_t { len: q.unwrap_or(value.len()), data: s.data };
+                (*r).args = match q {
+                    Some(i) => ngx_str_t { len: value.len() - i - 1, data: s.data.add(i + 1) },
+                    None => ngx_str_t { len: 0, data: ptr::null_mut() },
+                };
+                (*r).set_valid_unparsed_uri(1);
+                Status::Ok
+            }
+            b":authority" => {
+                let st = self.rebuild_in(&|k| eq_key(k, b"host"));
+                if st != Status::Ok {
+                    return st;
+                }
+                if push_elt(r, &mut (*r).headers_in.headers, b"Host", value).is_none() {
+                    return Status::InternalFailure;
+                }
+                self.refresh_in_shortcuts();
+                Status::Ok
+            }
+            // nginx cannot change the scheme of a connection; accept only the current one.
+            b":scheme" if value == self.scheme() => Status::Ok,
+            _ => Status::BadArgument,
+        }
+    }
+
+    // ---- response headers ----
+
+    unsafe fn clear_out_shortcut(&mut self, key: &[u8]) {
+        let ho = &mut (*self.r).headers_out as *mut ngx_http_headers_out_t;
+        for (name, off) in OUT_SHORTCUTS {
+            if eq_key(key, name) {
+                *slot(ho as *mut u8, *off) = ptr::null_mut();
+            }
+        }
+    }
+
+    unsafe fn remove_response(&mut self, key: &[u8]) -> Status {
+        let ho = &mut (*self.r).headers_out;
+        if eq_key(key, b":status") {
+            return Status::BadArgument;
+        }
+        if eq_key(key, b"content-type") {
+            ho.content_type.len = 0;
+            ho.content_type_len = 0;
+            ho.charset.len = 0;
+            ho.content_type_lowcase = ptr::null_mut();
+        }
+        if eq_key(key, b"content-length") {
+            ho.content_length_n = -1;
+        }
+        if eq_key(key, b"last-modified") {
+            ho.last_modified_time = -1;
+        }
+        // ngx_http_header_filter skips elements whose hash is 0.
+        each_elt(&mut ho.headers, &mut |e| {
+            if eq_key(bytes(&(*e).key), key) {
+                (*e).hash = 0;
+            }
+            false
+        });
+        self.clear_out_shortcut(key);
+        Status::Ok
+    }
+
+    unsafe fn add_response(&mut self, key: &[u8], value: &[u8]) -> Status {
+        let r = self.r;
+        let ho = &mut (*r).headers_out as *mut ngx_http_headers_out_t;
+        if eq_key(key, b":status") {
+            let code = std::str::from_utf8(value).ok().and_then(|s| s.parse::<ngx_uint_t>().ok());
+            return match code {
+                Some(c) if (100..=999).contains(&c) => {
+                    (*ho).status = c;
+                    (*ho).status_line.len = 0;
+                    Status::Ok
+                }
+                _ => Status::BadArgument,
+            };
+        }
+        if key.starts_with(b":") {
+            return Status::BadArgument;
+        }
+        if eq_key(key, b"content-type") {
+            let Some(s) = pool_str(r, value) else { return Status::InternalFailure };
+            (*ho).content_type = s;
+            (*ho).content_type_len = value.len();
+            (*ho).charset.len = 0;
+            (*ho).content_type_lowcase = ptr::null_mut();
+            (*ho).content_type_hash = 0;
+            return Status::Ok;
+        }
+        if eq_key(key, b"content-length") {
+            let Some(n) = std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()).filter(|n| *n >= 0) else {
+                return Status::BadArgument;
+            };
+            self.remove_response(b"content-length");
+            (*ho).content_length_n = n as off_t;
+            return Status::Ok;
+        }
+        let Some(e) = push_elt(r, &mut (*ho).headers, key, value) else { return Status::InternalFailure };
+        // nginx's own response headers use hash 1; the header filter only checks non-zero.
+        (*e).hash = 1;
+        for (name, off) in OUT_SHORTCUTS {
+            if eq_key(key, name) {
+                let s = slot(ho as *mut u8, *off);
+                if (*s).is_null() {
+                    *s = e;
+                }
+            }
+        }
+        Status::Ok
+    }
+
+    unsafe fn clear_response(&mut self) {
+        let ho = &mut (*self.r).headers_out;
+        each_elt(&mut ho.headers, &mut |e| {
+            (*e).hash = 0;
+            false
+        });
+        for (name, _) in OUT_SHORTCUTS {
+            self.clear_out_shortcut(name);
+        }
+        let ho = &mut (*self.r).headers_out;
+        ho.content_type.len = 0;
+        ho.content_type_len = 0;
+        ho.charset.len = 0;
+        ho.content_type_lowcase = ptr::null_mut();
+        ho.content_length_n = -1;
+        ho.last_modified_time = -1;
+    }
+
+    /// Replaces the whole response header set (local responses use it too).
+    pub unsafe fn set_response_pairs(&mut self, pairs: &[(&[u8], &[u8])]) -> Status {
+        self.clear_response();
+        for (k, v) in pairs {
+            let st = self.add_response(k, v);
+            if st != Status::Ok {
+                return st;
+            }
+        }
+        Status::Ok
+    }
+}
+
+impl HttpStream for NgxStream<'_> {
+    fn log(&mut self, level: LogLevel, msg: &[u8]) {
+        // SAFETY: the request and its connection are live (constructor contract).
+        unsafe { ngx_log::write((*(*self.r).connection).log, ngx_log::ngx_level(level), self.label, msg) }
+    }
+
+    fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status {
+        // SAFETY: as above.
+        unsafe {
+            self.visit(map, &mut |k, v| {
+                out.push_lowercase_key(k, v);
+                false
+            })
+        }
+    }
+
+    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
+        let mut found = false;
+        // SAFETY: as above.
+        let st = unsafe {
+            self.visit(map, &mut |k, v| {
+                if eq_key(k, key) {
+                    out.extend_from_slice(v);
+                    found = true;
+                }
+                found
+            })
+        };
+        match st {
+            Status::Ok if found => Status::Ok,
+            Status::Ok => Status::NotFound,
+            s => s,
+        }
+    }
+
+    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
+        // SAFETY: as above; all writes go to pool memory of this request.
+        unsafe {
+            match (map, self.phase) {
+                (MapType::RequestHeaders, Phase::Request) => {
+                    for (k, v) in pairs.iter().filter(|(k, _)| k.starts_with(b":")) {
+                        // Unchanged pseudo-headers in a read-modify-write are fine.
+                        let mut cur = Vec::new();
+                        if self.map_get(map, k, &mut cur) == Status::Ok && cur == *v {
+                            continue;
+                        }
+                        let st = self.set_request_pseudo(k, v);
+                        if st != Status::Ok {
+                            return st;
+                        }
+                    }
+                    let st = self.rebuild_in(&|_| true);
+                    if st != Status::Ok {
+                        return st;
+                    }
+                    for (k, v) in pairs.iter().filter(|(k, _)| !k.starts_with(b":")) {
+                        if push_elt(self.r, &mut (*self.r).headers_in.headers, k, v).is_none() {
+                            return Status::InternalFailure;
+                        }
+                    }
+                    self.refresh_in_shortcuts();
+                    Status::Ok
+                }
+                (MapType::ResponseHeaders, Phase::Response) => self.set_response_pairs(pairs),
+                (MapType::RequestHeaders, _) => Status::BadArgument,
+                _ => Status::NotFound,
+            }
+        }
+    }
+
+    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        // SAFETY: as above.
+        unsafe {
+            match (map, self.phase) {
+                (MapType::RequestHeaders, Phase::Request) => {
+                    if key.starts_with(b":") {
+                        return self.set_request_pseudo(key, value);
+                    }
+                    if push_elt(self.r, &mut (*self.r).headers_in.headers, key, value).is_none() {
+                        return Status::InternalFailure;
+                    }
+                    self.refresh_in_shortcuts();
+                    Status::Ok
+                }
+                (MapType::ResponseHeaders, Phase::Response) => self.add_response(key, value),
+                (MapType::RequestHeaders, _) => Status::BadArgument,
+                _ => Status::NotFound,
+            }
+        }
+    }
+
+    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        // SAFETY: as above.
+        unsafe {
+            match (map, self.phase) {
+                (MapType::RequestHeaders, Phase::Request) => {
+                    if key.starts_with(b":") {
+                        return self.set_request_pseudo(key, value);
+                    }
+                    let st = self.rebuild_in(&|k| eq_key(k, key));
+                    if st != Status::Ok {
+                        return st;
+                    }
+                    if push_elt(self.r, &mut (*self.r).headers_in.headers, key, value).is_none() {
+                        return Status::InternalFailure;
+                    }
+                    self.refresh_in_shortcuts();
+                    Status::Ok
+                }
+                (MapType::ResponseHeaders, Phase::Response) => {
+                    if !key.starts_with(b":") {
+                        self.remove_response(key);
+                    }
+                    self.add_response(key, value)
+                }
+                (MapType::RequestHeaders, _) => Status::BadArgument,
+                _ => Status::NotFound,
+            }
+        }
+    }
+
+    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
+        // SAFETY: as above.
+        unsafe {
+            match (map, self.phase) {
+                (MapType::RequestHeaders, Phase::Request) => {
+                    if key.starts_with(b":") {
+                        return Status::BadArgument;
+                    }
+                    let st = self.rebuild_in(&|k| eq_key(k, key));
+                    if st == Status::Ok {
+                        self.refresh_in_shortcuts();
+                    }
+                    st
+                }
+                (MapType::ResponseHeaders, Phase::Response) => self.remove_response(key),
+                (MapType::RequestHeaders, _) => Status::BadArgument,
+                _ => Status::NotFound,
+            }
+        }
+    }
+}

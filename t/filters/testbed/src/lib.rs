@@ -1,0 +1,247 @@
+//! A scriptable test filter: its plugin configuration is a list of `action[=argument]`
+//! separated by `;` (or newlines), so that one .wasm covers many test blocks.
+//!
+//! Request headers (on_http_request_headers):
+//!   req_add=name:value    req_set=name:value    req_remove=name
+//!   req_get=name          logs `req_get name=<value|NONE>`
+//!   req_log_pairs         logs every request header pair
+//!   req_set_pairs=n:v,..  replaces all request headers (pseudo-headers kept)
+//!   local=status:body     answers with a local response (header x-local: <plugin name>)
+//!   echo_headers          answers 200 with every request header as `k: v` lines
+//!   trap_request          panics (a wasm trap) in on_http_request_headers
+//!   pause_request         returns Pause without anything pending
+//! Response headers (on_http_response_headers):
+//!   resp_add=name:value   resp_set=name:value   resp_remove=name
+//!   resp_get=name         logs `resp_get name=<value|NONE>`
+//!   resp_log_pairs        logs every response header pair
+//!   resp_local=status:body  replaces the response with a local response
+//!   trap_response         panics in on_http_response_headers
+//!   order=tag             appends tag to request header x-order and response header x-order
+//! Lifecycle:
+//!   log_eos               logs end_of_stream of both header callbacks
+//!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
+//!   configure_fail        on_configure returns false
+//!   log_level             logs the host log level in on_configure
+//! VM configuration "fail" makes on_vm_start return false; anything else is logged.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::traits::*;
+use proxy_wasm::types::*;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+type Actions = Rc<Vec<(String, String)>>;
+
+#[derive(Default)]
+struct Root {
+    actions: Actions,
+    name: String,
+}
+
+fn parse(config: &str) -> Vec<(String, String)> {
+    config
+        .split([';', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+            None => (s.to_string(), String::new()),
+        })
+        .collect()
+}
+
+fn split2(s: &str) -> (&str, &str) {
+    s.split_once(':').unwrap_or((s, ""))
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _size: usize) -> bool {
+        let vm = self.get_vm_configuration().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        if vm == "fail" {
+            log::error!("on_vm_start: refusing to start (vm config \"fail\")");
+            return false;
+        }
+        if !vm.is_empty() {
+            log::info!("on_vm_start: vm config \"{vm}\"");
+        }
+        true
+    }
+
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = self.get_plugin_configuration().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let actions = parse(&config);
+        self.name = actions.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or_else(|| "testbed".into());
+        if actions.iter().any(|(k, _)| k == "configure_fail") {
+            log::error!("on_configure: rejecting configuration");
+            return false;
+        }
+        if actions.iter().any(|(k, _)| k == "log_level") {
+            log::warn!("host log level is {:?}", proxy_wasm::hostcalls::get_log_level());
+        }
+        let now = self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if actions.iter().any(|(k, _)| k == "log_time") {
+            log::warn!("time is after 2020: {}", now > 1_577_836_800);
+        }
+        self.actions = Rc::new(actions);
+        true
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter { id: context_id, actions: self.actions.clone(), name: self.name.clone(), log: Rc::new(RefCell::new(())) }))
+    }
+}
+
+struct Filter {
+    id: u32,
+    actions: Actions,
+    name: String,
+    #[allow(dead_code)]
+    log: Rc<RefCell<()>>,
+}
+
+impl Filter {
+    fn has(&self, k: &str) -> bool {
+        self.actions.iter().any(|(a, _)| a == k)
+    }
+}
+
+impl Context for Filter {
+    fn on_done(&mut self) -> bool {
+        if self.has("log_done") {
+            log::warn!("{} on_done ctx={}", self.name, self.id);
+        }
+        true
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if self.has("log_done") {
+            log::warn!("{} on_delete ctx={}", self.name, self.id);
+        }
+    }
+}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        let actions = self.actions.clone();
+        for (k, v) in actions.iter() {
+            match k.as_str() {
+                "log_eos" => log::warn!("request headers n={num_headers} eos={end_of_stream}"),
+                "req_add" => {
+                    let (n, val) = split2(v);
+                    self.add_http_request_header(n, val);
+                }
+                "req_set" => {
+                    let (n, val) = split2(v);
+                    self.set_http_request_header(n, Some(val));
+                }
+                "req_remove" => self.set_http_request_header(v, None),
+                "req_get" => {
+                    let got = self.get_http_request_header(v).unwrap_or_else(|| "NONE".into());
+                    log::warn!("req_get {v}={got}");
+                }
+                "req_log_pairs" => {
+                    for (hk, hv) in self.get_http_request_headers() {
+                        log::warn!("req header {hk}: {hv}");
+                    }
+                }
+                "req_set_pairs" => {
+                    let mut pairs: Vec<(String, String)> = self
+                        .get_http_request_headers()
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with(':'))
+                        .collect();
+                    for p in v.split(',').filter(|p| !p.is_empty()) {
+                        let (n, val) = split2(p);
+                        pairs.push((n.to_string(), val.to_string()));
+                    }
+                    self.set_http_request_headers(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect());
+                }
+                "order" => {
+                    let cur = self.get_http_request_header("x-order").unwrap_or_default();
+                    self.set_http_request_header("x-order", Some(&format!("{cur}{v}")));
+                }
+                "local" => {
+                    let (status, body) = split2(v);
+                    let status: u32 = status.parse().unwrap_or(500);
+                    let name = self.name.clone();
+                    self.send_http_response(status, vec![("x-local", name.as_str())], Some(body.as_bytes()));
+                    return Action::Pause;
+                }
+                "echo_headers" => {
+                    let mut body = String::new();
+                    for (hk, hv) in self.get_http_request_headers() {
+                        body.push_str(&format!("{hk}: {hv}\n"));
+                    }
+                    self.send_http_response(200, vec![("content-type", "text/plain")], Some(body.as_bytes()));
+                    return Action::Pause;
+                }
+                "trap_request" => panic!("trap_request asked for a trap"),
+                "pause_request" => return Action::Pause,
+                _ => {}
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        let actions = self.actions.clone();
+        for (k, v) in actions.iter() {
+            match k.as_str() {
+                "log_eos" => log::warn!("response headers n={num_headers} eos={end_of_stream}"),
+                "resp_add" => {
+                    let (n, val) = split2(v);
+                    self.add_http_response_header(n, val);
+                }
+                "resp_set" => {
+                    let (n, val) = split2(v);
+                    self.set_http_response_header(n, Some(val));
+                }
+                "resp_remove" => self.set_http_response_header(v, None),
+                "resp_get" => {
+                    let got = self.get_http_response_header(v).unwrap_or_else(|| "NONE".into());
+                    log::warn!("resp_get {v}={got}");
+                }
+                "resp_log_pairs" => {
+                    for (hk, hv) in self.get_http_response_headers() {
+                        log::warn!("resp header {hk}: {hv}");
+                    }
+                }
+                "order" => {
+                    let cur = self.get_http_response_header("x-order").unwrap_or_default();
+                    self.set_http_response_header("x-order", Some(&format!("{cur}{v}")));
+                }
+                "resp_local" => {
+                    let (status, body) = split2(v);
+                    let status: u32 = status.parse().unwrap_or(500);
+                    let name = self.name.clone();
+                    self.send_http_response(status, vec![("x-local", name.as_str())], Some(body.as_bytes()));
+                    return Action::Pause;
+                }
+                "trap_response" => panic!("trap_response asked for a trap"),
+                _ => {}
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.has("log_done") {
+            let status = self.get_http_response_header(":status").unwrap_or_default();
+            log::warn!("{} on_log ctx={} status={}", self.name, self.id, status);
+        }
+    }
+}
