@@ -12,6 +12,8 @@ use crate::Module;
 
 pub(crate) struct FilterCtx {
     pub filter: usize,
+    /// The instance generation the context was created in (see Worker::generations).
+    pub generation: u64,
     /// The HTTP context id; None once the filter failed (trap) or could not start.
     pub ctx_id: Option<u32>,
 }
@@ -61,7 +63,7 @@ pub(crate) unsafe fn get(r: *mut ngx_http_request_t) -> Option<&'static mut Requ
     let mut c = (*(*r).pool).cleanup;
     while !c.is_null() {
         // Compared as addresses: one definition in one shared object.
-        if (*c).handler.map(|h| h as usize) == Some(cleanup as usize) {
+        if (*c).handler.map(|h| h as usize) == Some(cleanup as *const () as usize) {
             *ctx_slot(r) = (*c).data;
             return Some(&mut *((*c).data as *mut RequestCtx));
         }
@@ -89,13 +91,18 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
         for &fi in filters {
-            let mut fc = FilterCtx { filter: fi, ctx_id: None };
+            let mut fc = FilterCtx { filter: fi, generation: 0, ctx_id: None };
             if let Some(w) = w.as_mut() {
                 let mi = w.filter_module[fi];
-                if let (Some(root), Some(inst)) = (w.roots[fi], w.instances[mi].as_mut()) {
+                w.ensure_fresh(mi);
+                fc.generation = w.generations[mi];
+                if let (Some(root), Some(inst)) = (w.roots[fi], w.instance_for(mi, fc.generation)) {
                     match inst.create_http_context(root) {
                         Ok(id) => fc.ctx_id = Some(id),
-                        Err(e) => log_failure(r, &w.labels[mi], &e),
+                        Err(e) => {
+                            log_failure(r, &w.labels[mi], &e);
+                            w.poison(mi);
+                        }
                     }
                 }
             }
@@ -141,8 +148,9 @@ pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCt
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
         for fc in ctx.filters.iter_mut() {
             let mi = w.filter_module[fc.filter];
-            let label = w.labels[mi].as_str();
-            let (Some(id), Some(inst)) = (fc.ctx_id, w.instances[mi].as_mut()) else {
+            let label = w.labels[mi].clone();
+            let label = label.as_str();
+            let (Some(id), Some(inst)) = (fc.ctx_id, w.instance_for(mi, fc.generation)) else {
                 crate::ngx_log::write(
                     (*(*r).connection).log,
                     NGX_LOG_ERR as ngx_uint_t,
@@ -179,7 +187,7 @@ pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCt
                 Err(e) => {
                     log_failure(r, label, &e);
                     fc.ctx_id = None;
-                    let _ = inst.on_delete(id);
+                    w.poison(mi);
                     return ChainResult::Failed;
                 }
             }
@@ -198,11 +206,13 @@ pub(crate) unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         let Some(w) = w.as_mut() else { return };
         for fc in ctx.filters.iter_mut() {
             let mi = w.filter_module[fc.filter];
-            let label = w.labels[mi].as_str();
-            let (Some(id), Some(inst)) = (fc.ctx_id, w.instances[mi].as_mut()) else { continue };
-            let mut stream = NgxStream::new(r, label, Phase::Response);
+            let label = w.labels[mi].clone();
+            let (Some(id), Some(inst)) = (fc.ctx_id, w.instance_for(mi, fc.generation)) else { continue };
+            let mut stream = NgxStream::new(r, &label, Phase::Response);
             if let Err(e) = inst.on_done_and_log(id, &mut stream) {
-                log_failure(r, label, &e);
+                log_failure(r, &label, &e);
+                fc.ctx_id = None;
+                w.poison(mi);
             }
         }
     });
@@ -217,9 +227,10 @@ fn delete_all(ctx: &mut RequestCtx) {
         let Some(w) = w.as_mut() else { return };
         for fc in ctx.filters.iter_mut() {
             let mi = w.filter_module[fc.filter];
-            if let (Some(id), Some(inst)) = (fc.ctx_id.take(), w.instances[mi].as_mut()) {
+            if let (Some(id), Some(inst)) = (fc.ctx_id.take(), w.instance_for(mi, fc.generation)) {
                 if let Err(e) = inst.on_delete(id) {
                     crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
+                    w.poison(mi);
                 }
             }
         }

@@ -13,14 +13,95 @@ use crate::Module;
 
 /// Per-worker state: one instance per module, one root context per `proxy_wasm`.
 pub(crate) struct Worker {
+    conf: &'static MainConf,
     /// Indexed like MainConf::modules; None if the module is unused or failed to start.
     pub instances: Vec<Option<PluginInstance>>,
+    /// Indexed like MainConf::modules: bumped each time the instance is replaced, so that
+    /// contexts created in an older instance are never passed to the new one.
+    pub generations: Vec<u64>,
+    /// Indexed like MainConf::modules: the instance trapped and must not serve again.
+    pub poisoned: Vec<bool>,
     /// Indexed like MainConf::filters: the root context id in its module's instance.
     pub roots: Vec<Option<u32>>,
     /// Indexed like MainConf::filters: the module index.
     pub filter_module: Vec<usize>,
     /// Indexed like MainConf::modules: the module name, for log lines.
     pub labels: Vec<String>,
+}
+
+impl Worker {
+    fn new(conf: &'static MainConf) -> Worker {
+        Worker {
+            conf,
+            instances: conf.modules.iter().map(|_| None).collect(),
+            generations: vec![0; conf.modules.len()],
+            poisoned: vec![false; conf.modules.len()],
+            roots: vec![None; conf.filters.len()],
+            filter_module: conf.filters.iter().map(|f| f.module).collect(),
+            labels: conf.modules.iter().map(|m| m.name.clone()).collect(),
+        }
+    }
+
+    /// (Re)creates module `mi`'s instance and the root contexts of its filters.
+    fn start_module(&mut self, mi: usize) {
+        let conf = self.conf;
+        let m = &conf.modules[mi];
+        self.instances[mi] = None;
+        self.generations[mi] += 1;
+        self.poisoned[mi] = false;
+        for (fi, f) in conf.filters.iter().enumerate() {
+            if f.module == mi {
+                self.roots[fi] = None;
+            }
+        }
+        let (Some(engine), Some(compiled)) = (conf.engine.as_ref(), m.compiled.as_ref()) else { return };
+        let logger = Box::new(CycleLogger { label: m.name.clone() });
+        let mut inst = match PluginInstance::new(engine, compiled, m.vm_config.clone(), logger) {
+            Ok(i) => i,
+            Err(e) => {
+                crate::ngx_log::cycle_error(&format!(
+                    "[proxy_wasm] {}: cannot start in this worker: {e}; its filters fail requests with 500",
+                    m.name
+                ));
+                return;
+            }
+        };
+        for (fi, f) in conf.filters.iter().enumerate().filter(|(_, f)| f.module == mi) {
+            match inst.create_root_context(Some(f.config.clone())) {
+                Ok(id) => self.roots[fi] = Some(id),
+                Err(e) => crate::ngx_log::cycle_error(&format!(
+                    "[proxy_wasm] {}: filter {} failed to start in this worker: {e}; it fails requests with 500",
+                    m.name, f.origin
+                )),
+            }
+        }
+        self.instances[mi] = Some(inst);
+    }
+
+    /// A trapped instance may hold broken state (an SDK's RefCell left borrowed, a half-done
+    /// allocation): it never serves another callback. New requests get a fresh instance.
+    pub fn poison(&mut self, mi: usize) {
+        self.poisoned[mi] = true;
+    }
+
+    /// Replaces the instance of `mi` if it was poisoned. Called when a request starts.
+    pub fn ensure_fresh(&mut self, mi: usize) {
+        if self.poisoned[mi] {
+            crate::ngx_log::cycle_error(&format!(
+                "[proxy_wasm] {}: replacing the instance after a failure (root contexts start again)",
+                self.labels[mi]
+            ));
+            self.start_module(mi);
+        }
+    }
+
+    /// The instance for a context created at `generation`, if it is still that instance.
+    pub fn instance_for(&mut self, mi: usize, generation: u64) -> Option<&mut PluginInstance> {
+        if self.generations[mi] != generation || self.poisoned[mi] {
+            return None;
+        }
+        self.instances[mi].as_mut()
+    }
 }
 
 thread_local! {
@@ -114,41 +195,14 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
 pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     crate::guard("init_process", NGX_OK as ngx_int_t, || {
         let Some(mcf) = Module::main_conf(&*cycle) else { return NGX_OK as ngx_int_t };
-        let Some(engine) = mcf.engine.as_ref() else { return NGX_OK as ngx_int_t };
-        let mut w = Worker {
-            instances: Vec::new(),
-            roots: vec![None; mcf.filters.len()],
-            filter_module: mcf.filters.iter().map(|f| f.module).collect(),
-            labels: mcf.modules.iter().map(|m| m.name.clone()).collect(),
-        };
-        for (mi, m) in mcf.modules.iter().enumerate() {
-            let used = mcf.filters.iter().any(|f| f.module == mi);
-            let inst = match (&m.compiled, used) {
-                (Some(c), true) => {
-                    let logger = Box::new(CycleLogger { label: m.name.clone() });
-                    match PluginInstance::new(engine, c, m.vm_config.clone(), logger) {
-                        Ok(i) => Some(i),
-                        Err(e) => {
-                            crate::ngx_log::cycle_error(&format!(
-                                "[proxy_wasm] {}: cannot start in this worker: {e}; its filters fail requests with 500",
-                                m.name
-                            ));
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
-            w.instances.push(inst);
+        if mcf.engine.is_none() {
+            return NGX_OK as ngx_int_t;
         }
-        for (fi, f) in mcf.filters.iter().enumerate() {
-            let Some(inst) = w.instances[f.module].as_mut() else { continue };
-            match inst.create_root_context(Some(f.config.clone())) {
-                Ok(id) => w.roots[fi] = Some(id),
-                Err(e) => crate::ngx_log::cycle_error(&format!(
-                    "[proxy_wasm] {}: filter {} failed to start in this worker: {e}; it fails requests with 500",
-                    w.labels[f.module], f.origin
-                )),
+        let mut w = Worker::new(mcf);
+        for mi in 0..mcf.modules.len() {
+            // Modules no filter uses are not instantiated in workers.
+            if mcf.filters.iter().any(|f| f.module == mi) {
+                w.start_module(mi);
             }
         }
         WORKER.with(|s| *s.borrow_mut() = Some(w));

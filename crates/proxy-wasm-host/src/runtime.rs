@@ -67,8 +67,13 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<CompiledModule, String> 
         .map_err(|e| format!("cannot start a compile thread pool: {e}"))?;
     let module = pool.install(|| Module::new(engine, bytes));
     drop(pool);
-    let module = module.map_err(|e| format!("is not a valid wasm module: {e}"))?;
+    let module = module.map_err(|e| format!("is not a valid wasm module: {}", one_line(&e.to_string())))?;
     validate(module)
+}
+
+/// Error logs take one line per message: fold wasmer's multi-line diagnostics.
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 fn validate(module: Module) -> Result<CompiledModule, String> {

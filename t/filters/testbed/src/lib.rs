@@ -56,8 +56,13 @@ fn parse(config: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `name:value`, where a pseudo-header name keeps its leading colon (`:path:/x`).
 fn split2(s: &str) -> (&str, &str) {
-    s.split_once(':').unwrap_or((s, ""))
+    let skip = usize::from(s.starts_with(':'));
+    match s[skip..].find(':') {
+        Some(i) => (&s[..skip + i], &s[skip + i + 1..]),
+        None => (s, ""),
+    }
 }
 
 impl Context for Root {}
