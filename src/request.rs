@@ -153,6 +153,25 @@ const OUT_SHORTCUTS: &[Shortcut] = &[
     (b"etag", offset_of!(ngx_http_headers_out_t, etag)),
 ];
 
+/// Empties an ngx_array_t of element pointers (nginx < 1.23 keeps Cookie headers in one),
+/// initialising it if nginx never did (ngx_array_init is inline, not exported).
+#[cfg(not(ngx_linked_headers))]
+unsafe fn reset_ptr_array(r: *mut ngx_http_request_t, a: *mut ngx_array_t) -> bool {
+    let size = std::mem::size_of::<*mut ngx_table_elt_t>();
+    if (*a).elts.is_null() || (*a).size != size {
+        let elts = ngx_palloc((*r).pool, 2 * size);
+        if elts.is_null() {
+            return false;
+        }
+        (*a).elts = elts;
+        (*a).nalloc = 2;
+        (*a).size = size;
+        (*a).pool = (*r).pool;
+    }
+    (*a).nelts = 0;
+    true
+}
+
 unsafe fn slot(base: *mut u8, off: usize) -> *mut *mut ngx_table_elt_t {
     base.add(off) as *mut *mut ngx_table_elt_t
 }
@@ -262,7 +281,7 @@ impl NgxStream<'_> {
             *slot(hi as *mut u8, *off) = ptr::null_mut();
         }
         #[cfg(not(ngx_linked_headers))]
-        let cookies_ok = ngx_array_init(&mut (*hi).cookies, (*r).pool, 2, std::mem::size_of::<*mut ngx_table_elt_t>()) == NGX_OK as ngx_int_t;
+        let cookies_ok = reset_ptr_array(r, &mut (*hi).cookies);
         each_elt(&mut (*hi).headers, &mut |e| {
             if (*e).hash == 0 {
                 return false;

@@ -245,6 +245,7 @@ impl PluginInstance {
             None => Ok(1),
         })?;
         if ok == 0 {
+            let _ = self.on_delete(id);
             return Err(HostError::VmStartFailed);
         }
         if !configure {
@@ -255,6 +256,7 @@ impl PluginInstance {
             None => Ok(1),
         })?;
         if ok == 0 {
+            let _ = self.on_delete(id);
             return Err(HostError::ConfigureFailed);
         }
         Ok(id)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Build paths 2 and 3: `NGINX_BUILD_DIR=<configured tree>/objs cargo build --release`.
+#   scripts/build-module.sh nginx-1.28   -> build/out/nginx-1.28/ngx_http_proxy_wasm_module.so
+#   scripts/build-module.sh debian       -> build/out/debian/ngx_http_proxy_wasm_module.so
+#                                           (loads into Debian's /usr/sbin/nginx)
+# Extra arguments go to cargo (e.g. --features singlepass).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+name=${1:?usage: build-module.sh nginx-1.28|debian [cargo args]}
+shift
+case "$name" in
+    nginx-1.28) tree=$ROOT/build/nginx-1.28 ;;
+    debian) tree=$ROOT/build/debian-nginx ;;
+    *) echo "unknown tree $name" >&2; exit 2 ;;
+esac
+[ -f "$tree/objs/ngx_auto_config.h" ] || { echo "$tree is not configured: run scripts/setup.sh" >&2; exit 1; }
+NGINX_BUILD_DIR=$tree/objs cargo build --release --locked -j"$(nproc)" "$@"
+mkdir -p "$ROOT/build/out/$name"
+cp target/release/libngx_proxy_wasm.so "$ROOT/build/out/$name/ngx_http_proxy_wasm_module.so"
+echo "built build/out/$name/ngx_http_proxy_wasm_module.so"
