@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds the module the three ways, and runs
+#   1. cargo test of the host core (no nginx),
+#   2. the t/ suite against nginx 1.28.3 with the .so from `cargo build` (build path 2),
+#   3. the t/ suite against nginx 1.28.3 with the .so from `./configure --add-dynamic-module`
+#      + `make modules` (build path 1),
+#   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
+#      nginx-dev (build path 3).
+# Ends with one line "tests: N passed, M failed"; exits non-zero if anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+LOGS=$ROOT/build/test-logs
+mkdir -p "$LOGS"
+passed=0
+failed=0
+problems=()
+
+die() { echo "!! $*" >&2; echo "tests: $passed passed, $((failed + 1)) failed"; exit 1; }
+step() { printf '\n===== %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh || die "scripts/setup.sh failed"
+
+step "test filters (wasm32-wasip1)"
+bash scripts/build-filters.sh || die "building the test filters failed"
+
+step "cargo test (host core)"
+cargo test --release --locked -p proxy-wasm-host 2>&1 | tee "$LOGS/cargo-test.log"
+rc=${PIPESTATUS[0]}
+while read -r p f; do
+    passed=$((passed + p)); failed=$((failed + f))
+done < <(sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$LOGS/cargo-test.log")
+if [ "$rc" -ne 0 ]; then
+    problems+=("cargo test exited $rc")
+    grep -q '^test result:' "$LOGS/cargo-test.log" || failed=$((failed + 1))
+fi
+
+step "build path 2: cargo build against nginx 1.28.3"
+bash scripts/build-module.sh nginx-1.28 || die "build path 2 (cargo build, nginx 1.28) failed"
+step "build path 3: cargo build against Debian's nginx-dev 1.22.1"
+bash scripts/build-module.sh debian || die "build path 3 (cargo build, Debian nginx-dev) failed"
+step "build path 1: ./configure --add-dynamic-module + make modules (nginx 1.28.3)"
+bash scripts/build-addon.sh || die "build path 1 (nginx addon) failed"
+
+# Runs the t/ suite: suite NAME NGINX_BINARY MODULE_SO
+suite() {
+    local name=$1 bin=$2 so=$3 log="$LOGS/prove-$1.log"
+    step "t/ suite: $name ($("$bin" -v 2>&1 | sed 's/.*: //'), $(basename "$so"))"
+    TEST_NGINX_BINARY=$bin TEST_NGINX_WASM_MODULE=$so TEST_NGINX_FILTERS=$ROOT/t/filters/out \
+        TEST_NGINX_SERVROOT=$ROOT/build/servroot-$name \
+        prove -I t/lib -r t/ 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local total nf
+    total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$log" | tail -1)
+    nf=$(grep -c '^#   Failed test' "$log")
+    total=${total:-0}
+    if [ "$rc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi
+    passed=$((passed + total - (nf > total ? total : nf)))
+    failed=$((failed + nf))
+    [ "$rc" -eq 0 ] || problems+=("t/ suite $name: prove exited $rc")
+}
+
+suite cargo-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/out/nginx-1.28/ngx_http_proxy_wasm_module.so"
+suite addon-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/nginx-1.28-addon/objs/ngx_http_proxy_wasm_module.so"
+suite debian-1.22 /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so"
+
+echo
+for p in "${problems[@]}"; do echo "!! $p"; done
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#problems[@]} -eq 0 ]
