@@ -13,18 +13,32 @@ pub(crate) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ng
             return NGX_DECLINED as ngx_int_t;
         }
         ctx.request_headers_done = true;
-        match chain::run_headers(r, ctx, Headers::Request) {
-            ChainResult::Continue => NGX_DECLINED as ngx_int_t,
-            ChainResult::Failed => {
-                ctx.answered = true;
-                NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
-            }
-            ChainResult::Local(lr) => {
-                ctx.answered = true;
-                let rc = crate::local_response::send(r, "local response", &lr);
-                // We answered, like a content handler: finalize here and stop the phases.
-                ngx_http_finalize_request(r, rc);
-                NGX_DONE as ngx_int_t
+        let mut from = 0;
+        loop {
+            match chain::run_headers(r, ctx, Headers::Request, from) {
+                ChainResult::Continue => return NGX_DECLINED as ngx_int_t,
+                ChainResult::Paused(i) => {
+                    // Nothing can resume a paused request yet (no HTTP calls): go on rather
+                    // than hang the request.
+                    chain::log_at(
+                        r,
+                        NGX_LOG_WARN,
+                        "chain",
+                        "on_request_headers returned Pause with no local response and nothing pending: continuing",
+                    );
+                    from = i + 1;
+                }
+                ChainResult::Failed => {
+                    ctx.answered = true;
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                }
+                ChainResult::Local(lr) => {
+                    ctx.answered = true;
+                    let rc = crate::local_response::send(r, &lr);
+                    // We answered, like a content handler: finalize here and stop the phases.
+                    ngx_http_finalize_request(r, rc);
+                    return NGX_DONE as ngx_int_t;
+                }
             }
         }
     })

@@ -1,10 +1,11 @@
-//! The per-request state of a location's filter chain, and running one callback across it.
+//! The per-request state of a location's filter chain, and running callbacks over it.
 
 use std::ffi::c_void;
 
 use ngx::ffi::*;
 use ngx::http::{HttpModule, HttpModuleLocationConf};
-use proxy_wasm_host::{Action, HostError, LocalResponse, MapType, Outcome};
+use proxy_wasm_host::instance::Exports;
+use proxy_wasm_host::{Action, HostError, LocalResponse, MapType, Outcome, PluginInstance};
 
 use crate::request::{NgxStream, Phase};
 use crate::worker::WORKER;
@@ -16,6 +17,10 @@ pub(crate) struct FilterCtx {
     pub generation: u64,
     /// The HTTP context id; None once the filter failed (trap) or could not start.
     pub ctx_id: Option<u32>,
+    /// Which callbacks the module exports.
+    pub exports: Exports,
+    /// Response body bytes this filter holds (it returned Pause from on_response_body).
+    pub response_body: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -27,15 +32,22 @@ pub(crate) struct RequestCtx {
     pub answered: bool,
     /// The body filter drops the original response body (a local response replaced it).
     pub swallow_body: bool,
+    /// Response headers are held at this filter (it returned Pause from on_response_headers)
+    /// and have not been passed to the next header filter yet.
+    pub response_headers_held: Option<usize>,
+    /// Some filter has on_response_body: the body filter runs the chain.
+    pub response_body_wanted: bool,
     /// on_done / on_log / on_delete have run.
     pub finished: bool,
 }
 
-/// The result of running one callback over the chain.
+/// The result of running one callback over (part of) the chain.
 pub(crate) enum ChainResult {
     Continue,
+    /// Filter `i` returned Pause.
+    Paused(usize),
     Local(LocalResponse),
-    /// A filter failed (trap or missing instance): fail the request with 500.
+    /// A filter failed (trap or missing instance): fail the request.
     Failed,
 }
 
@@ -91,12 +103,19 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
         for &fi in filters {
-            let mut fc = FilterCtx { filter: fi, generation: 0, ctx_id: None };
+            let mut fc = FilterCtx {
+                filter: fi,
+                generation: 0,
+                ctx_id: None,
+                exports: Exports::default(),
+                response_body: Vec::new(),
+            };
             if let Some(w) = w.as_mut() {
                 let mi = w.filter_module[fi];
                 w.ensure_fresh(mi);
                 fc.generation = w.generations[mi];
                 if let (Some(root), Some(inst)) = (w.roots[fi], w.instance_for(mi, fc.generation)) {
+                    fc.exports = inst.exports();
                     match inst.create_http_context(root) {
                         Ok(id) => fc.ctx_id = Some(id),
                         Err(e) => {
@@ -106,6 +125,7 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
                     }
                 }
             }
+            ctx.response_body_wanted |= fc.exports.response_body;
             ctx.filters.push(fc);
         }
     });
@@ -116,13 +136,49 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
     Some(&mut *raw)
 }
 
+pub(crate) unsafe fn log_at(r: *mut ngx_http_request_t, level: u32, label: &str, msg: &str) {
+    crate::ngx_log::write((*(*r).connection).log, level as ngx_uint_t, label, msg.as_bytes());
+}
+
 pub(crate) unsafe fn log_failure(r: *mut ngx_http_request_t, label: &str, e: &HostError) {
-    crate::ngx_log::write(
-        (*(*r).connection).log,
-        NGX_LOG_ERR as ngx_uint_t,
-        label,
-        format!("{e}; failing the request").as_bytes(),
-    );
+    log_at(r, NGX_LOG_ERR, label, &format!("{e}; failing the request"));
+}
+
+/// Runs one callback of filter `i` of the chain. `f` gets the instance, the context id and
+/// the module label, and returns None when the module does not export the callback.
+pub(crate) unsafe fn step(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    i: usize,
+    f: &mut dyn FnMut(&mut PluginInstance, u32, &str, &mut FilterCtx) -> Option<Result<Outcome, HostError>>,
+) -> ChainResult {
+    WORKER.with(|w| {
+        let mut w = w.borrow_mut();
+        let Some(w) = w.as_mut() else { return ChainResult::Failed };
+        let fc = &mut ctx.filters[i];
+        let mi = w.filter_module[fc.filter];
+        let label = w.labels[mi].clone();
+        let Some(id) = fc.ctx_id else {
+            log_at(r, NGX_LOG_ERR, &label, "filter is not running in this worker; failing the request");
+            return ChainResult::Failed;
+        };
+        let Some(inst) = w.instance_for(mi, fc.generation) else {
+            log_at(r, NGX_LOG_ERR, &label, "filter's instance was replaced after a failure; failing the request");
+            return ChainResult::Failed;
+        };
+        match f(inst, id, &label, fc) {
+            None => ChainResult::Continue,
+            Some(Ok(Outcome { local_response: Some(lr), .. })) => ChainResult::Local(lr),
+            Some(Ok(Outcome { action: Action::Continue, .. })) => ChainResult::Continue,
+            Some(Ok(Outcome { action: Action::Pause, .. })) => ChainResult::Paused(i),
+            Some(Err(e)) => {
+                log_failure(r, &label, &e);
+                fc.ctx_id = None;
+                w.poison(mi);
+                ChainResult::Failed
+            }
+        }
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -131,69 +187,49 @@ pub(crate) enum Headers {
     Response,
 }
 
-/// Runs on_request_headers or on_response_headers over the chain, in configuration order.
-/// A local response stops the chain; Pause with nothing pending cannot be resumed in this
-/// version, so it is logged and treated as Continue rather than hanging the request.
-pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, which: Headers) -> ChainResult {
+/// Runs on_request_headers or on_response_headers over filters `from..`, in configuration
+/// order, until one pauses, answers or fails.
+pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, which: Headers, from: usize) -> ChainResult {
     let (phase, map) = match which {
         Headers::Request => (Phase::Request, MapType::RequestHeaders),
         Headers::Response => (Phase::Response, MapType::ResponseHeaders),
     };
     let end_of_stream = match which {
         Headers::Request => (*r).headers_in.content_length_n <= 0 && (*r).headers_in.chunked() == 0,
-        Headers::Response => (*r).header_only() != 0 || (*r).headers_out.content_length_n == 0,
+        Headers::Response => response_has_no_body(r),
     };
-    WORKER.with(|w| {
-        let mut w = w.borrow_mut();
-        let Some(w) = w.as_mut() else { return ChainResult::Failed };
-        for fc in ctx.filters.iter_mut() {
-            let mi = w.filter_module[fc.filter];
-            let label = w.labels[mi].clone();
-            let label = label.as_str();
-            let (Some(id), Some(inst)) = (fc.ctx_id, w.instance_for(mi, fc.generation)) else {
-                crate::ngx_log::write(
-                    (*(*r).connection).log,
-                    NGX_LOG_ERR as ngx_uint_t,
-                    label,
-                    b"filter is not running in this worker; failing the request",
-                );
-                return ChainResult::Failed;
-            };
-            let mut stream = NgxStream::new(r, label, phase);
-            let exports = inst.exports();
+    for i in from..ctx.filters.len() {
+        let res = step(r, ctx, i, &mut |inst, id, label, fc| {
             let wanted = match which {
-                Headers::Request => exports.request_headers,
-                Headers::Response => exports.response_headers,
+                Headers::Request => fc.exports.request_headers,
+                Headers::Response => fc.exports.response_headers,
             };
             if !wanted {
-                continue;
+                return None;
             }
+            let mut stream = NgxStream::new(r, label, phase);
             let n = stream.count(map);
-            let res = match which {
+            Some(match which {
                 Headers::Request => inst.on_request_headers(id, &mut stream, n, end_of_stream),
                 Headers::Response => inst.on_response_headers(id, &mut stream, n, end_of_stream),
-            };
-            match res {
-                Ok(Outcome { local_response: Some(lr), .. }) => return ChainResult::Local(lr),
-                Ok(Outcome { action: Action::Continue, .. }) => {}
-                Ok(Outcome { action: Action::Pause, .. }) => {
-                    crate::ngx_log::write(
-                        (*(*r).connection).log,
-                        NGX_LOG_WARN as ngx_uint_t,
-                        label,
-                        b"returned Pause with no local response and nothing pending: continuing",
-                    );
-                }
-                Err(e) => {
-                    log_failure(r, label, &e);
-                    fc.ctx_id = None;
-                    w.poison(mi);
-                    return ChainResult::Failed;
-                }
-            }
+            })
+        });
+        match res {
+            ChainResult::Continue => {}
+            other => return other,
         }
-        ChainResult::Continue
-    })
+    }
+    ChainResult::Continue
+}
+
+/// True when no response body will follow the headers (HEAD, 204, 304, empty).
+pub(crate) unsafe fn response_has_no_body(r: *mut ngx_http_request_t) -> bool {
+    let status = (*r).headers_out.status as u32;
+    (*r).header_only() != 0
+        || (*r).method == NGX_HTTP_HEAD as ngx_uint_t
+        || status == NGX_HTTP_NO_CONTENT
+        || status == NGX_HTTP_NOT_MODIFIED
+        || (*r).headers_out.content_length_n == 0
 }
 
 /// on_done + on_log (with the request still readable) then on_delete, for every filter.
@@ -201,21 +237,15 @@ pub(crate) unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
     if ctx.finished {
         return;
     }
-    WORKER.with(|w| {
-        let mut w = w.borrow_mut();
-        let Some(w) = w.as_mut() else { return };
-        for fc in ctx.filters.iter_mut() {
-            let mi = w.filter_module[fc.filter];
-            let label = w.labels[mi].clone();
-            let (Some(id), Some(inst)) = (fc.ctx_id, w.instance_for(mi, fc.generation)) else { continue };
-            let mut stream = NgxStream::new(r, &label, Phase::Response);
-            if let Err(e) = inst.on_done_and_log(id, &mut stream) {
-                log_failure(r, &label, &e);
-                fc.ctx_id = None;
-                w.poison(mi);
-            }
+    for i in 0..ctx.filters.len() {
+        if ctx.filters[i].ctx_id.is_none() {
+            continue;
         }
-    });
+        let _ = step(r, ctx, i, &mut |inst, id, label, _| {
+            let mut stream = NgxStream::new(r, label, Phase::Response);
+            Some(inst.on_done_and_log(id, &mut stream).map(|_| Outcome { action: Action::Continue, local_response: None }))
+        });
+    }
     delete_all(ctx);
 }
 
@@ -236,4 +266,3 @@ fn delete_all(ctx: &mut RequestCtx) {
         }
     });
 }
-

@@ -70,15 +70,29 @@ impl MainConf {
 pub(crate) struct LocConf {
     /// Indices into MainConf::filters, in execution order; None = inherit.
     pub filters: Option<Vec<usize>>,
+    /// proxy_wasm_body_buffer_limit: the most body bytes one filter may hold while paused.
+    pub body_buffer_limit: Option<usize>,
 }
+
+/// Default of proxy_wasm_body_buffer_limit.
+pub(crate) const DEFAULT_BODY_BUFFER_LIMIT: usize = 10 << 20;
 
 impl Merge for LocConf {
     fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
         if self.filters.is_none() {
             self.filters = prev.filters.clone();
         }
+        if self.body_buffer_limit.is_none() {
+            self.body_buffer_limit = prev.body_buffer_limit;
+        }
         Ok(())
     }
+}
+
+/// The body buffer limit of the request's location.
+pub(crate) unsafe fn body_buffer_limit(r: *mut ngx_http_request_t) -> usize {
+    use ngx::http::HttpModuleLocationConf;
+    Module::location_conf(&*r).and_then(|c| c.body_buffer_limit).unwrap_or(DEFAULT_BODY_BUFFER_LIMIT)
 }
 
 // SAFETY: the configuration types are the ones create_main_conf / create_loc_conf allocate.
@@ -181,6 +195,23 @@ pub(crate) extern "C" fn set_proxy_wasm(cf: *mut ngx_conf_t, _cmd: *mut ngx_comm
         mcf.filters.push(FilterDef { module, config, origin: Origin::of(cf) });
         let idx = mcf.filters.len() - 1;
         lcf.filters.get_or_insert_with(Vec::new).push(idx);
+        core::NGX_CONF_OK
+    })
+}
+
+/// `proxy_wasm_body_buffer_limit SIZE;`
+pub(crate) extern "C" fn set_body_buffer_limit(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("proxy_wasm_body_buffer_limit", core::NGX_CONF_ERROR, || unsafe {
+        let lcf = &mut *(conf as *mut LocConf);
+        if lcf.body_buffer_limit.is_some() {
+            conf_error!(cf, "\"proxy_wasm_body_buffer_limit\" directive is duplicate");
+        }
+        let mut v = args(cf)[1];
+        let n = ngx_parse_size(&mut v);
+        if n < 0 {
+            conf_error!(cf, "invalid size \"{}\" in \"proxy_wasm_body_buffer_limit\"", arg_string(&args(cf)[1]));
+        }
+        lcf.body_buffer_limit = Some(n as usize);
         core::NGX_CONF_OK
     })
 }

@@ -1,11 +1,17 @@
-//! Output filters. The header filter runs on_response_headers; a local response sent from
-//! there replaces the response, and the body filter then drops the original body.
+//! Output filters: on_response_headers in the header filter, on_response_body in the body
+//! filter. A filter may hold the response headers (Pause from on_response_headers) until it
+//! continues from on_response_body; while they are held, it may still replace the response
+//! with a local response. Once any filter has on_response_body, the body may change length,
+//! so Content-Length is dropped (or set exactly when the whole body was held).
 
 use std::ptr::addr_of_mut;
 
 use ngx::ffi::*;
+use proxy_wasm_host::abi::BufferType;
+use proxy_wasm_host::LocalResponse;
 
-use crate::chain::{self, ChainResult, Headers};
+use crate::chain::{self, ChainResult, Headers, RequestCtx};
+use crate::request::{NgxStream, Phase};
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -32,35 +38,115 @@ unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_
     }
 }
 
-unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // A panic must not reach nginx: fail this response instead.
-    let res = crate::guard("header filter", None, || {
-        let Some(ctx) = chain::get_or_create(r) else { return Some(next_header(r)) };
-        if ctx.answered || ctx.response_headers_done {
-            return Some(next_header(r));
-        }
-        ctx.response_headers_done = true;
-        let lr = match chain::run_headers(r, ctx, Headers::Response) {
-            ChainResult::Continue => return Some(next_header(r)),
-            ChainResult::Local(lr) => lr,
-            ChainResult::Failed => proxy_wasm_host::LocalResponse {
-                status: 500,
-                details: b"wasm_filter_failed".to_vec(),
-                body: Vec::new(),
-                headers: Vec::new(),
-                grpc_status: -1,
-            },
-        };
-        ctx.answered = true;
-        ctx.swallow_body = true;
-        Some(replace_response(r, &lr))
-    });
-    res.unwrap_or(NGX_ERROR as ngx_int_t)
+fn internal_error() -> LocalResponse {
+    LocalResponse {
+        status: 500,
+        details: b"wasm_filter_failed".to_vec(),
+        body: Vec::new(),
+        headers: Vec::new(),
+        grpc_status: -1,
+    }
 }
 
-/// Sends `lr` in place of the response whose headers are passing through.
-unsafe fn replace_response(r: *mut ngx_http_request_t, lr: &proxy_wasm_host::LocalResponse) -> ngx_int_t {
-    if !crate::local_response::set_headers(r, "local response", lr) {
+unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    crate::guard("header filter", NGX_ERROR as ngx_int_t, || {
+        let Some(ctx) = chain::get_or_create(r) else { return next_header(r) };
+        if ctx.answered || ctx.response_headers_done {
+            return next_header(r);
+        }
+        ctx.response_headers_done = true;
+        if ctx.response_body_wanted {
+            // Bodies must reach us in memory (the copy filter reads files for us).
+            (*r).set_filter_need_in_memory(1);
+        }
+        match chain::run_headers(r, ctx, Headers::Response, 0) {
+            ChainResult::Continue => send_headers(r, ctx, None),
+            ChainResult::Paused(i) if !chain::response_has_no_body(r) => {
+                // Held: the body filter sends them once filter i continues.
+                ctx.response_headers_held = Some(i);
+                (*r).set_filter_need_in_memory(1);
+                NGX_OK as ngx_int_t
+            }
+            ChainResult::Paused(i) => {
+                chain::log_at(r, NGX_LOG_WARN, "chain", "on_response_headers returned Pause on a response without a body: continuing");
+                match resume_headers(r, ctx, i + 1, None) {
+                    Some(lr) => replace_response(r, ctx, &lr),
+                    None => NGX_OK as ngx_int_t,
+                }
+            }
+            ChainResult::Local(lr) => replace_response(r, ctx, &lr),
+            ChainResult::Failed => replace_response(r, ctx, &internal_error()),
+        }
+    })
+}
+
+/// Passes the response headers on. `final_len` is the exact body length when it is known
+/// (the whole body was held); otherwise, with body callbacks, the length is dropped.
+unsafe fn send_headers(r: *mut ngx_http_request_t, ctx: &RequestCtx, final_len: Option<usize>) -> ngx_int_t {
+    if let Some(n) = final_len {
+        let ho = &mut (*r).headers_out;
+        if !ho.content_length.is_null() {
+            (*ho.content_length).hash = 0;
+            ho.content_length = std::ptr::null_mut();
+        }
+        ho.content_length_n = n as off_t;
+    } else if ctx.response_body_wanted && !chain::response_has_no_body(r) {
+        ngx_http_clear_content_length(r);
+        ngx_http_clear_accept_ranges(r);
+    }
+    next_header(r)
+}
+
+unsafe fn ngx_http_clear_content_length(r: *mut ngx_http_request_t) {
+    let ho = &mut (*r).headers_out;
+    ho.content_length_n = -1;
+    if !ho.content_length.is_null() {
+        (*ho.content_length).hash = 0;
+        ho.content_length = std::ptr::null_mut();
+    }
+}
+
+unsafe fn ngx_http_clear_accept_ranges(r: *mut ngx_http_request_t) {
+    let ho = &mut (*r).headers_out;
+    (*r).set_allow_ranges(0);
+    if !ho.accept_ranges.is_null() {
+        (*ho.accept_ranges).hash = 0;
+        ho.accept_ranges = std::ptr::null_mut();
+    }
+}
+
+/// Runs on_response_headers from filter `from` on, after a held filter continued. Returns
+/// a response to send instead when a filter answers or fails; held again if one pauses.
+unsafe fn resume_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, from: usize, final_len: Option<usize>) -> Option<LocalResponse> {
+    let mut from = from;
+    loop {
+        match chain::run_headers(r, ctx, Headers::Response, from) {
+            ChainResult::Continue => {
+                ctx.response_headers_held = None;
+                let rc = send_headers(r, ctx, final_len);
+                if rc == NGX_ERROR as ngx_int_t {
+                    return Some(internal_error());
+                }
+                return None;
+            }
+            ChainResult::Paused(i) if final_len.is_none() => {
+                ctx.response_headers_held = Some(i);
+                return None;
+            }
+            // The whole body is known: a later pause has nothing left to wait for.
+            ChainResult::Paused(i) => from = i + 1,
+            ChainResult::Local(lr) => return Some(lr),
+            ChainResult::Failed => return Some(internal_error()),
+        }
+    }
+}
+
+/// Sends `lr` in place of the response whose headers have not been passed on yet.
+unsafe fn replace_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr: &LocalResponse) -> ngx_int_t {
+    ctx.answered = true;
+    ctx.swallow_body = true;
+    ctx.response_headers_held = None;
+    if !crate::local_response::set_headers(r, lr) {
         return NGX_ERROR as ngx_int_t;
     }
     let rc = next_header(r);
@@ -71,23 +157,128 @@ unsafe fn replace_response(r: *mut ngx_http_request_t, lr: &proxy_wasm_host::Loc
     next_body(r, &mut out)
 }
 
+/// Copies the bytes of an input chain (memory or file buffers) and marks it consumed.
+unsafe fn drain(r: *mut ngx_http_request_t, mut cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> Result<(bool, bool), ()> {
+    let (mut eos, mut flush) = (false, false);
+    while !cl.is_null() {
+        let b = (*cl).buf;
+        if !b.is_null() {
+            if (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0 {
+                let len = ((*b).file_last - (*b).file_pos) as usize;
+                let start = out.len();
+                out.resize(start + len, 0);
+                let n = ngx_read_file((*b).file, out.as_mut_ptr().add(start), len, (*b).file_pos);
+                if n != len as isize {
+                    return Err(());
+                }
+            } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
+                let len = (*b).last.offset_from((*b).pos) as usize;
+                out.extend_from_slice(std::slice::from_raw_parts((*b).pos, len));
+            }
+            (*b).pos = (*b).last;
+            (*b).file_pos = (*b).file_last;
+            eos |= (*b).last_buf() != 0 || ((*b).last_in_chain() != 0 && r != (*r).main);
+            flush |= (*b).flush() != 0;
+        }
+        cl = (*cl).next;
+    }
+    Ok((eos, flush))
+}
+
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     crate::guard("body filter", NGX_ERROR as ngx_int_t, || {
-        match chain::get(r) {
-            Some(ctx) if ctx.swallow_body && r == (*r).main => {
-                // The local response was already sent whole: consume the original body.
-                let mut cl = chain;
-                while !cl.is_null() {
-                    let b = (*cl).buf;
-                    if !b.is_null() {
-                        (*b).pos = (*b).last;
-                        (*b).file_pos = (*b).file_last;
-                    }
-                    cl = (*cl).next;
-                }
-                NGX_OK as ngx_int_t
-            }
-            _ => next_body(r, chain),
+        let ctx = match chain::get(r) {
+            Some(ctx) if r == (*r).main => ctx,
+            _ => return next_body(r, chain),
+        };
+        if ctx.swallow_body {
+            // A local response was already sent whole: consume the original body.
+            let mut sink = Vec::new();
+            let _ = drain(r, chain, &mut sink);
+            return NGX_OK as ngx_int_t;
         }
+        // A response a filter already answered (local response, failure) passes untouched.
+        if ctx.answered || (!ctx.response_body_wanted && ctx.response_headers_held.is_none()) {
+            return next_body(r, chain);
+        }
+        let mut data = Vec::new();
+        let Ok((eos, flush)) = drain(r, chain, &mut data) else { return NGX_ERROR as ngx_int_t };
+        if data.is_empty() && !eos {
+            // A bare flush: nothing for the plugins, let the writer flush what it has.
+            return if ctx.response_headers_held.is_some() { NGX_OK as ngx_int_t } else { next_body(r, chain) };
+        }
+        run_body(r, ctx, data, eos, flush)
     })
+}
+
+/// Passes `data` through the filters' on_response_body in order, buffering at a filter that
+/// pauses, and sends what comes out of the last one.
+unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: Vec<u8>, eos: bool, flush: bool) -> ngx_int_t {
+    let limit = crate::conf::body_buffer_limit(r);
+    let mut i = 0;
+    while i < ctx.filters.len() {
+        let held = ctx.response_headers_held;
+        if matches!(held, Some(h) if i > h) {
+            break;
+        }
+        if ctx.filters[i].exports.response_body {
+            let mut incoming = std::mem::take(&mut data);
+            let res = chain::step(r, ctx, i, &mut |inst, id, label, fc| {
+                fc.response_body.append(&mut incoming);
+                let size = fc.response_body.len();
+                let mut stream = NgxStream::new(r, label, Phase::Response).with_body(BufferType::HttpResponseBody, &mut fc.response_body);
+                Some(inst.on_body(true, id, &mut stream, size, eos))
+            });
+            match res {
+                ChainResult::Continue => data = std::mem::take(&mut ctx.filters[i].response_body),
+                ChainResult::Paused(_) if eos => data = std::mem::take(&mut ctx.filters[i].response_body),
+                ChainResult::Paused(_) => {
+                    if ctx.filters[i].response_body.len() > limit {
+                        chain::log_at(r, NGX_LOG_ERR, "chain", &format!(
+                            "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of response body"
+                        ));
+                        return if ctx.response_headers_held.is_some() {
+                            replace_response(r, ctx, &LocalResponse { status: 502, ..internal_error() })
+                        } else {
+                            NGX_ERROR as ngx_int_t
+                        };
+                    }
+                    return NGX_OK as ngx_int_t;
+                }
+                ChainResult::Local(lr) => return local_from_body(r, ctx, &lr),
+                ChainResult::Failed => return local_from_body(r, ctx, &internal_error()),
+            }
+        }
+        if held == Some(i) {
+            // The filter that held the headers continued: headers go on now.
+            let later_body = ctx.filters[i + 1..].iter().any(|f| f.exports.response_body);
+            let final_len = (eos && !later_body).then_some(data.len());
+            if let Some(lr) = resume_headers(r, ctx, i + 1, final_len) {
+                return local_from_body(r, ctx, &lr);
+            }
+        }
+        i += 1;
+    }
+    if ctx.response_headers_held.is_some() {
+        return NGX_OK as ngx_int_t;
+    }
+    if data.is_empty() && !eos && !flush {
+        return NGX_OK as ngx_int_t;
+    }
+    let Some(mut out) = crate::local_response::body_chain(r, &data) else { return NGX_ERROR as ngx_int_t };
+    (*out.buf).set_last_buf(u32::from(eos && r == (*r).main));
+    (*out.buf).set_last_in_chain(u32::from(eos));
+    (*out.buf).set_flush(u32::from(flush));
+    next_body(r, &mut out)
+}
+
+/// A local response (or a failure) from on_response_body: possible only while the headers
+/// are still held; once they are sent, the response can only be cut short.
+unsafe fn local_from_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr: &LocalResponse) -> ngx_int_t {
+    if ctx.response_headers_held.is_some() || (*r).header_sent() == 0 {
+        return replace_response(r, ctx, lr);
+    }
+    chain::log_at(r, NGX_LOG_ERR, "chain", "a local response or failure after the response headers were sent: closing the connection");
+    ctx.swallow_body = true;
+    NGX_ERROR as ngx_int_t
 }

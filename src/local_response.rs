@@ -7,7 +7,7 @@ use proxy_wasm_host::{LocalResponse, Status};
 use crate::request::{NgxStream, Phase};
 
 /// Replaces r->headers_out with the local response's status and headers.
-pub(crate) unsafe fn set_headers(r: *mut ngx_http_request_t, label: &str, lr: &LocalResponse) -> bool {
+pub(crate) unsafe fn set_headers(r: *mut ngx_http_request_t, lr: &LocalResponse) -> bool {
     let mut pairs: Vec<(&[u8], &[u8])> = lr
         .headers
         .iter()
@@ -19,7 +19,7 @@ pub(crate) unsafe fn set_headers(r: *mut ngx_http_request_t, label: &str, lr: &L
     if !lr.body.is_empty() && !lr.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(b"content-type")) {
         pairs.push((b"content-type", b"text/plain"));
     }
-    let mut stream = NgxStream::new(r, label, Phase::Response);
+    let mut stream = NgxStream::new(r, "local response", Phase::Response);
     if stream.set_response_pairs(&pairs) != Status::Ok {
         return false;
     }
@@ -51,11 +51,11 @@ pub(crate) unsafe fn body_chain(r: *mut ngx_http_request_t, body: &[u8]) -> Opti
 }
 
 /// Sends a local response from a phase handler; returns the rc to finalize the request with.
-pub(crate) unsafe fn send(r: *mut ngx_http_request_t, label: &str, lr: &LocalResponse) -> ngx_int_t {
+pub(crate) unsafe fn send(r: *mut ngx_http_request_t, lr: &LocalResponse) -> ngx_int_t {
     if ngx_http_discard_request_body(r) != NGX_OK as ngx_int_t {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
-    if !set_headers(r, label, lr) {
+    if !set_headers(r, lr) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
     let rc = ngx_http_send_header(r);

@@ -7,6 +7,7 @@ use std::ptr;
 
 use ngx::ffi::*;
 use proxy_wasm_host::maps::MapBuilder;
+use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
 use crate::ngx_log;
@@ -22,12 +23,20 @@ pub(crate) struct NgxStream<'a> {
     r: *mut ngx_http_request_t,
     label: &'a str,
     phase: Phase,
+    /// The body buffered for the running body callback.
+    body: Option<(BufferType, &'a mut Vec<u8>)>,
 }
 
 impl<'a> NgxStream<'a> {
     /// SAFETY: `r` must be a live request for the lifetime of the stream.
     pub unsafe fn new(r: *mut ngx_http_request_t, label: &'a str, phase: Phase) -> NgxStream<'a> {
-        NgxStream { r, label, phase }
+        NgxStream { r, label, phase, body: None }
+    }
+
+    /// Gives the running body callback access to its buffered body.
+    pub fn with_body(mut self, which: BufferType, body: &'a mut Vec<u8>) -> NgxStream<'a> {
+        self.body = Some((which, body));
+        self
     }
 
     /// The number of headers the plugin will see in `map` (pseudo-headers included).
@@ -526,6 +535,13 @@ impl NgxStream<'_> {
 }
 
 impl HttpStream for NgxStream<'_> {
+    fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
+        match &mut self.body {
+            Some((t, b)) if *t == which => Some(&mut **b),
+            _ => None,
+        }
+    }
+
     fn log(&mut self, level: LogLevel, msg: &[u8]) {
         // SAFETY: the request and its connection are live (constructor contract).
         unsafe { ngx_log::write((*(*self.r).connection).log, ngx_log::ngx_level(level), self.label, msg) }

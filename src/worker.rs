@@ -157,20 +157,15 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
 fn load(mcf: &mut MainConf) -> Result<(), String> {
     let compiler = mcf.compiler.unwrap_or(Compiler::Cranelift);
     let engine = proxy_wasm_host::new_engine(compiler)?;
-    for m in mcf.modules.iter_mut() {
+    let filters = &mcf.filters;
+    for (mi, m) in mcf.modules.iter_mut().enumerate() {
         let compiled = proxy_wasm_host::compile(&engine, &m.bytes)
             .map_err(|e| format!("wasm_module \"{}\": \"{}\" {} {}", m.name, m.path, e, m.origin))?;
-        m.compiled = Some(compiled);
-        // The bytes are no longer needed: workers instantiate the compiled module.
-        m.bytes = Vec::new();
-    }
-    for (mi, m) in mcf.modules.iter().enumerate() {
-        let compiled = m.compiled.as_ref().expect("compiled above");
         let logger = Box::new(CycleLogger { label: m.name.clone() });
-        let mut inst = PluginInstance::new(&engine, compiled, m.vm_config.clone(), logger)
+        let mut inst = PluginInstance::new(&engine, &compiled, m.vm_config.clone(), logger)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
         let mut used = false;
-        for f in mcf.filters.iter().filter(|f| f.module == mi) {
+        for f in filters.iter().filter(|f| f.module == mi) {
             used = true;
             inst.create_root_context(Some(f.config.clone())).map_err(|e| match e {
                 HostError::VmStartFailed => format!("wasm_module \"{}\": {} {}", m.name, e, m.origin),
@@ -187,6 +182,9 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
             inst.create_root_context(None)
                 .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
         }
+        m.compiled = Some(compiled);
+        // Workers instantiate the compiled module: the bytes are no longer needed.
+        m.bytes = Vec::new();
     }
     mcf.engine = Some(engine);
     Ok(())

@@ -25,7 +25,9 @@ pub enum Callback {
     VmStart,
     Configure,
     RequestHeaders,
+    RequestBody,
     ResponseHeaders,
+    ResponseBody,
     Log,
     Done,
     Delete,
@@ -41,6 +43,8 @@ impl Callback {
             Callback::Configure => "proxy_on_configure",
             Callback::RequestHeaders => "proxy_on_request_headers",
             Callback::ResponseHeaders => "proxy_on_response_headers",
+            Callback::RequestBody => "proxy_on_request_body",
+            Callback::ResponseBody => "proxy_on_response_body",
             Callback::Log => "proxy_on_log",
             Callback::Done => "proxy_on_done",
             Callback::Delete => "proxy_on_delete",
@@ -49,7 +53,10 @@ impl Callback {
 
     /// Callbacks from which `proxy_send_local_response` may answer the request.
     pub fn may_send_local_response(self) -> bool {
-        matches!(self, Callback::RequestHeaders | Callback::ResponseHeaders)
+        matches!(
+            self,
+            Callback::RequestHeaders | Callback::RequestBody | Callback::ResponseHeaders | Callback::ResponseBody
+        )
     }
 }
 

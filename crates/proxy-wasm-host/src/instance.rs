@@ -67,7 +67,9 @@ struct Callbacks {
     vm_start: Option<TypedFunction<(i32, i32), i32>>,
     configure: Option<TypedFunction<(i32, i32), i32>>,
     request_headers: Option<HeadersFn>,
+    request_body: Option<TypedFunction<(i32, i32, i32), i32>>,
     response_headers: Option<HeadersFn>,
+    response_body: Option<TypedFunction<(i32, i32, i32), i32>>,
     done: Option<TypedFunction<i32, i32>>,
     log: Option<TypedFunction<i32, ()>>,
     delete: Option<TypedFunction<i32, ()>>,
@@ -77,7 +79,9 @@ struct Callbacks {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Exports {
     pub request_headers: bool,
+    pub request_body: bool,
     pub response_headers: bool,
+    pub response_body: bool,
     pub log: bool,
 }
 
@@ -143,7 +147,9 @@ impl PluginInstance {
             vm_start: typed(&instance, &store, "proxy_on_vm_start")?,
             configure: typed(&instance, &store, "proxy_on_configure")?,
             request_headers: headers("proxy_on_request_headers")?,
+            request_body: typed(&instance, &store, "proxy_on_request_body")?,
             response_headers: headers("proxy_on_response_headers")?,
+            response_body: typed(&instance, &store, "proxy_on_response_body")?,
             done: typed(&instance, &store, "proxy_on_done")?,
             log: typed(&instance, &store, "proxy_on_log")?,
             delete: typed(&instance, &store, "proxy_on_delete")?,
@@ -176,7 +182,9 @@ impl PluginInstance {
     pub fn exports(&self) -> Exports {
         Exports {
             request_headers: self.cb.request_headers.is_some(),
+            request_body: self.cb.request_body.is_some(),
             response_headers: self.cb.response_headers.is_some(),
+            response_body: self.cb.response_body.is_some(),
             log: self.cb.log.is_some(),
         }
     }
@@ -315,6 +323,32 @@ impl PluginInstance {
             return Ok(Outcome::CONTINUE);
         }
         self.headers(Callback::ResponseHeaders, ctx, stream, num_headers, end_of_stream)
+    }
+
+    /// on_request_body / on_response_body: `body_size` is what is buffered so far, readable
+    /// and changeable through the stream's `body()`.
+    pub fn on_body(
+        &mut self,
+        response: bool,
+        ctx: u32,
+        stream: &mut dyn HttpStream,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Result<Outcome, HostError> {
+        let callback = if response { Callback::ResponseBody } else { Callback::RequestBody };
+        let exported = if response { self.cb.response_body.is_some() } else { self.cb.request_body.is_some() };
+        if !exported {
+            return Ok(Outcome::CONTINUE);
+        }
+        let size = body_size.min(i32::MAX as usize) as i32;
+        let (action, local_response) = self.invoke(callback, ctx, Some(stream), |cb, st| {
+            let f = if response { &cb.response_body } else { &cb.request_body };
+            match f {
+                Some(f) => f.call(st, ctx as i32, size, end_of_stream as i32),
+                None => Ok(0),
+            }
+        })?;
+        Ok(Outcome { action: Action::from_i32(action), local_response })
     }
 
     /// on_done then on_log (when on_done agrees, or is not exported). nginx cannot hold the

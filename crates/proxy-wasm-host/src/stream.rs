@@ -4,7 +4,7 @@
 //! trait. nginx implements it over `ngx_http_request_t` (src/request.rs); `MemoryStream` below
 //! implements it in memory for unit tests and fuzzing.
 
-use crate::abi::{LogLevel, MapType, Status};
+use crate::abi::{BufferType, LogLevel, MapType, Status};
 use crate::maps::MapBuilder;
 
 pub trait HttpStream {
@@ -20,6 +20,11 @@ pub trait HttpStream {
     fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status;
     /// Removes every value of `key`; Ok even when absent.
     fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status;
+    /// The body bytes buffered for the running body callback, which the plugin may read and
+    /// change; None outside the body callbacks (the hostcall then says NOT_FOUND).
+    fn body(&mut self, _which: BufferType) -> Option<&mut Vec<u8>> {
+        None
+    }
 }
 
 /// A local response requested by a plugin with `proxy_send_local_response`; the embedder
@@ -38,6 +43,8 @@ pub struct LocalResponse {
 pub struct MemoryStream {
     pub request_headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub response_headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    pub request_body: Option<Vec<u8>>,
+    pub response_body: Option<Vec<u8>>,
     pub logs: Vec<(LogLevel, String)>,
 }
 
@@ -109,5 +116,13 @@ impl HttpStream for MemoryStream {
         let Some(m) = self.map_mut(map) else { return Status::NotFound };
         m.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
         Status::Ok
+    }
+
+    fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
+        match which {
+            BufferType::HttpRequestBody => self.request_body.as_mut(),
+            BufferType::HttpResponseBody => self.response_body.as_mut(),
+            _ => None,
+        }
     }
 }

@@ -1,20 +1,31 @@
-//! proxy_get_buffer_bytes, proxy_get_buffer_status, proxy_get_configuration (0.1.0).
-//! This version serves the VM and plugin configuration buffers; body, call-response, gRPC and
-//! foreign-function buffers return UNIMPLEMENTED (listed in the README matrix).
+//! proxy_get_buffer_bytes, proxy_set_buffer_bytes, proxy_get_buffer_status,
+//! proxy_get_configuration (0.1.0).
+//! Served: the VM and plugin configuration, and the request and response bodies inside the
+//! body callbacks (through the stream). Call-response, gRPC and foreign-function buffers
+//! return UNIMPLEMENTED (listed in the README matrix).
 
 use wasmer::FunctionEnvMut;
 
 use crate::abi::{BufferType, Status};
 use crate::env::{Callback, HostEnv};
-use crate::memory::{return_bytes, u, write_u32};
+use crate::memory::{read, return_bytes, u, write_u32};
 
-/// The bytes of a configuration buffer, or the status to return.
-fn config_buffer(env: &HostEnv, ty: i32) -> Result<Vec<u8>, Status> {
+/// Largest body a plugin can make the host hold through set_buffer_bytes.
+pub const MAX_BODY_BUFFER: usize = 64 << 20;
+
+fn is_body(ty: BufferType) -> bool {
+    matches!(ty, BufferType::HttpRequestBody | BufferType::HttpResponseBody)
+}
+
+/// Runs `f` on the bytes of buffer `ty`, or returns the status that says why not.
+fn with_buffer<R>(env: &mut HostEnv, ty: i32, f: impl FnOnce(&[u8]) -> R) -> Result<R, Status> {
     match BufferType::from_i32(ty) {
         None => Err(Status::BadArgument),
-        Some(BufferType::VmConfiguration) => Ok(env.vm_config.clone()),
-        Some(BufferType::PluginConfiguration) => {
-            env.root_of_current().map(|r| r.config.clone()).ok_or(Status::NotFound)
+        Some(BufferType::VmConfiguration) => Ok(f(&env.vm_config)),
+        Some(BufferType::PluginConfiguration) => env.root_of_current().map(|r| f(&r.config)).ok_or(Status::NotFound),
+        Some(t) if is_body(t) => {
+            let s = env.stream().ok_or(Status::NotFound)?;
+            s.body(t).map(|b| f(b)).ok_or(Status::NotFound)
         }
         Some(_) => Err(Status::Unimplemented),
     }
@@ -28,25 +39,63 @@ pub(crate) fn proxy_get_buffer_bytes(
     ret_ptr: i32,
     ret_size: i32,
 ) -> i32 {
-    let buf = match config_buffer(env.data(), ty) {
-        Ok(b) => b,
-        Err(s) => return s as i32,
-    };
     // start and max_size are unsigned; the Rust SDK passes u32::MAX for "to the end".
-    let start = u(start) as usize;
-    if start > buf.len() {
-        return Status::BadArgument as i32;
+    let (start, max) = (u(start) as usize, u(max_size) as usize);
+    let slice = with_buffer(env.data_mut(), ty, |b| {
+        if start > b.len() {
+            return Err(Status::BadArgument);
+        }
+        let end = start.saturating_add(max).min(b.len());
+        Ok(b[start..end].to_vec())
+    });
+    match slice {
+        Ok(Ok(bytes)) => return_bytes(&mut env, &bytes, ret_ptr, ret_size) as i32,
+        Ok(Err(s)) | Err(s) => s as i32,
     }
-    let end = start.saturating_add(u(max_size) as usize).min(buf.len());
-    return_bytes(&mut env, &buf[start..end], ret_ptr, ret_size) as i32
 }
 
-pub(crate) fn proxy_get_buffer_status(env: FunctionEnvMut<HostEnv>, ty: i32, ret_len: i32, ret_flags: i32) -> i32 {
-    let buf = match config_buffer(env.data(), ty) {
+/// Replaces `size` bytes at `start` with the given data: start 0 and size 0 prepends, a
+/// start at or past the end appends, size covering the rest replaces it (Envoy's rules,
+/// extended to any range inside the buffer).
+pub(crate) fn proxy_set_buffer_bytes(
+    mut env: FunctionEnvMut<HostEnv>,
+    ty: i32,
+    start: i32,
+    size: i32,
+    data: i32,
+    data_len: i32,
+) -> i32 {
+    let Some(t) = BufferType::from_i32(ty) else { return Status::BadArgument as i32 };
+    if !is_body(t) {
+        return if matches!(t, BufferType::VmConfiguration | BufferType::PluginConfiguration) {
+            Status::BadArgument as i32
+        } else {
+            Status::Unimplemented as i32
+        };
+    }
+    let bytes = match read(&env, data, data_len) {
         Ok(b) => b,
         Err(s) => return s as i32,
     };
-    let r = write_u32(&env, ret_len, buf.len() as u32).and_then(|_| write_u32(&env, ret_flags, 0));
+    let Some(stream) = env.data_mut().stream() else { return Status::NotFound as i32 };
+    let Some(body) = stream.body(t) else { return Status::NotFound as i32 };
+    let start = (u(start) as usize).min(body.len());
+    let end = start.saturating_add(u(size) as usize).min(body.len());
+    if body.len() - (end - start) + bytes.len() > MAX_BODY_BUFFER {
+        return Status::BadArgument as i32;
+    }
+    body.splice(start..end, bytes);
+    Status::Ok as i32
+}
+
+pub(crate) fn proxy_get_buffer_status(mut env: FunctionEnvMut<HostEnv>, ty: i32, ret_len: i32, ret_flags: i32) -> i32 {
+    let len = match with_buffer(env.data_mut(), ty, |b| b.len()) {
+        Ok(n) => n,
+        Err(s) => return s as i32,
+    };
+    // Flag 1 (end of stream) is set for body buffers by the embedder's callback arguments;
+    // the buffer status reports the size only.
+    let r = write_u32(&env, ret_len, len as u32).and_then(|_| write_u32(&env, ret_flags, 0));
     super::status(r)
 }
 
@@ -57,9 +106,8 @@ pub(crate) fn proxy_get_configuration(mut env: FunctionEnvMut<HostEnv>, ret_ptr:
     } else {
         BufferType::PluginConfiguration
     };
-    let buf = match config_buffer(env.data(), ty as i32) {
-        Ok(b) => b,
-        Err(s) => return s as i32,
-    };
-    return_bytes(&mut env, &buf, ret_ptr, ret_size) as i32
+    match with_buffer(env.data_mut(), ty as i32, |b| b.to_vec()) {
+        Ok(bytes) => return_bytes(&mut env, &bytes, ret_ptr, ret_size) as i32,
+        Err(s) => s as i32,
+    }
 }

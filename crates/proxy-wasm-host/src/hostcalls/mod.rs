@@ -174,6 +174,7 @@ fn proxy_function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> 
         "proxy_get_configuration" => t(Function::new_typed_with_env(store, env, buffers::proxy_get_configuration)),
         "proxy_get_buffer_bytes" => t(Function::new_typed_with_env(store, env, buffers::proxy_get_buffer_bytes)),
         "proxy_get_buffer_status" => t(Function::new_typed_with_env(store, env, buffers::proxy_get_buffer_status)),
+        "proxy_set_buffer_bytes" => t(Function::new_typed_with_env(store, env, buffers::proxy_set_buffer_bytes)),
         "proxy_get_header_map_pairs" => t(Function::new_typed_with_env(store, env, headers::proxy_get_header_map_pairs)),
         "proxy_set_header_map_pairs" => t(Function::new_typed_with_env(store, env, headers::proxy_set_header_map_pairs)),
         "proxy_get_header_map_size" => t(Function::new_typed_with_env(store, env, headers::proxy_get_header_map_size)),

@@ -17,6 +17,16 @@
 //!   resp_local=status:body  replaces the response with a local response
 //!   trap_response         panics in on_http_response_headers
 //!   order=tag             appends tag to request header x-order and response header x-order
+//! Response body (on_http_response_body):
+//!   resp_body_log         logs `resp body size=N eos=B` for every call
+//!   resp_body_upper       upper-cases every chunk as it passes (streaming rewrite)
+//!   resp_body_replace=a:b buffers the whole body (Pause), then replaces every `a` by `b`
+//!   resp_body_append=text appends text at end of stream
+//!   resp_body_prepend=text  prepends text to the first chunk
+//!   resp_headers_pause    Pause in on_http_response_headers; at end of body sets
+//!                         x-body-length and continues (headers held until then)
+//!   resp_body_local=status:body  local response from on_http_response_body
+//!   resp_body_trap        panics in on_http_response_body
 //! Lifecycle:
 //!   log_eos               logs end_of_stream of both header callbacks
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
@@ -104,7 +114,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter { id: context_id, actions: self.actions.clone(), name: self.name.clone(), log: Rc::new(RefCell::new(())) }))
+        Some(Box::new(Filter { id: context_id, actions: self.actions.clone(), name: self.name.clone(), log: Rc::new(RefCell::new(())), chunks: 0 }))
     }
 }
 
@@ -114,6 +124,7 @@ struct Filter {
     name: String,
     #[allow(dead_code)]
     log: Rc<RefCell<()>>,
+    chunks: usize,
 }
 
 impl Filter {
@@ -237,6 +248,56 @@ impl HttpContext for Filter {
                     return Action::Pause;
                 }
                 "trap_response" => panic!("trap_response asked for a trap"),
+                "resp_headers_pause" => return Action::Pause,
+                _ => {}
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.chunks += 1;
+        let actions = self.actions.clone();
+        for (k, v) in actions.iter() {
+            match k.as_str() {
+                "resp_body_log" => log::warn!("resp body size={body_size} eos={end_of_stream}"),
+                "resp_body_upper" => {
+                    if let Some(b) = self.get_http_response_body(0, body_size) {
+                        self.set_http_response_body(0, body_size, &b.to_ascii_uppercase());
+                    }
+                }
+                "resp_body_replace" => {
+                    if !end_of_stream {
+                        return Action::Pause;
+                    }
+                    let (from, to) = split2(v);
+                    let body = self.get_http_response_body(0, body_size).unwrap_or_default();
+                    let text = String::from_utf8_lossy(&body).replace(from, to);
+                    self.set_http_response_body(0, body_size, text.as_bytes());
+                }
+                "resp_body_append" => {
+                    if end_of_stream {
+                        self.set_http_response_body(body_size, 0, v.as_bytes());
+                    }
+                }
+                "resp_body_prepend" => {
+                    if self.chunks == 1 {
+                        self.set_http_response_body(0, 0, v.as_bytes());
+                    }
+                }
+                "resp_headers_pause" => {
+                    if !end_of_stream {
+                        return Action::Pause;
+                    }
+                    self.set_http_response_header("x-body-length", Some(&body_size.to_string()));
+                }
+                "resp_body_local" => {
+                    let (status, body) = split2(v);
+                    let status: u32 = status.parse().unwrap_or(500);
+                    self.send_http_response(status, vec![("x-local", "body")], Some(body.as_bytes()));
+                    return Action::Pause;
+                }
+                "resp_body_trap" => panic!("resp_body_trap asked for a trap"),
                 _ => {}
             }
         }

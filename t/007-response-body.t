@@ -1,0 +1,186 @@
+# on_response_body: streaming rewrites, buffering with Pause, held headers, local responses
+# from the body, limits.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use ProxyWasmTest;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a proxied body rewritten chunk by chunk; Content-Length is dropped
+--- config
+location /t {
+    proxy_wasm testbed "resp_body_upper";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+}
+location /backend { return 200 "hello body\n"; }
+--- request
+GET /t
+--- response_body
+HELLO BODY
+--- response_headers
+!Content-Length
+Transfer-Encoding: chunked
+
+=== TEST 2: a 200 KB body rewritten across many chunks
+--- user_files eval
+">>> big.txt\n" . ("abcdefghij" x 20000)
+--- config
+location /t {
+    proxy_wasm testbed "resp_body_upper;resp_body_log";
+    proxy_buffer_size 4k;
+    proxy_buffers 4 4k;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/big.txt;
+}
+--- request
+GET /t
+--- response_body eval
+"ABCDEFGHIJ" x 20000
+--- error_log eval
+[qr/resp body size=\d+ eos=false/, qr/resp body size=\d+ eos=true/]
+
+=== TEST 3: a static file (sendfile on) reaches the filter in memory
+--- user_files
+>>> file.txt
+static content
+--- config
+sendfile on;
+location /file.txt { proxy_wasm testbed "resp_body_upper"; }
+--- request
+GET /file.txt
+--- response_body
+STATIC CONTENT
+
+=== TEST 4: Pause buffers the whole body, then a replacement across chunk boundaries
+--- user_files eval
+">>> big.txt\n" . ("hello world " x 5000)
+--- config
+location /t {
+    proxy_wasm testbed "resp_body_replace=world:wasm";
+    proxy_buffer_size 4k;
+    proxy_buffers 4 4k;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/big.txt;
+}
+--- request
+GET /t
+--- response_body eval
+"hello wasm " x 5000
+
+=== TEST 5: append and prepend
+--- config
+location /t {
+    proxy_wasm testbed "resp_body_prepend=<<;resp_body_append=>>";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+}
+location /backend { return 200 "middle"; }
+--- request
+GET /t
+--- response_body chomp
+<<middle>>
+
+=== TEST 6: Pause in on_response_headers holds the headers until the body is read
+The filter sets a header from on_response_body at end of stream; the body length is known,
+so Content-Length is exact.
+--- user_files eval
+">>> big.txt\n" . ("x" x 30000)
+--- config
+location /t {
+    proxy_wasm testbed "resp_headers_pause";
+    proxy_buffer_size 4k;
+    proxy_buffers 4 4k;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/big.txt;
+}
+--- request
+GET /t
+--- response_headers
+x-body-length: 30000
+Content-Length: 30000
+--- response_body eval
+"x" x 30000
+
+=== TEST 7: held headers plus a body rewrite: Content-Length is the new length
+--- config
+location /t {
+    proxy_wasm testbed "resp_headers_pause;resp_body_replace=short:much longer";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+}
+location /backend { return 200 "a short body"; }
+--- request
+GET /t
+--- response_headers
+Content-Length: 18
+--- response_body chomp
+a much longer body
+
+=== TEST 8: a local response from on_response_body while headers are held
+--- config
+location /t {
+    proxy_wasm testbed "resp_headers_pause;resp_body_local=418:from the body callback";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+}
+location /backend { return 200 "upstream body"; }
+--- request
+GET /t
+--- error_code: 418
+--- response_body chomp
+from the body callback
+--- response_headers
+x-local: body
+
+=== TEST 9: a trap in on_response_body while headers are held gives a 500
+--- config
+location /t {
+    proxy_wasm testbed "resp_headers_pause;resp_body_trap";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+}
+location /backend { return 200 "upstream body"; }
+--- request
+GET /t
+--- error_code: 500
+--- response_body_unlike
+upstream body
+--- error_log
+proxy_on_response_body failed
+
+=== TEST 10: buffering past proxy_wasm_body_buffer_limit fails with 502 and a clear log line
+--- user_files eval
+">>> big.txt\n" . ("y" x 50000)
+--- config
+location /t {
+    proxy_wasm testbed "resp_headers_pause";
+    proxy_wasm_body_buffer_limit 10k;
+    proxy_buffer_size 4k;
+    proxy_buffers 4 4k;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/big.txt;
+}
+--- request
+GET /t
+--- error_code: 502
+--- error_log
+a filter buffered more than proxy_wasm_body_buffer_limit (10240 bytes) of response body
+
+=== TEST 11: two filters rewrite the body in order
+--- config
+location /t {
+    proxy_wasm testbed "resp_body_append=-first";
+    proxy_wasm testbed "resp_body_append=-second";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+}
+location /backend { return 200 "body"; }
+--- request
+GET /t
+--- response_body chomp
+body-first-second
+
+=== TEST 12: HEAD gets no body and the chain does not hang on held headers
+--- config
+location /t {
+    proxy_wasm testbed "resp_headers_pause";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/backend;
+}
+location /backend { return 200 "body"; }
+--- request
+HEAD /t
+--- error_code: 200
+--- response_body chomp
