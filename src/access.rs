@@ -10,13 +10,19 @@ pub(crate) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ng
     crate::guard("access handler", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
         let Some(ctx) = chain::get_or_create(r) else { return NGX_DECLINED as ngx_int_t };
         if ctx.request_headers_done {
-            return NGX_DECLINED as ngx_int_t;
+            // Back after reading the body for the filters, or after an internal redirect.
+            if ctx.answered {
+                return NGX_DECLINED as ngx_int_t;
+            }
+            return crate::body::read_for_filters(r).unwrap_or(NGX_DECLINED as ngx_int_t);
         }
         ctx.request_headers_done = true;
         let mut from = 0;
         loop {
             match chain::run_headers(r, ctx, Headers::Request, from) {
-                ChainResult::Continue => return NGX_DECLINED as ngx_int_t,
+                ChainResult::Continue => {
+                    return crate::body::read_for_filters(r).unwrap_or(NGX_DECLINED as ngx_int_t);
+                }
                 ChainResult::Paused(i) => {
                     // Nothing can resume a paused request yet (no HTTP calls): go on rather
                     // than hang the request.

@@ -21,6 +21,17 @@ pub(crate) struct FilterCtx {
     pub exports: Exports,
     /// Response body bytes this filter holds (it returned Pause from on_response_body).
     pub response_body: Vec<u8>,
+    /// Request body bytes this filter holds (it returned Pause from on_request_body).
+    pub request_body: Vec<u8>,
+}
+
+/// Reading the request body for the filters' on_request_body (see body.rs).
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyRead {
+    #[default]
+    NotStarted,
+    Reading,
+    Done,
 }
 
 #[derive(Default)]
@@ -37,6 +48,14 @@ pub(crate) struct RequestCtx {
     pub response_headers_held: Option<usize>,
     /// Some filter has on_response_body: the body filter runs the chain.
     pub response_body_wanted: bool,
+    /// Some filter has on_request_body: the request body filter runs the chain.
+    pub request_body_wanted: bool,
+    pub request_body_read: BodyRead,
+    /// Request body bytes passed on after the filters (the new Content-Length).
+    pub request_body_out: usize,
+    /// A local response from on_request_body, sent by the header filter in place of the
+    /// error page nginx produces when body reading stops.
+    pub pending_local: Option<LocalResponse>,
     /// on_done / on_log / on_delete have run.
     pub finished: bool,
 }
@@ -109,6 +128,7 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
                 ctx_id: None,
                 exports: Exports::default(),
                 response_body: Vec::new(),
+                request_body: Vec::new(),
             };
             if let Some(w) = w.as_mut() {
                 let mi = w.filter_module[fi];
@@ -126,6 +146,7 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
                 }
             }
             ctx.response_body_wanted |= fc.exports.response_body;
+            ctx.request_body_wanted |= fc.exports.request_body;
             ctx.filters.push(fc);
         }
     });
@@ -195,7 +216,7 @@ pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCt
         Headers::Response => (Phase::Response, MapType::ResponseHeaders),
     };
     let end_of_stream = match which {
-        Headers::Request => (*r).headers_in.content_length_n <= 0 && (*r).headers_in.chunked() == 0,
+        Headers::Request => !request_has_body(r),
         Headers::Response => response_has_no_body(r),
     };
     for i in from..ctx.filters.len() {
@@ -220,6 +241,11 @@ pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCt
         }
     }
     ChainResult::Continue
+}
+
+/// True when a request body follows the headers.
+pub(crate) unsafe fn request_has_body(r: *mut ngx_http_request_t) -> bool {
+    (*r).headers_in.content_length_n > 0 || (*r).headers_in.chunked() != 0
 }
 
 /// True when no response body will follow the headers (HEAD, 204, 304, empty).

@@ -51,6 +51,10 @@ fn internal_error() -> LocalResponse {
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     crate::guard("header filter", NGX_ERROR as ngx_int_t, || {
         let Some(ctx) = chain::get_or_create(r) else { return next_header(r) };
+        if let Some(lr) = ctx.pending_local.take() {
+            // A local response from on_request_body, in place of nginx's error page.
+            return replace_response(r, ctx, &lr);
+        }
         if ctx.answered || ctx.response_headers_done {
             return next_header(r);
         }

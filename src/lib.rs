@@ -19,6 +19,7 @@ use ngx::ffi::*;
 use ngx::http::HttpModule;
 
 mod access;
+mod body;
 mod chain;
 mod conf;
 mod filters;

@@ -136,6 +136,7 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
             return NGX_ERROR as ngx_int_t;
         }
         crate::filters::install();
+        crate::body::install();
         // The `nginx -s` signaller parses the configuration too: it must not compile or run
         // anything. `nginx -t`, start and reload do.
         if ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t {

@@ -27,6 +27,14 @@
 //!                         x-body-length and continues (headers held until then)
 //!   resp_body_local=status:body  local response from on_http_response_body
 //!   resp_body_trap        panics in on_http_response_body
+//! Request body (on_http_request_body):
+//!   req_body_log          logs `req body size=N eos=B` for every call
+//!   req_body_upper        upper-cases every chunk as it passes
+//!   req_body_replace=a:b  buffers the whole body (Pause), then replaces every `a` by `b`
+//!   req_body_append=text  appends text at end of stream
+//!   req_body_echo         buffers the whole body and answers 200 with it (local response)
+//!   req_body_local=status:body  local response from the first on_http_request_body
+//!   req_body_pause        returns Pause until end of stream (buffering only)
 //! Lifecycle:
 //!   log_eos               logs end_of_stream of both header callbacks
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
@@ -249,6 +257,56 @@ impl HttpContext for Filter {
                 }
                 "trap_response" => panic!("trap_response asked for a trap"),
                 "resp_headers_pause" => return Action::Pause,
+                _ => {}
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let actions = self.actions.clone();
+        for (k, v) in actions.iter() {
+            match k.as_str() {
+                "req_body_log" => log::warn!("req body size={body_size} eos={end_of_stream}"),
+                "req_body_upper" => {
+                    if let Some(b) = self.get_http_request_body(0, body_size) {
+                        self.set_http_request_body(0, body_size, &b.to_ascii_uppercase());
+                    }
+                }
+                "req_body_replace" => {
+                    if !end_of_stream {
+                        return Action::Pause;
+                    }
+                    let (from, to) = split2(v);
+                    let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+                    let text = String::from_utf8_lossy(&body).replace(from, to);
+                    self.set_http_request_body(0, body_size, text.as_bytes());
+                }
+                "req_body_append" => {
+                    if end_of_stream {
+                        self.set_http_request_body(body_size, 0, v.as_bytes());
+                    }
+                }
+                "req_body_echo" => {
+                    if !end_of_stream {
+                        return Action::Pause;
+                    }
+                    let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+                    let len = body.len().to_string();
+                    self.send_http_response(200, vec![("x-echo-length", len.as_str())], Some(&body));
+                    return Action::Pause;
+                }
+                "req_body_local" => {
+                    let (status, body) = split2(v);
+                    let status: u32 = status.parse().unwrap_or(500);
+                    self.send_http_response(status, vec![("x-local", "request-body")], Some(body.as_bytes()));
+                    return Action::Pause;
+                }
+                "req_body_pause" => {
+                    if !end_of_stream {
+                        return Action::Pause;
+                    }
+                }
                 _ => {}
             }
         }

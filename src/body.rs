@@ -1,0 +1,159 @@
+//! Request bodies: on_request_body, chunk by chunk, as nginx reads the body.
+//!
+//! A request body filter (in nginx's request body filter chain, after chunked decoding)
+//! passes each chunk through the filters in order, buffering at a filter that pauses.
+//! When no content handler would read the body (or before it does), the access phase reads
+//! it for the filters, the way ngx_http_mirror_module does, and then resumes the phases;
+//! the body stays available to proxy_pass and friends. Body edits change what upstreams
+//! receive: at the end of the body, r->headers_in.content_length_n is the new length, which
+//! proxy_pass sends as Content-Length (with request buffering, nginx's default).
+
+use std::ptr::addr_of_mut;
+
+use ngx::ffi::*;
+use proxy_wasm_host::abi::BufferType;
+
+use crate::chain::{self, BodyRead, ChainResult};
+use crate::request::{NgxStream, Phase};
+
+static mut NEXT_REQUEST_BODY_FILTER: ngx_http_request_body_filter_pt = None;
+
+pub(crate) unsafe fn install() {
+    NEXT_REQUEST_BODY_FILTER = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = Some(request_body_filter);
+}
+
+unsafe fn next(r: *mut ngx_http_request_t, cl: *mut ngx_chain_t) -> ngx_int_t {
+    match *addr_of_mut!(NEXT_REQUEST_BODY_FILTER) {
+        Some(f) => f(r, cl),
+        None => NGX_ERROR as ngx_int_t,
+    }
+}
+
+/// From the access handler once the request headers went through: reads the body if a
+/// filter wants it. Returns None to go on with the phases, or the handler's return code.
+pub(crate) unsafe fn read_for_filters(r: *mut ngx_http_request_t) -> Option<ngx_int_t> {
+    let ctx = chain::get(r)?;
+    if !ctx.request_body_wanted || !chain::request_has_body(r) || !(*r).request_body.is_null() {
+        return None;
+    }
+    match ctx.request_body_read {
+        BodyRead::Done => return None,
+        BodyRead::Reading => return Some(NGX_DONE as ngx_int_t),
+        BodyRead::NotStarted => {}
+    }
+    ctx.request_body_read = BodyRead::Reading;
+    // The request body filter runs inside this call (and later, as data arrives).
+    let rc = ngx_http_read_client_request_body(r, Some(body_read_done));
+    if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        return Some(rc);
+    }
+    // Like a content handler that read the body: the reader holds a reference (r->count).
+    ngx_http_finalize_request(r, NGX_DONE as ngx_int_t);
+    Some(NGX_DONE as ngx_int_t)
+}
+
+unsafe extern "C" fn body_read_done(r: *mut ngx_http_request_t) {
+    crate::guard("request body handler", (), || {
+        if let Some(ctx) = chain::get(r) {
+            ctx.request_body_read = BodyRead::Done;
+        }
+        // Keep the body for the content handler, and run the phases again from access.
+        (*r).set_preserve_body(1);
+        (*r).write_event_handler = Some(ngx_http_core_run_phases);
+        ngx_http_core_run_phases(r);
+    })
+}
+
+unsafe fn drain(mut cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> bool {
+    let mut eos = false;
+    while !cl.is_null() {
+        let b = (*cl).buf;
+        if !b.is_null() {
+            if !(*b).pos.is_null() && (*b).last > (*b).pos {
+                let len = (*b).last.offset_from((*b).pos) as usize;
+                out.extend_from_slice(std::slice::from_raw_parts((*b).pos, len));
+            }
+            (*b).pos = (*b).last;
+            eos |= (*b).last_buf() != 0;
+        }
+        cl = (*cl).next;
+    }
+    eos
+}
+
+unsafe extern "C" fn request_body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ngx_int_t {
+    crate::guard("request body filter", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+        let ctx = match chain::get(r) {
+            Some(ctx) if r == (*r).main && ctx.request_body_wanted && !ctx.answered => ctx,
+            _ => return next(r, input),
+        };
+        let mut data = Vec::new();
+        let eos = drain(input, &mut data);
+        let limit = crate::conf::body_buffer_limit(r);
+        for i in 0..ctx.filters.len() {
+            if !ctx.filters[i].exports.request_body {
+                continue;
+            }
+            let mut incoming = std::mem::take(&mut data);
+            let res = chain::step(r, ctx, i, &mut |inst, id, label, fc| {
+                fc.request_body.append(&mut incoming);
+                let size = fc.request_body.len();
+                let mut stream = NgxStream::new(r, label, Phase::Request).with_body(BufferType::HttpRequestBody, &mut fc.request_body);
+                Some(inst.on_body(false, id, &mut stream, size, eos))
+            });
+            match res {
+                ChainResult::Continue => data = std::mem::take(&mut ctx.filters[i].request_body),
+                ChainResult::Paused(_) if eos => data = std::mem::take(&mut ctx.filters[i].request_body),
+                ChainResult::Paused(_) => {
+                    if ctx.filters[i].request_body.len() > limit {
+                        chain::log_at(r, NGX_LOG_ERR, "chain", &format!(
+                            "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of request body"
+                        ));
+                        ctx.answered = true;
+                        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as ngx_int_t;
+                    }
+                    return NGX_OK as ngx_int_t;
+                }
+                ChainResult::Local(lr) => {
+                    // Stopping the read makes nginx finalize with this code; the header
+                    // filter then sends the local response instead of the error page.
+                    ctx.pending_local = Some(lr);
+                    ctx.answered = true;
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                }
+                ChainResult::Failed => {
+                    ctx.answered = true;
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                }
+            }
+        }
+        ctx.request_body_out += data.len();
+        if eos {
+            set_request_length(r, ctx.request_body_out);
+        }
+        if data.is_empty() && !eos {
+            return NGX_OK as ngx_int_t;
+        }
+        let Some(mut out) = crate::local_response::body_chain(r, &data) else {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        };
+        (*out.buf).set_last_buf(u32::from(eos));
+        (*out.buf).set_last_in_chain(u32::from(eos));
+        next(r, &mut out)
+    })
+}
+
+/// The body's final length: what proxy_pass sends as Content-Length, and $content_length.
+unsafe fn set_request_length(r: *mut ngx_http_request_t, len: usize) {
+    (*r).headers_in.content_length_n = len as off_t;
+    let h = (*r).headers_in.content_length;
+    if !h.is_null() {
+        let s = len.to_string();
+        let p = ngx_pnalloc((*r).pool, s.len()) as *mut u8;
+        if !p.is_null() {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), p, s.len());
+            (*h).value = ngx_str_t { len: s.len(), data: p };
+        }
+    }
+}
