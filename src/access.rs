@@ -40,6 +40,7 @@ pub(crate) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ng
                 }
                 ChainResult::Local(lr) => {
                     ctx.answered = true;
+                    ctx.properties.code_details = Some(lr.details.clone());
                     let rc = crate::local_response::send(r, &lr);
                     // We answered, like a content handler: finalize here and stop the phases.
                     ngx_http_finalize_request(r, rc);

@@ -14,7 +14,7 @@ use ngx::ffi::*;
 use proxy_wasm_host::abi::BufferType;
 
 use crate::chain::{self, BodyRead, ChainResult};
-use crate::request::{NgxStream, Phase};
+use crate::request::Phase;
 
 static mut NEXT_REQUEST_BODY_FILTER: ngx_http_request_body_filter_pt = None;
 
@@ -96,10 +96,10 @@ unsafe extern "C" fn request_body_filter(r: *mut ngx_http_request_t, input: *mut
                 continue;
             }
             let mut incoming = std::mem::take(&mut data);
-            let res = chain::step(r, ctx, i, &mut |inst, id, label, fc| {
+            let res = chain::step(r, ctx, i, &mut |inst, id, fc, seed| {
                 fc.request_body.append(&mut incoming);
                 let size = fc.request_body.len();
-                let mut stream = NgxStream::new(r, label, Phase::Request).with_body(BufferType::HttpRequestBody, &mut fc.request_body);
+                let mut stream = seed.stream(Phase::Request).with_body(BufferType::HttpRequestBody, &mut fc.request_body);
                 Some(inst.on_body(false, id, &mut stream, size, eos))
             });
             match res {

@@ -7,7 +7,7 @@ use ngx::http::{HttpModule, HttpModuleLocationConf};
 use proxy_wasm_host::instance::Exports;
 use proxy_wasm_host::{Action, HostError, LocalResponse, MapType, Outcome, PluginInstance};
 
-use crate::request::{NgxStream, Phase};
+use crate::request::{NgxStream, Phase, Properties};
 use crate::worker::WORKER;
 use crate::Module;
 
@@ -56,6 +56,8 @@ pub(crate) struct RequestCtx {
     /// A local response from on_request_body, sent by the header filter in place of the
     /// error page nginx produces when body reading stops.
     pub pending_local: Option<LocalResponse>,
+    /// Properties set by the filters of this request (visible to the next ones).
+    pub properties: Properties,
     /// on_done / on_log / on_delete have run.
     pub finished: bool,
 }
@@ -165,13 +167,29 @@ pub(crate) unsafe fn log_failure(r: *mut ngx_http_request_t, label: &str, e: &Ho
     log_at(r, NGX_LOG_ERR, label, &format!("{e}; failing the request"));
 }
 
-/// Runs one callback of filter `i` of the chain. `f` gets the instance, the context id and
-/// the module label, and returns None when the module does not export the callback.
+/// What a callback needs to build its stream: the request, the module label and the
+/// request's properties.
+pub(crate) struct Seed<'a> {
+    r: *mut ngx_http_request_t,
+    label: &'a str,
+    properties: &'a mut Properties,
+}
+
+impl<'a> Seed<'a> {
+    pub fn stream(self, phase: Phase) -> NgxStream<'a> {
+        // SAFETY: step() only builds seeds for the live request it was given.
+        unsafe { NgxStream::new(self.r, self.label, phase).with_properties(self.properties) }
+    }
+}
+
+/// Runs one callback of filter `i` of the chain. `f` gets the instance, the context id, the
+/// filter's state and a stream seed, and returns None when the module does not export the
+/// callback.
 pub(crate) unsafe fn step(
     r: *mut ngx_http_request_t,
     ctx: &mut RequestCtx,
     i: usize,
-    f: &mut dyn FnMut(&mut PluginInstance, u32, &str, &mut FilterCtx) -> Option<Result<Outcome, HostError>>,
+    f: &mut dyn FnMut(&mut PluginInstance, u32, &mut FilterCtx, Seed<'_>) -> Option<Result<Outcome, HostError>>,
 ) -> ChainResult {
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
@@ -187,7 +205,8 @@ pub(crate) unsafe fn step(
             log_at(r, NGX_LOG_ERR, &label, "filter's instance was replaced after a failure; failing the request");
             return ChainResult::Failed;
         };
-        match f(inst, id, &label, fc) {
+        let seed = Seed { r, label: &label, properties: &mut ctx.properties };
+        match f(inst, id, fc, seed) {
             None => ChainResult::Continue,
             Some(Ok(Outcome { local_response: Some(lr), .. })) => ChainResult::Local(lr),
             Some(Ok(Outcome { action: Action::Continue, .. })) => ChainResult::Continue,
@@ -220,7 +239,7 @@ pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCt
         Headers::Response => response_has_no_body(r),
     };
     for i in from..ctx.filters.len() {
-        let res = step(r, ctx, i, &mut |inst, id, label, fc| {
+        let res = step(r, ctx, i, &mut |inst, id, fc, seed| {
             let wanted = match which {
                 Headers::Request => fc.exports.request_headers,
                 Headers::Response => fc.exports.response_headers,
@@ -228,7 +247,7 @@ pub(crate) unsafe fn run_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCt
             if !wanted {
                 return None;
             }
-            let mut stream = NgxStream::new(r, label, phase);
+            let mut stream = seed.stream(phase);
             let n = stream.count(map);
             Some(match which {
                 Headers::Request => inst.on_request_headers(id, &mut stream, n, end_of_stream),
@@ -267,8 +286,8 @@ pub(crate) unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         if ctx.filters[i].ctx_id.is_none() {
             continue;
         }
-        let _ = step(r, ctx, i, &mut |inst, id, label, _| {
-            let mut stream = NgxStream::new(r, label, Phase::Response);
+        let _ = step(r, ctx, i, &mut |inst, id, _, seed| {
+            let mut stream = seed.stream(Phase::Response);
             Some(inst.on_done_and_log(id, &mut stream).map(|_| Outcome { action: Action::Continue, local_response: None }))
         });
     }

@@ -11,7 +11,7 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::LocalResponse;
 
 use crate::chain::{self, ChainResult, Headers, RequestCtx};
-use crate::request::{NgxStream, Phase};
+use crate::request::Phase;
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -150,6 +150,7 @@ unsafe fn replace_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr:
     ctx.answered = true;
     ctx.swallow_body = true;
     ctx.response_headers_held = None;
+    ctx.properties.code_details = Some(lr.details.clone());
     if !crate::local_response::set_headers(r, lr) {
         return NGX_ERROR as ngx_int_t;
     }
@@ -157,8 +158,26 @@ unsafe fn replace_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr:
     if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
         return rc;
     }
+    ctx.properties.response_body_bytes = lr.body.len() as u64;
     let Some(mut out) = crate::local_response::body_chain(r, &lr.body) else { return NGX_ERROR as ngx_int_t };
     next_body(r, &mut out)
+}
+
+/// The body bytes in a chain (memory or file), without consuming it.
+unsafe fn chain_size(mut cl: *mut ngx_chain_t) -> u64 {
+    let mut n = 0u64;
+    while !cl.is_null() {
+        let b = (*cl).buf;
+        if !b.is_null() {
+            if (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0 {
+                n += ((*b).file_last - (*b).file_pos) as u64;
+            } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
+                n += (*b).last.offset_from((*b).pos) as u64;
+            }
+        }
+        cl = (*cl).next;
+    }
+    n
 }
 
 /// Copies the bytes of an input chain (memory or file buffers) and marks it consumed.
@@ -203,6 +222,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
         }
         // A response a filter already answered (local response, failure) passes untouched.
         if ctx.answered || (!ctx.response_body_wanted && ctx.response_headers_held.is_none()) {
+            ctx.properties.response_body_bytes += chain_size(chain);
             return next_body(r, chain);
         }
         let mut data = Vec::new();
@@ -227,10 +247,10 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
         }
         if ctx.filters[i].exports.response_body {
             let mut incoming = std::mem::take(&mut data);
-            let res = chain::step(r, ctx, i, &mut |inst, id, label, fc| {
+            let res = chain::step(r, ctx, i, &mut |inst, id, fc, seed| {
                 fc.response_body.append(&mut incoming);
                 let size = fc.response_body.len();
-                let mut stream = NgxStream::new(r, label, Phase::Response).with_body(BufferType::HttpResponseBody, &mut fc.response_body);
+                let mut stream = seed.stream(Phase::Response).with_body(BufferType::HttpResponseBody, &mut fc.response_body);
                 Some(inst.on_body(true, id, &mut stream, size, eos))
             });
             match res {
@@ -269,6 +289,7 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
     if data.is_empty() && !eos && !flush {
         return NGX_OK as ngx_int_t;
     }
+    ctx.properties.response_body_bytes += data.len() as u64;
     let Some(mut out) = crate::local_response::body_chain(r, &data) else { return NGX_ERROR as ngx_int_t };
     (*out.buf).set_last_buf(u32::from(eos && r == (*r).main));
     (*out.buf).set_last_in_chain(u32::from(eos));

@@ -26,6 +26,7 @@ mod filters;
 mod local_response;
 mod log_phase;
 mod ngx_log;
+mod properties;
 mod request;
 mod worker;
 

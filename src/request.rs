@@ -25,12 +25,38 @@ pub(crate) struct NgxStream<'a> {
     phase: Phase,
     /// The body buffered for the running body callback.
     body: Option<(BufferType, &'a mut Vec<u8>)>,
+    /// Properties set by the request's filters.
+    properties: Option<&'a mut Properties>,
+}
+
+/// What one request's filters share beyond nginx's own state.
+#[derive(Default)]
+pub(crate) struct Properties {
+    /// Properties set by the filters, by NUL-joined path (visible to the next filters).
+    pub custom: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+    /// response.code_details of a local response.
+    pub code_details: Option<Vec<u8>>,
+    /// Response body bytes passed on (response.size, without chunked framing).
+    pub response_body_bytes: u64,
 }
 
 impl<'a> NgxStream<'a> {
     /// SAFETY: `r` must be a live request for the lifetime of the stream.
     pub unsafe fn new(r: *mut ngx_http_request_t, label: &'a str, phase: Phase) -> NgxStream<'a> {
-        NgxStream { r, label, phase, body: None }
+        NgxStream { r, label, phase, body: None, properties: None }
+    }
+
+    pub fn with_properties(mut self, properties: &'a mut Properties) -> NgxStream<'a> {
+        self.properties = Some(properties);
+        self
+    }
+
+    pub fn request(&self) -> *mut ngx_http_request_t {
+        self.r
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
     }
 
     /// Gives the running body callback access to its buffered body.
@@ -205,7 +231,7 @@ const NGX_HTTP_METHODS: &[(&[u8], u32)] = &[
 ];
 
 impl NgxStream<'_> {
-    unsafe fn scheme(&self) -> &'static [u8] {
+    pub(crate) unsafe fn scheme(&self) -> &'static [u8] {
         #[cfg(ngx_feature = "ssl")]
         if !(*(*self.r).connection).ssl.is_null() {
             return b"https";
@@ -213,7 +239,7 @@ impl NgxStream<'_> {
         b"http"
     }
 
-    unsafe fn authority(&self) -> &[u8] {
+    pub(crate) unsafe fn authority(&self) -> &[u8] {
         let hi = &(*self.r).headers_in;
         if !hi.host.is_null() {
             bytes(&(*hi.host).value)
@@ -223,7 +249,7 @@ impl NgxStream<'_> {
     }
 
     /// Walks a map in the order a plugin sees it; `f` returns true to stop.
-    unsafe fn visit(&mut self, map: MapType, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Status {
+    pub(crate) unsafe fn visit(&mut self, map: MapType, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Status {
         let r = self.r;
         match map {
             MapType::RequestHeaders => {
@@ -535,6 +561,38 @@ impl NgxStream<'_> {
 }
 
 impl HttpStream for NgxStream<'_> {
+    fn get_property(&mut self, path: &[&[u8]], out: &mut Vec<u8>) -> Status {
+        if let Some(p) = self.properties.as_ref() {
+            let found = match path {
+                [b"response", b"code_details"] => p.code_details.clone(),
+                [b"response", b"size"] if self.phase == Phase::Response => {
+                    Some((p.response_body_bytes as i64).to_le_bytes().to_vec())
+                }
+                _ => p.custom.get(&path.join(&0u8)).cloned(),
+            };
+            if let Some(v) = found {
+                out.extend_from_slice(&v);
+                return Status::Ok;
+            }
+        }
+        // SAFETY: the request is live (constructor contract).
+        unsafe { crate::properties::get(self, path, out) }
+    }
+
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
+        // SAFETY: as above.
+        match unsafe { crate::properties::set(self, path, value) } {
+            Status::NotFound => match self.properties.as_mut() {
+                Some(p) => {
+                    p.custom.insert(path.join(&0u8), value.to_vec());
+                    Status::Ok
+                }
+                None => Status::NotFound,
+            },
+            st => st,
+        }
+    }
+
     fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
         match &mut self.body {
             Some((t, b)) if *t == which => Some(&mut **b),

@@ -56,7 +56,7 @@ impl Worker {
         }
         let (Some(engine), Some(compiled)) = (conf.engine.as_ref(), m.compiled.as_ref()) else { return };
         let logger = Box::new(CycleLogger { label: m.name.clone() });
-        let mut inst = match PluginInstance::new(engine, compiled, m.vm_config.clone(), logger) {
+        let mut inst = match PluginInstance::new(engine, compiled, &m.name, m.vm_config.clone(), logger) {
             Ok(i) => i,
             Err(e) => {
                 crate::ngx_log::cycle_error(&format!(
@@ -163,7 +163,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
         let compiled = proxy_wasm_host::compile(&engine, &m.bytes)
             .map_err(|e| format!("wasm_module \"{}\": \"{}\" {} {}", m.name, m.path, e, m.origin))?;
         let logger = Box::new(CycleLogger { label: m.name.clone() });
-        let mut inst = PluginInstance::new(&engine, &compiled, m.vm_config.clone(), logger)
+        let mut inst = PluginInstance::new(&engine, &compiled, &m.name, m.vm_config.clone(), logger)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
         let mut used = false;
         for f in filters.iter().filter(|f| f.module == mi) {

@@ -103,15 +103,21 @@ pub struct HostEnv {
     /// Live contexts: id -> root id (a root maps to itself).
     pub(crate) contexts: HashMap<u32, u32>,
     pub(crate) roots: HashMap<u32, RootInfo>,
+    /// The module's name: plugin_name and plugin_vm_id.
+    pub(crate) name: String,
+    /// Properties set outside any request (root contexts), by NUL-joined path.
+    pub(crate) root_properties: HashMap<Vec<u8>, Vec<u8>>,
     /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
     pub(crate) scratch: Vec<u8>,
     pub(crate) map_scratch: crate::maps::MapBuilder,
 }
 
 impl HostEnv {
-    pub(crate) fn new(abi: AbiVersion, logger: Box<dyn Logger>, vm_config: Vec<u8>) -> HostEnv {
+    pub(crate) fn new(abi: AbiVersion, name: String, logger: Box<dyn Logger>, vm_config: Vec<u8>) -> HostEnv {
         HostEnv {
             abi,
+            name,
+            root_properties: HashMap::new(),
             memory: None,
             alloc: None,
             logger,

@@ -113,15 +113,17 @@ fn trap(callback: Callback, e: RuntimeError) -> HostError {
 }
 
 impl PluginInstance {
-    /// Instantiates `module` and runs its start functions.
+    /// Instantiates `module` (named `name`: plugin_name and plugin_vm_id) and runs its start
+    /// functions.
     pub fn new(
         engine: &Engine,
         module: &CompiledModule,
+        name: &str,
         vm_config: Vec<u8>,
         logger: Box<dyn Logger>,
     ) -> Result<PluginInstance, HostError> {
         let mut store = Store::new(engine.clone());
-        let env = FunctionEnv::new(&mut store, HostEnv::new(module.abi, logger, vm_config));
+        let env = FunctionEnv::new(&mut store, HostEnv::new(module.abi, name.to_string(), logger, vm_config));
         let imports = hostcalls::imports(&mut store, &env, &module.module).map_err(HostError::Instantiate)?;
         let instance = Instance::new(&mut store, &module.module, &imports)
             .map_err(|e| HostError::Instantiate(e.to_string()))?;

@@ -25,6 +25,14 @@ pub trait HttpStream {
     fn body(&mut self, _which: BufferType) -> Option<&mut Vec<u8>> {
         None
     }
+    /// A property of the request (`path` is the attribute path split on its NUL separators,
+    /// e.g. ["request", "path"]), encoded as Envoy encodes it, into `out`.
+    fn get_property(&mut self, _path: &[&[u8]], _out: &mut Vec<u8>) -> Status {
+        Status::NotFound
+    }
+    fn set_property(&mut self, _path: &[&[u8]], _value: &[u8]) -> Status {
+        Status::NotFound
+    }
 }
 
 /// A local response requested by a plugin with `proxy_send_local_response`; the embedder
@@ -45,6 +53,8 @@ pub struct MemoryStream {
     pub response_headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     pub request_body: Option<Vec<u8>>,
     pub response_body: Option<Vec<u8>>,
+    /// Properties by their NUL-joined path.
+    pub properties: std::collections::HashMap<Vec<u8>, Vec<u8>>,
     pub logs: Vec<(LogLevel, String)>,
 }
 
@@ -115,6 +125,21 @@ impl HttpStream for MemoryStream {
     fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
         let Some(m) = self.map_mut(map) else { return Status::NotFound };
         m.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+        Status::Ok
+    }
+
+    fn get_property(&mut self, path: &[&[u8]], out: &mut Vec<u8>) -> Status {
+        match self.properties.get(&path.join(&0u8)) {
+            Some(v) => {
+                out.extend_from_slice(v);
+                Status::Ok
+            }
+            None => Status::NotFound,
+        }
+    }
+
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
+        self.properties.insert(path.join(&0u8), value.to_vec());
         Status::Ok
     }
 

@@ -93,7 +93,7 @@ fn headers(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn stream_with(req: &[(&str, &str)]) -> MemoryStream {
-    MemoryStream { request_headers: headers(req), response_headers: Some(Vec::new()), logs: Vec::new() }
+    MemoryStream { request_headers: headers(req), response_headers: Some(Vec::new()), ..Default::default() }
 }
 
 const HEAP_START: u32 = 65536;
@@ -241,7 +241,7 @@ impl Wat {
 
 fn instantiate(engine: &Engine, m: &CompiledModule, vm_config: &[u8], level: LogLevel) -> (PluginInstance, Records) {
     let (log, records) = logger(level);
-    match PluginInstance::new(engine, m, vm_config.to_vec(), log) {
+    match PluginInstance::new(engine, m, "test", vm_config.to_vec(), log) {
         Ok(i) => (i, records),
         Err(e) => panic!("instantiate failed: {e}"),
     }
@@ -345,7 +345,7 @@ fn compile_rejects_invalid_modules_with_a_reason() {
     assert!(!m.exports("proxy_on_memory_allocate"));
     // ...and it instantiates with malloc as the allocator.
     let (log, _) = logger(LogLevel::Trace);
-    assert!(PluginInstance::new(&engine, &m, Vec::new(), log).is_ok());
+    assert!(PluginInstance::new(&engine, &m, "test", Vec::new(), log).is_ok());
 }
 
 #[test]
@@ -551,8 +551,8 @@ fn get_buffer_bytes_serves_configuration() {
         gb(7, 0, 0),            // max_size 0: empty
         gb(7, 12, 1),           // start beyond the end: BAD_ARGUMENT
         gb(7, 0xFFFF_FFFF, 1),  // start is unsigned: BAD_ARGUMENT
-        gb(0, 0, 0xFFFF_FFFF),  // request body: UNIMPLEMENTED
-        gb(1, 0, 0xFFFF_FFFF),  // response body: UNIMPLEMENTED
+        gb(0, 0, 0xFFFF_FFFF),  // request body: NOT_FOUND outside a body callback
+        gb(1, 0, 0xFFFF_FFFF),  // response body: NOT_FOUND outside a body callback
         gb(99, 0, 0xFFFF_FFFF), // no such buffer: BAD_ARGUMENT
     ]
     .join("\n    ");
@@ -596,13 +596,14 @@ fn get_buffer_bytes_serves_configuration() {
             "st=0000", "",
             "st=0002",
             "st=0002",
-            "st=0012",
-            "st=0012",
+            // body buffers exist only inside body callbacks
+            "st=0001",
+            "st=0001",
             "st=0002",
             "st=0006",
             "st=0006",
             "st=0000", "st=0011",
-            "st=0012",
+            "st=0001",
         ])
     );
 
@@ -724,7 +725,7 @@ fn header_map_hostcalls_against_memory_stream() {
     let mut s = MemoryStream {
         request_headers: headers(&[(":path", "/x"), ("Host", "example.com"), ("X-Rep", "a"), ("x-rep", "b"), ("X-Del", "1")]),
         response_headers: None,
-        logs: Vec::new(),
+        ..Default::default()
     };
     let o = inst.on_request_headers(ctx, &mut s, 5, false).expect("no trap");
     assert_eq!(o.action, Action::Continue);
@@ -946,7 +947,7 @@ fn trap_in_root_callbacks_names_the_callback() {
     w.func(r#"(func (export "_initialize") unreachable)"#);
     let m = w.compile(&engine);
     let (log, _) = logger(LogLevel::Trace);
-    match PluginInstance::new(&engine, &m, Vec::new(), log) {
+    match PluginInstance::new(&engine, &m, "test", Vec::new(), log) {
         Err(HostError::Trap { callback, .. }) => assert_eq!(callback, "_initialize"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("expected a trap"),
@@ -1003,7 +1004,7 @@ fn abi_0_1_0_rejects_a_three_argument_header_callback() {
     w.func(r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))"#);
     let m = w.compile(&engine);
     let (log, _) = logger(LogLevel::Trace);
-    match PluginInstance::new(&engine, &m, Vec::new(), log) {
+    match PluginInstance::new(&engine, &m, "test", Vec::new(), log) {
         Err(HostError::Instantiate(msg)) => assert!(msg.contains("proxy_on_request_headers"), "{msg}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a 0.1.0 module with a 3-argument on_request_headers must be refused"),
@@ -1227,8 +1228,8 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
         ("proxy_increment_metric", "(i32.const 1) (i64.const -5)"),
         ("proxy_record_metric", "(i32.const 1) (i64.const 0x7fffffffffffffff)"),
         ("proxy_set_tick_period_milliseconds", "(i32.const 1000)"),
-        ("proxy_get_property", "(i32.const 0) (i32.const 4) (i32.const 100) (i32.const 104)"),
-        ("proxy_set_buffer_bytes", "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"),
+        ("proxy_register_shared_queue", "(i32.const 0) (i32.const 4) (i32.const 108)"),
+        ("proxy_get_metric", "(i32.const 1) (i32.const 108)"),
         ("proxy_continue_request", ""),
         ("proxy_grpc_cancel", "(i32.const 1)"),
     ];

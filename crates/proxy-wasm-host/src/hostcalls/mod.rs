@@ -18,6 +18,7 @@ mod context;
 mod headers;
 mod local_response;
 mod log;
+mod properties;
 mod wasi;
 
 use Type::{I32, I64};
@@ -189,6 +190,8 @@ fn proxy_function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> 
         "proxy_send_local_response" => {
             t(Function::new_typed_with_env(store, env, local_response::proxy_send_local_response))
         }
+        "proxy_get_property" => t(Function::new_typed_with_env(store, env, properties::proxy_get_property)),
+        "proxy_set_property" => t(Function::new_typed_with_env(store, env, properties::proxy_set_property)),
         "proxy_call_foreign_function" => {
             t(Function::new_typed_with_env(store, env, context::proxy_call_foreign_function))
         }

@@ -35,6 +35,13 @@
 //!   req_body_echo         buffers the whole body and answers 200 with it (local response)
 //!   req_body_local=status:body  local response from the first on_http_request_body
 //!   req_body_pause        returns Pause until end of stream (buffering only)
+//! Properties (prefix r for on_http_response_headers, l for on_log; paths use dots):
+//!   prop=request.path     logs `prop request.path=<value|NONE|ERR(status)>` (as text)
+//!   prop_int=source.port  logs `prop_int source.port=<i64 from 8 bytes LE>`
+//!   prop_bool=a.b         logs `prop_bool a.b=<0|1>`
+//!   prop_map=a.b          logs `prop_map a.b pairs=<n> <k1>=<v1>` (a serialized map)
+//!   prop_set=a.b:value    logs `prop_set a.b=<Ok|Err(status)>`
+//!   rprop=, rprop_int=, rprop_set=, lprop=, lprop_int=  the same in the other callbacks
 //! Lifecycle:
 //!   log_eos               logs end_of_stream of both header callbacks
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
@@ -139,6 +146,63 @@ impl Filter {
     fn has(&self, k: &str) -> bool {
         self.actions.iter().any(|(a, _)| a == k)
     }
+
+    /// Runs the property actions whose name starts with `prefix` ("", "r" or "l").
+    fn properties(&self, prefix: &str) {
+        for (k, v) in self.actions.iter() {
+            let Some(action) = k.strip_prefix(prefix) else { continue };
+            let path_of = |p: &str| -> Vec<String> { p.split('.').map(str::to_string).collect() };
+            match action {
+                "prop" | "prop_int" | "prop_bool" | "prop_map" => {
+                    let path = path_of(v);
+                    let got = proxy_wasm::hostcalls::get_property(path.iter().map(|s| s.as_str()).collect());
+                    let shown = match (&got, action) {
+                        (Ok(None), _) => "NONE".to_string(),
+                        (Err(s), _) => format!("ERR({s:?})"),
+                        (Ok(Some(b)), "prop_int") if b.len() == 8 => {
+                            i64::from_le_bytes(b[..8].try_into().unwrap()).to_string()
+                        }
+                        (Ok(Some(b)), "prop_int") => format!("BADLEN({})", b.len()),
+                        (Ok(Some(b)), "prop_bool") if b.len() == 1 => b[0].to_string(),
+                        (Ok(Some(b)), "prop_bool") => format!("BADLEN({})", b.len()),
+                        (Ok(Some(b)), "prop_map") => {
+                            let pairs = deserialize_map(b);
+                            let first = pairs.iter().find(|(k, _)| !k.starts_with(':')).cloned().unwrap_or_default();
+                            format!("pairs={} {}={}", pairs.len(), first.0, first.1)
+                        }
+                        (Ok(Some(b)), _) => String::from_utf8_lossy(b).into_owned(),
+                    };
+                    log::warn!("{k} {v}={shown}");
+                }
+                "prop_set" => {
+                    let (p, val) = split2(v);
+                    let path = path_of(p);
+                    let r = proxy_wasm::hostcalls::set_property(path.iter().map(|s| s.as_str()).collect(), Some(val.as_bytes()));
+                    log::warn!("{k} {p}={:?}", r.map_err(|e| format!("{e:?}")));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn deserialize_map(b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if b.len() < 4 {
+        return out;
+    }
+    let n = u32::from_le_bytes(b[0..4].try_into().unwrap()) as usize;
+    let mut pos = 4 + n * 8;
+    for i in 0..n {
+        let kl = u32::from_le_bytes(b[4 + i * 8..8 + i * 8].try_into().unwrap()) as usize;
+        let vl = u32::from_le_bytes(b[8 + i * 8..12 + i * 8].try_into().unwrap()) as usize;
+        let k = String::from_utf8_lossy(&b[pos..pos + kl]).into_owned();
+        pos += kl + 1;
+        let v = String::from_utf8_lossy(&b[pos..pos + vl]).into_owned();
+        pos += vl + 1;
+        out.push((k, v));
+    }
+    out
 }
 
 impl Context for Filter {
@@ -160,6 +224,7 @@ impl Drop for Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.properties("");
         let actions = self.actions.clone();
         for (k, v) in actions.iter() {
             match k.as_str() {
@@ -222,6 +287,7 @@ impl HttpContext for Filter {
     }
 
     fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.properties("r");
         let actions = self.actions.clone();
         for (k, v) in actions.iter() {
             match k.as_str() {
@@ -363,6 +429,7 @@ impl HttpContext for Filter {
     }
 
     fn on_log(&mut self) {
+        self.properties("l");
         if self.has("log_done") {
             let status = self.get_http_response_header(":status").unwrap_or_default();
             log::warn!("{} on_log ctx={} status={}", self.name, self.id, status);
