@@ -38,6 +38,11 @@ pub(crate) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ng
                     ctx.answered = true;
                     return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
                 }
+                ChainResult::Closed => {
+                    ctx.answered = true;
+                    // nginx's 444: close the connection without a response.
+                    return NGX_HTTP_CLOSE as ngx_int_t;
+                }
                 ChainResult::Local(lr) => {
                     ctx.answered = true;
                     ctx.properties.code_details = Some(lr.details.clone());

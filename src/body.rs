@@ -126,6 +126,10 @@ unsafe extern "C" fn request_body_filter(r: *mut ngx_http_request_t, input: *mut
                     ctx.answered = true;
                     return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
                 }
+                ChainResult::Closed => {
+                    ctx.answered = true;
+                    return NGX_HTTP_CLOSE as ngx_int_t;
+                }
             }
         }
         ctx.request_body_out += data.len();

@@ -68,6 +68,8 @@ pub(crate) enum ChainResult {
     /// Filter `i` returned Pause.
     Paused(usize),
     Local(LocalResponse),
+    /// A filter called proxy_close_stream: reset the request (close the connection).
+    Closed,
     /// A filter failed (trap or missing instance): fail the request.
     Failed,
 }
@@ -209,7 +211,13 @@ pub(crate) unsafe fn step(
         match f(inst, id, fc, seed) {
             None => ChainResult::Continue,
             Some(Ok(Outcome { local_response: Some(lr), .. })) => ChainResult::Local(lr),
+            Some(Ok(Outcome { ops, .. })) if ops.close_request || ops.close_response => {
+                log_at(r, NGX_LOG_INFO, &label, "closed the stream (proxy_close_stream)");
+                ChainResult::Closed
+            }
             Some(Ok(Outcome { action: Action::Continue, .. })) => ChainResult::Continue,
+            // proxy_continue_stream during the callback undoes its own Pause.
+            Some(Ok(Outcome { ops, .. })) if ops.continue_request || ops.continue_response => ChainResult::Continue,
             Some(Ok(Outcome { action: Action::Pause, .. })) => ChainResult::Paused(i),
             Some(Err(e)) => {
                 log_failure(r, &label, &e);
@@ -288,7 +296,7 @@ pub(crate) unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         }
         let _ = step(r, ctx, i, &mut |inst, id, _, seed| {
             let mut stream = seed.stream(Phase::Response);
-            Some(inst.on_done_and_log(id, &mut stream).map(|_| Outcome { action: Action::Continue, local_response: None }))
+            Some(inst.on_done_and_log(id, &mut stream).map(|_| Outcome::CONTINUE))
         });
     }
     delete_all(ctx);

@@ -80,8 +80,17 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
             }
             ChainResult::Local(lr) => replace_response(r, ctx, &lr),
             ChainResult::Failed => replace_response(r, ctx, &internal_error()),
+            ChainResult::Closed => close(ctx),
         }
     })
+}
+
+/// proxy_close_stream on the response: stop sending and close the connection.
+fn close(ctx: &mut RequestCtx) -> ngx_int_t {
+    ctx.answered = true;
+    ctx.swallow_body = true;
+    ctx.response_headers_held = None;
+    NGX_ERROR as ngx_int_t
 }
 
 /// Passes the response headers on. `final_len` is the exact body length when it is known
@@ -140,7 +149,7 @@ unsafe fn resume_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, from:
             // The whole body is known: a later pause has nothing left to wait for.
             ChainResult::Paused(i) => from = i + 1,
             ChainResult::Local(lr) => return Some(lr),
-            ChainResult::Failed => return Some(internal_error()),
+            ChainResult::Failed | ChainResult::Closed => return Some(internal_error()),
         }
     }
 }
@@ -271,6 +280,7 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
                 }
                 ChainResult::Local(lr) => return local_from_body(r, ctx, &lr),
                 ChainResult::Failed => return local_from_body(r, ctx, &internal_error()),
+                ChainResult::Closed => return close(ctx),
             }
         }
         if held == Some(i) {

@@ -75,6 +75,20 @@ pub(crate) struct CallState {
     pub effective_id: u32,
     pub stream: StreamSlot,
     pub local_response: Option<LocalResponse>,
+    /// proxy_continue_stream / proxy_continue_request|response / proxy_close_stream.
+    pub stream_ops: StreamOps,
+    /// proxy_done was called by the context whose on_done is running.
+    pub done_called: bool,
+}
+
+/// Stream control asked for during a callback; the embedder applies it when the callback
+/// returns (nginx cannot resume or reset a request from inside a wasm call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOps {
+    pub continue_request: bool,
+    pub continue_response: bool,
+    pub close_request: bool,
+    pub close_response: bool,
 }
 
 impl CallState {
@@ -85,6 +99,8 @@ impl CallState {
             effective_id: 0,
             stream: StreamSlot(None),
             local_response: None,
+            stream_ops: StreamOps::default(),
+            done_called: false,
         }
     }
 }
@@ -103,6 +119,8 @@ pub struct HostEnv {
     /// Live contexts: id -> root id (a root maps to itself).
     pub(crate) contexts: HashMap<u32, u32>,
     pub(crate) roots: HashMap<u32, RootInfo>,
+    /// HTTP contexts whose on_done returned false: on_log waits for proxy_done (or on_delete).
+    pub(crate) waiting: std::collections::HashSet<u32>,
     /// The module's name: plugin_name and plugin_vm_id.
     pub(crate) name: String,
     /// Properties set outside any request (root contexts), by NUL-joined path.
@@ -125,6 +143,7 @@ impl HostEnv {
             call: CallState::idle(),
             contexts: HashMap::new(),
             roots: HashMap::new(),
+            waiting: Default::default(),
             scratch: Vec::new(),
             map_scratch: Default::default(),
         }

@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use wasmer::{Engine, FunctionEnv, Instance, RuntimeError, Store, TypedFunction};
 
 use crate::abi::{AbiVersion, Action};
-use crate::env::{Callback, CallState, HostEnv, Logger, RootInfo, StreamSlot};
+use crate::env::{Callback, CallState, HostEnv, Logger, RootInfo, StreamOps, StreamSlot};
 use crate::hostcalls;
 use crate::runtime::CompiledModule;
 use crate::stream::{HttpStream, LocalResponse};
@@ -41,10 +41,24 @@ impl fmt::Display for HostError {
 pub struct Outcome {
     pub action: Action,
     pub local_response: Option<LocalResponse>,
+    /// Stream control the plugin asked for during the callback.
+    pub ops: StreamOps,
 }
 
 impl Outcome {
-    const CONTINUE: Outcome = Outcome { action: Action::Continue, local_response: None };
+    pub const CONTINUE: Outcome = Outcome { action: Action::Continue, local_response: None, ops: StreamOps {
+        continue_request: false,
+        continue_response: false,
+        close_request: false,
+        close_response: false,
+    } };
+}
+
+/// What one callback left behind besides its return value.
+struct After {
+    local_response: Option<LocalResponse>,
+    ops: StreamOps,
+    done_called: bool,
 }
 
 /// 0.1.0 header callbacks have no end_of_stream argument.
@@ -211,7 +225,7 @@ impl PluginInstance {
         context_id: u32,
         stream: Option<&mut dyn HttpStream>,
         f: impl FnOnce(&Callbacks, &mut Store) -> Result<R, RuntimeError>,
-    ) -> Result<(R, Option<LocalResponse>), HostError> {
+    ) -> Result<(R, After), HostError> {
         let slot = stream.map(|s| {
             // SAFETY: erases the borrow's lifetime; the pointer is removed from the env below,
             // before this function returns, whatever the callback did.
@@ -228,9 +242,13 @@ impl PluginInstance {
         }
         let r = f(&self.cb, &mut self.store);
         let data = self.env.as_mut(&mut self.store);
-        let local = data.call.local_response.take();
+        let after = After {
+            local_response: data.call.local_response.take(),
+            ops: data.call.stream_ops,
+            done_called: data.call.done_called,
+        };
         data.call = CallState::idle();
-        r.map(|v| (v, local)).map_err(|e| trap(callback, e))
+        r.map(|v| (v, after)).map_err(|e| trap(callback, e))
     }
 
     /// Creates a root context and runs on_vm_start, then on_configure with `plugin_config`
@@ -291,14 +309,14 @@ impl PluginInstance {
         num_headers: u32,
         end_of_stream: bool,
     ) -> Result<Outcome, HostError> {
-        let (action, local_response) = self.invoke(callback, ctx, Some(stream), |cb, st| {
+        let (action, after) = self.invoke(callback, ctx, Some(stream), |cb, st| {
             let f = if callback == Callback::RequestHeaders { &cb.request_headers } else { &cb.response_headers };
             match f {
                 Some(f) => f.call(st, ctx, num_headers, end_of_stream),
                 None => Ok(0),
             }
         })?;
-        Ok(Outcome { action: Action::from_i32(action), local_response })
+        Ok(Outcome { action: Action::from_i32(action), local_response: after.local_response, ops: after.ops })
     }
 
     pub fn on_request_headers(
@@ -343,34 +361,48 @@ impl PluginInstance {
             return Ok(Outcome::CONTINUE);
         }
         let size = body_size.min(i32::MAX as usize) as i32;
-        let (action, local_response) = self.invoke(callback, ctx, Some(stream), |cb, st| {
+        let (action, after) = self.invoke(callback, ctx, Some(stream), |cb, st| {
             let f = if response { &cb.response_body } else { &cb.request_body };
             match f {
                 Some(f) => f.call(st, ctx as i32, size, end_of_stream as i32),
                 None => Ok(0),
             }
         })?;
-        Ok(Outcome { action: Action::from_i32(action), local_response })
+        Ok(Outcome { action: Action::from_i32(action), local_response: after.local_response, ops: after.ops })
     }
 
-    /// on_done then on_log (when on_done agrees, or is not exported). nginx cannot hold the
-    /// log phase, so a false from on_done only skips on_log.
+    /// on_done then on_log. When on_done returns false without calling proxy_done, the
+    /// context waits: on_log runs when it calls proxy_done later, or at on_delete.
     pub fn on_done_and_log(&mut self, ctx: u32, stream: &mut dyn HttpStream) -> Result<(), HostError> {
-        let (done, _) = self.invoke(Callback::Done, ctx, Some(&mut *stream), |cb, st| match &cb.done {
+        let (done, after) = self.invoke(Callback::Done, ctx, Some(&mut *stream), |cb, st| match &cb.done {
             Some(f) => f.call(st, ctx as i32),
             None => Ok(1),
         })?;
-        if done != 0 && self.cb.log.is_some() {
-            self.invoke(Callback::Log, ctx, Some(stream), |cb, st| match &cb.log {
-                Some(f) => f.call(st, ctx as i32),
-                None => Ok(()),
-            })?;
+        if done == 0 && !after.done_called {
+            self.env.as_mut(&mut self.store).waiting.insert(ctx);
+            return Ok(());
         }
+        self.on_log(ctx, Some(stream))
+    }
+
+    fn on_log(&mut self, ctx: u32, stream: Option<&mut dyn HttpStream>) -> Result<(), HostError> {
+        self.env.as_mut(&mut self.store).waiting.remove(&ctx);
+        if self.cb.log.is_none() {
+            return Ok(());
+        }
+        self.invoke(Callback::Log, ctx, stream, |cb, st| match &cb.log {
+            Some(f) => f.call(st, ctx as i32),
+            None => Ok(()),
+        })?;
         Ok(())
     }
 
-    /// on_delete, then forgets the context whatever happened.
+    /// on_delete (after a waiting context's on_log), then forgets the context whatever
+    /// happened.
     pub fn on_delete(&mut self, ctx: u32) -> Result<(), HostError> {
+        if self.env.as_ref(&self.store).waiting.contains(&ctx) {
+            self.on_log(ctx, None)?;
+        }
         let r = self.invoke(Callback::Delete, ctx, None, |cb, st| match &cb.delete {
             Some(f) => f.call(st, ctx as i32),
             None => Ok(()),

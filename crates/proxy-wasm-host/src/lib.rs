@@ -16,7 +16,7 @@ pub mod runtime;
 pub mod stream;
 
 pub use abi::{Action, LogLevel, MapType, Status};
-pub use env::{Callback, Logger};
+pub use env::{Callback, Logger, StreamOps};
 pub use instance::{HostError, Outcome, PluginInstance};
 pub use runtime::{compile, new_engine, CompiledModule, Compiler};
 pub use stream::{HttpStream, LocalResponse, MemoryStream};

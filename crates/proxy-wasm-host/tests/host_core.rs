@@ -421,7 +421,7 @@ fn lifecycle_runs_callbacks_in_order() {
     assert_eq!(ctx, 2);
     let mut stream = SharedStream { inner: stream_with(&[("a", "1"), ("b", "2"), ("c", "3")]), records: records.clone() };
     let o = inst.on_request_headers(ctx, &mut stream, 3, false).expect("request headers");
-    assert_eq!(o, proxy_wasm_host::Outcome { action: Action::Continue, local_response: None });
+    assert_eq!(o, proxy_wasm_host::Outcome::CONTINUE);
     let o = inst.on_response_headers(ctx, &mut stream, 2, true).expect("response headers");
     assert_eq!(o.action, Action::Pause);
     assert!(o.local_response.is_none());
@@ -1230,7 +1230,7 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
         ("proxy_set_tick_period_milliseconds", "(i32.const 1000)"),
         ("proxy_register_shared_queue", "(i32.const 0) (i32.const 4) (i32.const 108)"),
         ("proxy_get_metric", "(i32.const 1) (i32.const 108)"),
-        ("proxy_continue_request", ""),
+        ("proxy_grpc_close", "(i32.const 1)"),
         ("proxy_grpc_cancel", "(i32.const 1)"),
     ];
     let mut body = String::new();

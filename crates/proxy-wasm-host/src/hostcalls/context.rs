@@ -16,11 +16,72 @@ pub(crate) fn proxy_set_effective_context(mut env: FunctionEnvMut<HostEnv>, cont
     Status::Ok as i32
 }
 
-/// Only meaningful for a context whose `proxy_on_done` returned false and is still waiting.
-/// nginx's log phase cannot wait, so no context is ever left waiting: NOT_FOUND, as the spec
-/// says for "no context was waiting to finish".
-pub(crate) fn proxy_done(_env: FunctionEnvMut<HostEnv>) -> i32 {
+/// Finishes a context whose `proxy_on_done` returned false (or is returning false now):
+/// on_log and on_delete follow. NOT_FOUND when the effective context is not finishing.
+pub(crate) fn proxy_done(mut env: FunctionEnvMut<HostEnv>) -> i32 {
+    let data = env.data_mut();
+    let id = data.call.effective_id;
+    if data.call.callback == crate::env::Callback::Done && id == data.call.context_id {
+        data.call.done_called = true;
+        return Status::Ok as i32;
+    }
+    if data.waiting.contains(&id) {
+        data.call.done_called = true;
+        return Status::Ok as i32;
+    }
     Status::NotFound as i32
+}
+
+/// Which HTTP stream a stream-control call names.
+fn stream_type(ty: i32) -> Result<bool, Status> {
+    match ty {
+        0 => Ok(false), // HTTP_REQUEST
+        1 => Ok(true),  // HTTP_RESPONSE
+        2 | 3 => Err(Status::Unimplemented), // DOWNSTREAM / UPSTREAM: no L4 filters in nginx http
+        _ => Err(Status::BadArgument),
+    }
+}
+
+fn stream_op(env: &mut FunctionEnvMut<HostEnv>, ty: i32, close: bool) -> i32 {
+    let response = match stream_type(ty) {
+        Ok(r) => r,
+        Err(s) => return s as i32,
+    };
+    let data = env.data_mut();
+    if data.stream_ref_is_none() || data.call.effective_id != data.call.context_id {
+        return Status::NotFound as i32;
+    }
+    let ops = &mut data.call.stream_ops;
+    match (close, response) {
+        (false, false) => ops.continue_request = true,
+        (false, true) => ops.continue_response = true,
+        (true, false) => ops.close_request = true,
+        (true, true) => ops.close_response = true,
+    }
+    Status::Ok as i32
+}
+
+pub(crate) fn proxy_continue_stream(mut env: FunctionEnvMut<HostEnv>, ty: i32) -> i32 {
+    stream_op(&mut env, ty, false)
+}
+
+pub(crate) fn proxy_close_stream(mut env: FunctionEnvMut<HostEnv>, ty: i32) -> i32 {
+    stream_op(&mut env, ty, true)
+}
+
+/// ABI 0.1.0 spellings of proxy_continue_stream.
+pub(crate) fn proxy_continue_request(mut env: FunctionEnvMut<HostEnv>) -> i32 {
+    stream_op(&mut env, 0, false)
+}
+
+pub(crate) fn proxy_continue_response(mut env: FunctionEnvMut<HostEnv>) -> i32 {
+    stream_op(&mut env, 1, false)
+}
+
+/// ABI 0.1.0: nginx chose the location before any filter ran; there is no route cache to
+/// clear. OK, with no effect (documented in the README).
+pub(crate) fn proxy_clear_route_cache(_env: FunctionEnvMut<HostEnv>) -> i32 {
+    Status::Ok as i32
 }
 
 /// No foreign functions are offered yet: every name is NOT_FOUND (after checking the

@@ -172,6 +172,11 @@ fn proxy_function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> 
         }
         "proxy_set_effective_context" => t(Function::new_typed_with_env(store, env, context::proxy_set_effective_context)),
         "proxy_done" => t(Function::new_typed_with_env(store, env, context::proxy_done)),
+        "proxy_continue_stream" => t(Function::new_typed_with_env(store, env, context::proxy_continue_stream)),
+        "proxy_close_stream" => t(Function::new_typed_with_env(store, env, context::proxy_close_stream)),
+        "proxy_continue_request" => t(Function::new_typed_with_env(store, env, context::proxy_continue_request)),
+        "proxy_continue_response" => t(Function::new_typed_with_env(store, env, context::proxy_continue_response)),
+        "proxy_clear_route_cache" => t(Function::new_typed_with_env(store, env, context::proxy_clear_route_cache)),
         "proxy_get_configuration" => t(Function::new_typed_with_env(store, env, buffers::proxy_get_configuration)),
         "proxy_get_buffer_bytes" => t(Function::new_typed_with_env(store, env, buffers::proxy_get_buffer_bytes)),
         "proxy_get_buffer_status" => t(Function::new_typed_with_env(store, env, buffers::proxy_get_buffer_status)),

@@ -42,6 +42,12 @@
 //!   prop_map=a.b          logs `prop_map a.b pairs=<n> <k1>=<v1>` (a serialized map)
 //!   prop_set=a.b:value    logs `prop_set a.b=<Ok|Err(status)>`
 //!   rprop=, rprop_int=, rprop_set=, lprop=, lprop_int=  the same in the other callbacks
+//! Stream control:
+//!   close_request         proxy_close_stream(HTTP_REQUEST) in on_http_request_headers
+//!   rclose_response       proxy_close_stream(HTTP_RESPONSE) in on_http_response_headers
+//!   resume_then_pause     proxy_continue_stream(HTTP_REQUEST), then returns Pause
+//!   done_false            on_done returns false (on_log waits for on_delete)
+//!   done_call             on_done calls proxy_done, then returns false
 //! Lifecycle:
 //!   log_eos               logs end_of_stream of both header callbacks
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
@@ -210,7 +216,12 @@ impl Context for Filter {
         if self.has("log_done") {
             log::warn!("{} on_done ctx={}", self.name, self.id);
         }
-        true
+        if self.has("done_call") {
+            let r = proxy_wasm::hostcalls::done();
+            log::warn!("{} proxy_done={:?}", self.name, r);
+            return false;
+        }
+        !self.has("done_false")
     }
 }
 
@@ -279,6 +290,14 @@ impl HttpContext for Filter {
                     return Action::Pause;
                 }
                 "trap_request" => panic!("trap_request asked for a trap"),
+                "close_request" => {
+                    self.reset_http_request();
+                    return Action::Pause;
+                }
+                "resume_then_pause" => {
+                    self.resume_http_request();
+                    return Action::Pause;
+                }
                 "pause_request" => return Action::Pause,
                 _ => {}
             }
@@ -323,6 +342,10 @@ impl HttpContext for Filter {
                 }
                 "trap_response" => panic!("trap_response asked for a trap"),
                 "resp_headers_pause" => return Action::Pause,
+                "rclose_response" => {
+                    self.reset_http_response();
+                    return Action::Pause;
+                }
                 _ => {}
             }
         }
