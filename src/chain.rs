@@ -50,6 +50,8 @@ pub(crate) struct RequestCtx {
     pub response_body_wanted: bool,
     /// Some filter has on_request_body: the request body filter runs the chain.
     pub request_body_wanted: bool,
+    /// Some filter has on_response_trailers.
+    pub response_trailers_wanted: bool,
     pub request_body_read: BodyRead,
     /// Request body bytes passed on after the filters (the new Content-Length).
     pub request_body_out: usize,
@@ -151,6 +153,7 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
             }
             ctx.response_body_wanted |= fc.exports.response_body;
             ctx.request_body_wanted |= fc.exports.request_body;
+            ctx.response_trailers_wanted |= fc.exports.response_trailers;
             ctx.filters.push(fc);
         }
     });

@@ -11,7 +11,7 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::LocalResponse;
 
 use crate::chain::{self, ChainResult, Headers, RequestCtx};
-use crate::request::Phase;
+use crate::request::{NgxStream, Phase};
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -103,9 +103,15 @@ unsafe fn send_headers(r: *mut ngx_http_request_t, ctx: &RequestCtx, final_len: 
             ho.content_length = std::ptr::null_mut();
         }
         ho.content_length_n = n as off_t;
-    } else if ctx.response_body_wanted && !chain::response_has_no_body(r) {
+        // The whole body is here: trailers exist now or never (only they need chunked).
+        if ctx.response_trailers_wanted && (*r).headers_out.trailers.part.nelts > 0 {
+            (*r).set_expect_trailers(1);
+        }
+    } else if (ctx.response_body_wanted || ctx.response_trailers_wanted) && !chain::response_has_no_body(r) {
         ngx_http_clear_content_length(r);
         ngx_http_clear_accept_ranges(r);
+        // The response is chunked anyway: let filters add trailers at the end of the body.
+        (*r).set_expect_trailers(1);
     }
     next_header(r)
 }
@@ -230,7 +236,9 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
             return NGX_OK as ngx_int_t;
         }
         // A response a filter already answered (local response, failure) passes untouched.
-        if ctx.answered || (!ctx.response_body_wanted && ctx.response_headers_held.is_none()) {
+        if ctx.answered
+            || (!ctx.response_body_wanted && !ctx.response_trailers_wanted && ctx.response_headers_held.is_none())
+        {
             ctx.properties.response_body_bytes += chain_size(chain);
             return next_body(r, chain);
         }
@@ -296,6 +304,11 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
     if ctx.response_headers_held.is_some() {
         return NGX_OK as ngx_int_t;
     }
+    if eos && ctx.response_trailers_wanted {
+        if let Err(rc) = run_trailers(r, ctx) {
+            return rc;
+        }
+    }
     if data.is_empty() && !eos && !flush {
         return NGX_OK as ngx_int_t;
     }
@@ -305,6 +318,40 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
     (*out.buf).set_last_in_chain(u32::from(eos));
     (*out.buf).set_flush(u32::from(flush));
     next_body(r, &mut out)
+}
+
+/// on_response_trailers over the chain, when the response has trailers (from add_trailer
+/// or added by a filter in on_response_body at end of stream). The headers are gone: a
+/// local response is no longer possible, a failure or close cuts the response.
+unsafe fn run_trailers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> Result<(), ngx_int_t> {
+    let mut n = 0u32;
+    {
+        let mut s = NgxStream::new(r, "", Phase::Response);
+        s.visit(proxy_wasm_host::MapType::ResponseTrailers, &mut |_, _| {
+            n += 1;
+            false
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    for i in 0..ctx.filters.len() {
+        if !ctx.filters[i].exports.response_trailers {
+            continue;
+        }
+        let res = chain::step(r, ctx, i, &mut |inst, id, _, seed| {
+            let mut stream = seed.stream(Phase::Response);
+            Some(inst.on_response_trailers(id, &mut stream, n))
+        });
+        match res {
+            ChainResult::Continue | ChainResult::Paused(_) => {}
+            ChainResult::Local(_) => {
+                chain::log_at(r, NGX_LOG_ERR, "chain", "a local response from on_response_trailers comes too late: ignored");
+            }
+            ChainResult::Failed | ChainResult::Closed => return Err(close(ctx)),
+        }
+    }
+    Ok(())
 }
 
 /// A local response (or a failure) from on_response_body: possible only while the headers

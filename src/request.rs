@@ -301,6 +301,13 @@ impl NgxStream<'_> {
                 each_elt(&mut ho.headers, &mut |e| (*e).hash != 0 && f(bytes(&(*e).key), bytes(&(*e).value)));
                 Status::Ok
             }
+            MapType::ResponseTrailers if self.phase == Phase::Response => {
+                each_elt(&mut (*r).headers_out.trailers, &mut |e| {
+                    (*e).hash != 0 && f(bytes(&(*e).key), bytes(&(*e).value))
+                });
+                Status::Ok
+            }
+            // nginx does not keep request trailers.
             _ => Status::NotFound,
         }
     }
@@ -439,6 +446,31 @@ impl NgxStream<'_> {
             // nginx cannot change the scheme of a connection; accept only the current one.
             b":scheme" if value == self.scheme() => Status::Ok,
             _ => Status::BadArgument,
+        }
+    }
+
+    // ---- response trailers: a plain list, sent by the chunked and HTTP/2 filters ----
+
+    unsafe fn remove_trailer(&mut self, key: &[u8]) -> Status {
+        each_elt(&mut (*self.r).headers_out.trailers, &mut |e| {
+            if eq_key(bytes(&(*e).key), key) {
+                (*e).hash = 0;
+            }
+            false
+        });
+        Status::Ok
+    }
+
+    unsafe fn add_trailer(&mut self, key: &[u8], value: &[u8]) -> Status {
+        if key.starts_with(b":") {
+            return Status::BadArgument;
+        }
+        match push_elt(self.r, &mut (*self.r).headers_out.trailers, key, value) {
+            Some(e) => {
+                (*e).hash = 1;
+                Status::Ok
+            }
+            None => Status::InternalFailure,
         }
     }
 
@@ -663,6 +695,19 @@ impl HttpStream for NgxStream<'_> {
                     Status::Ok
                 }
                 (MapType::ResponseHeaders, Phase::Response) => self.set_response_pairs(pairs),
+                (MapType::ResponseTrailers, Phase::Response) => {
+                    each_elt(&mut (*self.r).headers_out.trailers, &mut |e| {
+                        (*e).hash = 0;
+                        false
+                    });
+                    for (k, v) in pairs {
+                        let st = self.add_trailer(k, v);
+                        if st != Status::Ok {
+                            return st;
+                        }
+                    }
+                    Status::Ok
+                }
                 (MapType::RequestHeaders, _) => Status::BadArgument,
                 _ => Status::NotFound,
             }
@@ -684,6 +729,7 @@ impl HttpStream for NgxStream<'_> {
                     Status::Ok
                 }
                 (MapType::ResponseHeaders, Phase::Response) => self.add_response(key, value),
+                (MapType::ResponseTrailers, Phase::Response) => self.add_trailer(key, value),
                 (MapType::RequestHeaders, _) => Status::BadArgument,
                 _ => Status::NotFound,
             }
@@ -714,6 +760,10 @@ impl HttpStream for NgxStream<'_> {
                     }
                     self.add_response(key, value)
                 }
+                (MapType::ResponseTrailers, Phase::Response) => {
+                    self.remove_trailer(key);
+                    self.add_trailer(key, value)
+                }
                 (MapType::RequestHeaders, _) => Status::BadArgument,
                 _ => Status::NotFound,
             }
@@ -735,6 +785,7 @@ impl HttpStream for NgxStream<'_> {
                     st
                 }
                 (MapType::ResponseHeaders, Phase::Response) => self.remove_response(key),
+                (MapType::ResponseTrailers, Phase::Response) => self.remove_trailer(key),
                 (MapType::RequestHeaders, _) => Status::BadArgument,
                 _ => Status::NotFound,
             }

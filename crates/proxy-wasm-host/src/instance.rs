@@ -84,6 +84,7 @@ struct Callbacks {
     request_body: Option<TypedFunction<(i32, i32, i32), i32>>,
     response_headers: Option<HeadersFn>,
     response_body: Option<TypedFunction<(i32, i32, i32), i32>>,
+    response_trailers: Option<TypedFunction<(i32, i32), i32>>,
     done: Option<TypedFunction<i32, i32>>,
     log: Option<TypedFunction<i32, ()>>,
     delete: Option<TypedFunction<i32, ()>>,
@@ -96,6 +97,7 @@ pub struct Exports {
     pub request_body: bool,
     pub response_headers: bool,
     pub response_body: bool,
+    pub response_trailers: bool,
     pub log: bool,
 }
 
@@ -166,6 +168,7 @@ impl PluginInstance {
             request_body: typed(&instance, &store, "proxy_on_request_body")?,
             response_headers: headers("proxy_on_response_headers")?,
             response_body: typed(&instance, &store, "proxy_on_response_body")?,
+            response_trailers: typed(&instance, &store, "proxy_on_response_trailers")?,
             done: typed(&instance, &store, "proxy_on_done")?,
             log: typed(&instance, &store, "proxy_on_log")?,
             delete: typed(&instance, &store, "proxy_on_delete")?,
@@ -201,6 +204,7 @@ impl PluginInstance {
             request_body: self.cb.request_body.is_some(),
             response_headers: self.cb.response_headers.is_some(),
             response_body: self.cb.response_body.is_some(),
+            response_trailers: self.cb.response_trailers.is_some(),
             log: self.cb.log.is_some(),
         }
     }
@@ -367,6 +371,18 @@ impl PluginInstance {
                 Some(f) => f.call(st, ctx as i32, size, end_of_stream as i32),
                 None => Ok(0),
             }
+        })?;
+        Ok(Outcome { action: Action::from_i32(action), local_response: after.local_response, ops: after.ops })
+    }
+
+    /// on_response_trailers with `num_trailers` trailers in the response trailer map.
+    pub fn on_response_trailers(&mut self, ctx: u32, stream: &mut dyn HttpStream, num_trailers: u32) -> Result<Outcome, HostError> {
+        if self.cb.response_trailers.is_none() {
+            return Ok(Outcome::CONTINUE);
+        }
+        let (action, after) = self.invoke(Callback::ResponseTrailers, ctx, Some(stream), |cb, st| match &cb.response_trailers {
+            Some(f) => f.call(st, ctx as i32, num_trailers as i32),
+            None => Ok(0),
         })?;
         Ok(Outcome { action: Action::from_i32(action), local_response: after.local_response, ops: after.ops })
     }

@@ -48,6 +48,11 @@
 //!   resume_then_pause     proxy_continue_stream(HTTP_REQUEST), then returns Pause
 //!   done_false            on_done returns false (on_log waits for on_delete)
 //!   done_call             on_done calls proxy_done, then returns false
+//! Response trailers:
+//!   trailer_add=k:v       adds a trailer from on_http_response_body at end of stream
+//!   trailers_log          logs every trailer in on_http_response_trailers
+//!   trailer_set=k:v       sets a trailer in on_http_response_trailers
+//!   req_trailers_get      logs `req trailers=<n|NONE>` in on_http_request_headers
 //! Lifecycle:
 //!   log_eos               logs end_of_stream of both header callbacks
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
@@ -290,6 +295,10 @@ impl HttpContext for Filter {
                     return Action::Pause;
                 }
                 "trap_request" => panic!("trap_request asked for a trap"),
+                "req_trailers_get" => {
+                    let r = proxy_wasm::hostcalls::get_map(MapType::HttpRequestTrailers);
+                    log::warn!("req trailers={:?}", r.map(|m| m.len()));
+                }
                 "close_request" => {
                     self.reset_http_request();
                     return Action::Pause;
@@ -445,6 +454,30 @@ impl HttpContext for Filter {
                     return Action::Pause;
                 }
                 "resp_body_trap" => panic!("resp_body_trap asked for a trap"),
+                "trailer_add" if end_of_stream => {
+                    let (n, val) = split2(v);
+                    self.add_http_response_trailer(n, val);
+                }
+                _ => {}
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, num_trailers: usize) -> Action {
+        let actions = self.actions.clone();
+        for (k, v) in actions.iter() {
+            match k.as_str() {
+                "trailers_log" => {
+                    log::warn!("response trailers n={num_trailers}");
+                    for (tk, tv) in self.get_http_response_trailers() {
+                        log::warn!("trailer {tk}: {tv}");
+                    }
+                }
+                "trailer_set" => {
+                    let (n, val) = split2(v);
+                    self.set_http_response_trailer(n, Some(val));
+                }
                 _ => {}
             }
         }
