@@ -58,6 +58,8 @@ pub(crate) struct MainConf {
     /// One per `proxy_wasm` occurrence: each gets its own root context in every worker.
     pub filters: Vec<FilterDef>,
     pub engine: Option<Engine>,
+    /// wasm_compile_cache: directory of compiled artifacts.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl MainConf {
@@ -212,6 +214,22 @@ pub(crate) extern "C" fn set_body_buffer_limit(cf: *mut ngx_conf_t, _cmd: *mut n
             conf_error!(cf, "invalid size \"{}\" in \"proxy_wasm_body_buffer_limit\"", arg_string(&args(cf)[1]));
         }
         lcf.body_buffer_limit = Some(n as usize);
+        core::NGX_CONF_OK
+    })
+}
+
+/// `wasm_compile_cache PATH;` — an on-disk cache of compiled modules.
+pub(crate) extern "C" fn set_compile_cache(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_compile_cache", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        if mcf.cache_dir.is_some() {
+            conf_error!(cf, "\"wasm_compile_cache\" directive is duplicate");
+        }
+        let mut path = args(cf)[1];
+        if ngx_conf_full_name((*cf).cycle, &mut path, 0) != NGX_OK as ngx_int_t {
+            conf_error!(cf, "wasm_compile_cache: bad path \"{}\"", arg_string(&args(cf)[1]));
+        }
+        mcf.cache_dir = Some(std::path::PathBuf::from(arg_string(&path)));
         core::NGX_CONF_OK
     })
 }

@@ -26,7 +26,7 @@ pub(crate) struct Worker {
     /// Indexed like MainConf::filters: the module index.
     pub filter_module: Vec<usize>,
     /// Indexed like MainConf::modules: the module name, for log lines.
-    pub labels: Vec<String>,
+    pub labels: Vec<std::rc::Rc<str>>,
 }
 
 impl Worker {
@@ -38,7 +38,7 @@ impl Worker {
             poisoned: vec![false; conf.modules.len()],
             roots: vec![None; conf.filters.len()],
             filter_module: conf.filters.iter().map(|f| f.module).collect(),
-            labels: conf.modules.iter().map(|m| m.name.clone()).collect(),
+            labels: conf.modules.iter().map(|m| std::rc::Rc::from(m.name.as_str())).collect(),
         }
     }
 
@@ -159,9 +159,13 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
     let compiler = mcf.compiler.unwrap_or(Compiler::Cranelift);
     let engine = proxy_wasm_host::new_engine(compiler)?;
     let filters = &mcf.filters;
+    let mcf_cache = mcf.cache_dir.clone();
     for (mi, m) in mcf.modules.iter_mut().enumerate() {
-        let compiled = proxy_wasm_host::compile(&engine, &m.bytes)
+        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, compiler, &m.bytes, mcf_cache.as_deref())
             .map_err(|e| format!("wasm_module \"{}\": \"{}\" {} {}", m.name, m.path, e, m.origin))?;
+        if let proxy_wasm_host::CacheOutcome::Miss(why) = cached {
+            crate::ngx_log::cycle_error(&format!("wasm_compile_cache: {why}; \"{}\" compiled without the cache", m.path));
+        }
         let logger = Box::new(CycleLogger { label: m.name.clone() });
         let mut inst = PluginInstance::new(&engine, &compiled, &m.name, m.vm_config.clone(), logger)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
@@ -197,13 +201,22 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
         if mcf.engine.is_none() {
             return NGX_OK as ngx_int_t;
         }
+        let t0 = std::time::Instant::now();
         let mut w = Worker::new(mcf);
+        let mut started = 0;
         for mi in 0..mcf.modules.len() {
             // Modules no filter uses are not instantiated in workers.
             if mcf.filters.iter().any(|f| f.module == mi) {
                 w.start_module(mi);
+                started += 1;
             }
         }
+        let msg = format!(
+            "[proxy_wasm] worker ready: {started} module(s), {} filter(s) started in {} us",
+            mcf.filters.len(),
+            t0.elapsed().as_micros()
+        );
+        ngx::log::log_error(NGX_LOG_NOTICE as ngx_uint_t, (*cycle).log, 0, msg.as_bytes());
         WORKER.with(|s| *s.borrow_mut() = Some(w));
         NGX_OK as ngx_int_t
     })

@@ -18,6 +18,6 @@ pub mod stream;
 pub use abi::{Action, LogLevel, MapType, Status};
 pub use env::{Callback, Logger, StreamOps};
 pub use instance::{HostError, Outcome, PluginInstance};
-pub use runtime::{compile, new_engine, CompiledModule, Compiler};
+pub use runtime::{compile, compile_cached, new_engine, CacheOutcome, CompiledModule, Compiler};
 pub use stream::{HttpStream, LocalResponse, MemoryStream};
 pub use wasmer::Engine;

@@ -57,6 +57,72 @@ impl CompiledModule {
     }
 }
 
+/// Where a module came from in `compile_cached`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// No cache directory configured.
+    Uncached,
+    /// Loaded from the cache.
+    Hit,
+    /// Compiled, and stored in the cache (or the store failed: see the error).
+    Stored,
+    Miss(&'static str),
+}
+
+/// The cache file name of `bytes` for `compiler`: the module's BLAKE3 hash, the wasmer
+/// version and the compiler, so that a new wasmer or compiler never loads an old artifact.
+pub fn cache_key(bytes: &[u8], compiler: Compiler) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(bytes);
+    format!(
+        "{}-wasmer{}-{}-{}.bin",
+        &h.finalize().to_hex()[..32],
+        wasmer_types::VERSION,
+        compiler.name(),
+        std::env::consts::ARCH
+    )
+}
+
+/// Like `compile`, through an on-disk cache of compiled artifacts in `dir` (if any). The
+/// cache directory must be writable only by the user nginx's master runs as: an artifact is
+/// native code.
+pub fn compile_cached(
+    engine: &Engine,
+    compiler: Compiler,
+    bytes: &[u8],
+    dir: Option<&std::path::Path>,
+) -> Result<(CompiledModule, CacheOutcome), String> {
+    let Some(dir) = dir else { return Ok((compile(engine, bytes)?, CacheOutcome::Uncached)) };
+    let path = dir.join(cache_key(bytes, compiler));
+    if let Ok(artifact) = std::fs::read(&path) {
+        // SAFETY: the artifact is one this host serialized for this wasmer version, compiler
+        // and architecture (all in the file name); wasmer checks its header and version
+        // again. The directory is trusted like the nginx binary itself (see above).
+        if let Ok(module) = unsafe { Module::deserialize(engine, artifact) } {
+            return Ok((validate(module)?, CacheOutcome::Hit));
+        }
+    }
+    let compiled = compile(engine, bytes)?;
+    let outcome = match compiled.module.serialize() {
+        Ok(artifact) => {
+            // Write then rename, so that a concurrent reader never sees half a file.
+            let tmp = dir.join(format!(".{}.{}", std::process::id(), cache_key(bytes, compiler)));
+            let stored = std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(&tmp, &artifact))
+                .and_then(|_| std::fs::rename(&tmp, &path));
+            match stored {
+                Ok(()) => CacheOutcome::Stored,
+                Err(_) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    CacheOutcome::Miss("cannot write to the cache directory")
+                }
+            }
+        }
+        Err(_) => CacheOutcome::Miss("cannot serialize the compiled module"),
+    };
+    Ok((compiled, outcome))
+}
+
 /// Compiles and validates `bytes` (binary wasm, or WAT text). The error says what is wrong
 /// in words an operator can act on.
 pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<CompiledModule, String> {
