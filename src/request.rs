@@ -562,15 +562,15 @@ impl NgxStream<'_> {
     }
 
     unsafe fn clear_response(&mut self) {
-        let ho = &mut (*self.r).headers_out;
-        each_elt(&mut ho.headers, &mut |e| {
+        let ho = &mut (*self.r).headers_out as *mut ngx_http_headers_out_t;
+        each_elt(&mut (*ho).headers, &mut |e| {
             (*e).hash = 0;
             false
         });
-        for (name, _) in OUT_SHORTCUTS {
-            self.clear_out_shortcut(name);
+        for (_, off) in OUT_SHORTCUTS {
+            *slot(ho as *mut u8, *off) = ptr::null_mut();
         }
-        let ho = &mut (*self.r).headers_out;
+        let ho = &mut *ho;
         ho.content_type.len = 0;
         ho.content_type_len = 0;
         ho.charset.len = 0;

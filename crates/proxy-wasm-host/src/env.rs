@@ -107,6 +107,28 @@ impl CallState {
     }
 }
 
+/// Context ids are small sequential integers: a multiplicative hash is enough, and much
+/// cheaper than SipHash on the per-request path.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<IdHasher>>;
+pub(crate) type IdSet = std::collections::HashSet<u32, std::hash::BuildHasherDefault<IdHasher>>;
+
 pub(crate) struct RootInfo {
     pub config: Vec<u8>,
 }
@@ -119,10 +141,10 @@ pub struct HostEnv {
     pub(crate) vm_config: Vec<u8>,
     pub(crate) call: CallState,
     /// Live contexts: id -> root id (a root maps to itself).
-    pub(crate) contexts: HashMap<u32, u32>,
-    pub(crate) roots: HashMap<u32, RootInfo>,
+    pub(crate) contexts: IdMap<u32>,
+    pub(crate) roots: IdMap<RootInfo>,
     /// HTTP contexts whose on_done returned false: on_log waits for proxy_done (or on_delete).
-    pub(crate) waiting: std::collections::HashSet<u32>,
+    pub(crate) waiting: IdSet,
     /// The module's name: plugin_name and plugin_vm_id.
     pub(crate) name: String,
     /// Properties set outside any request (root contexts), by NUL-joined path.
@@ -143,8 +165,8 @@ impl HostEnv {
             logger,
             vm_config,
             call: CallState::idle(),
-            contexts: HashMap::new(),
-            roots: HashMap::new(),
+            contexts: IdMap::default(),
+            roots: IdMap::default(),
             waiting: Default::default(),
             scratch: Vec::new(),
             map_scratch: Default::default(),
