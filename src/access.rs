@@ -36,7 +36,7 @@ pub(crate) unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ng
                 }
                 ChainResult::Failed => {
                     ctx.answered = true;
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                    return crate::conf::failure_status(r) as ngx_int_t;
                 }
                 ChainResult::Closed => {
                     ctx.answered = true;

@@ -124,7 +124,7 @@ unsafe extern "C" fn request_body_filter(r: *mut ngx_http_request_t, input: *mut
                 }
                 ChainResult::Failed => {
                     ctx.answered = true;
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                    return crate::conf::failure_status(r) as ngx_int_t;
                 }
                 ChainResult::Closed => {
                     ctx.answered = true;

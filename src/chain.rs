@@ -196,18 +196,23 @@ pub(crate) unsafe fn step(
     i: usize,
     f: &mut dyn FnMut(&mut PluginInstance, u32, &mut FilterCtx, Seed<'_>) -> Option<Result<Outcome, HostError>>,
 ) -> ChainResult {
+    let fail_open = crate::conf::failure_status(r) == 0;
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
         let fc = &mut ctx.filters[i];
         let mi = w.filter_module[fc.filter];
         let label = w.labels[mi].clone();
-        let Some(id) = fc.ctx_id else {
-            log_at(r, NGX_LOG_ERR, &label, "filter is not running in this worker; failing the request");
-            return ChainResult::Failed;
+        let inst = match fc.ctx_id {
+            Some(id) => w.instance_for(mi, fc.generation).map(|inst| (id, inst)),
+            None => None,
         };
-        let Some(inst) = w.instance_for(mi, fc.generation) else {
-            log_at(r, NGX_LOG_ERR, &label, "filter's instance was replaced after a failure; failing the request");
+        let Some((id, inst)) = inst else {
+            // A filter that failed earlier in this request, or could not start.
+            if fail_open {
+                return ChainResult::Continue;
+            }
+            log_at(r, NGX_LOG_ERR, &label, "filter is not running (it failed or could not start); failing the request");
             return ChainResult::Failed;
         };
         let seed = Seed { r, label: &label, properties: &mut ctx.properties };
@@ -223,9 +228,13 @@ pub(crate) unsafe fn step(
             Some(Ok(Outcome { ops, .. })) if ops.continue_request || ops.continue_response => ChainResult::Continue,
             Some(Ok(Outcome { action: Action::Pause, .. })) => ChainResult::Paused(i),
             Some(Err(e)) => {
-                log_failure(r, &label, &e);
                 fc.ctx_id = None;
                 w.poison(mi);
+                if fail_open {
+                    log_at(r, NGX_LOG_ERR, &label, &format!("{e}; failing open (proxy_wasm_failure_policy open): the filter is skipped"));
+                    return ChainResult::Continue;
+                }
+                log_failure(r, &label, &e);
                 ChainResult::Failed
             }
         }

@@ -60,6 +60,19 @@ pub(crate) struct MainConf {
     pub engine: Option<Engine>,
     /// wasm_compile_cache: directory of compiled artifacts.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// wasm_max_memory / wasm_max_instructions (None = default).
+    pub max_memory: Option<u64>,
+    pub max_instructions: Option<u64>,
+}
+
+impl MainConf {
+    pub fn limits(&self) -> proxy_wasm_host::Limits {
+        let d = proxy_wasm_host::DEFAULT_LIMITS;
+        proxy_wasm_host::Limits {
+            max_memory: self.max_memory.unwrap_or(d.max_memory),
+            max_instructions: self.max_instructions.unwrap_or(d.max_instructions),
+        }
+    }
 }
 
 impl MainConf {
@@ -74,6 +87,8 @@ pub(crate) struct LocConf {
     pub filters: Option<Vec<usize>>,
     /// proxy_wasm_body_buffer_limit: the most body bytes one filter may hold while paused.
     pub body_buffer_limit: Option<usize>,
+    /// proxy_wasm_failure_policy: Some(status) fails closed with it, Some(0) fails open.
+    pub failure_status: Option<u32>,
 }
 
 /// Default of proxy_wasm_body_buffer_limit.
@@ -86,6 +101,9 @@ impl Merge for LocConf {
         }
         if self.body_buffer_limit.is_none() {
             self.body_buffer_limit = prev.body_buffer_limit;
+        }
+        if self.failure_status.is_none() {
+            self.failure_status = prev.failure_status;
         }
         Ok(())
     }
@@ -145,7 +163,7 @@ pub(crate) extern "C" fn set_wasm_vm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
         } else {
             Compiler::Cranelift
         };
-        if let Err(e) = proxy_wasm_host::new_engine(compiler) {
+        if let Err(e) = proxy_wasm_host::new_engine(compiler, &proxy_wasm_host::DEFAULT_LIMITS) {
             conf_error!(cf, "wasm_vm: {e}");
         }
         mcf.compiler = Some(compiler);
@@ -232,4 +250,63 @@ pub(crate) extern "C" fn set_compile_cache(cf: *mut ngx_conf_t, _cmd: *mut ngx_c
         mcf.cache_dir = Some(std::path::PathBuf::from(arg_string(&path)));
         core::NGX_CONF_OK
     })
+}
+
+/// `wasm_max_memory SIZE;`
+pub(crate) extern "C" fn set_max_memory(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_max_memory", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        let mut v = args(cf)[1];
+        let n = ngx_parse_offset(&mut v);
+        if n < 65536 {
+            conf_error!(cf, "invalid size \"{}\" in \"wasm_max_memory\": at least 64k (one wasm page)", arg_string(&args(cf)[1]));
+        }
+        mcf.max_memory = Some(n as u64);
+        core::NGX_CONF_OK
+    })
+}
+
+/// `wasm_max_instructions NUMBER;` (0 = off)
+pub(crate) extern "C" fn set_max_instructions(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_max_instructions", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        let text = arg_string(&args(cf)[1]);
+        let (digits, mult) = match text.chars().last() {
+            Some('k') | Some('K') => (&text[..text.len() - 1], 1_000u64),
+            Some('m') | Some('M') => (&text[..text.len() - 1], 1_000_000),
+            Some('g') | Some('G') => (&text[..text.len() - 1], 1_000_000_000),
+            _ => (text.as_str(), 1),
+        };
+        match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+            Some(n) => mcf.max_instructions = Some(n),
+            None => conf_error!(cf, "invalid number \"{text}\" in \"wasm_max_instructions\""),
+        }
+        core::NGX_CONF_OK
+    })
+}
+
+/// `proxy_wasm_failure_policy closed [STATUS] | open;`
+pub(crate) extern "C" fn set_failure_policy(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("proxy_wasm_failure_policy", core::NGX_CONF_ERROR, || unsafe {
+        let lcf = &mut *(conf as *mut LocConf);
+        let a = args(cf);
+        let status = match (arg_string(&a[1]).as_str(), a.get(2).map(arg_string)) {
+            ("open", None) => 0,
+            ("closed", None) => 500,
+            ("closed", Some(s)) => match s.parse::<u32>() {
+                Ok(n) if (400..=599).contains(&n) => n,
+                _ => conf_error!(cf, "invalid status \"{s}\" in \"proxy_wasm_failure_policy\": use 400..599"),
+            },
+            (p, _) => conf_error!(cf, "invalid \"proxy_wasm_failure_policy\" \"{p}\": use \"closed [status]\" or \"open\""),
+        };
+        lcf.failure_status = Some(status);
+        core::NGX_CONF_OK
+    })
+}
+
+/// The failure policy of the request's location: the status to fail with, or 0 to skip the
+/// failed filter (fail open).
+pub(crate) unsafe fn failure_status(r: *mut ngx_http_request_t) -> u32 {
+    use ngx::http::HttpModuleLocationConf;
+    Module::location_conf(&*r).and_then(|c| c.failure_status).unwrap_or(500)
 }

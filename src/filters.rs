@@ -38,6 +38,7 @@ unsafe fn next_body(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_
     }
 }
 
+/// The response of a failed filter: the location's failure status, empty.
 fn internal_error() -> LocalResponse {
     LocalResponse {
         status: 500,
@@ -46,6 +47,10 @@ fn internal_error() -> LocalResponse {
         headers: Vec::new(),
         grpc_status: -1,
     }
+}
+
+unsafe fn failed(r: *mut ngx_http_request_t) -> LocalResponse {
+    LocalResponse { status: crate::conf::failure_status(r), ..internal_error() }
 }
 
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -79,7 +84,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
                 }
             }
             ChainResult::Local(lr) => replace_response(r, ctx, &lr),
-            ChainResult::Failed => replace_response(r, ctx, &internal_error()),
+            ChainResult::Failed => replace_response(r, ctx, &failed(r)),
             ChainResult::Closed => close(ctx),
         }
     })
@@ -155,7 +160,7 @@ unsafe fn resume_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, from:
             // The whole body is known: a later pause has nothing left to wait for.
             ChainResult::Paused(i) => from = i + 1,
             ChainResult::Local(lr) => return Some(lr),
-            ChainResult::Failed | ChainResult::Closed => return Some(internal_error()),
+            ChainResult::Failed | ChainResult::Closed => return Some(failed(r)),
         }
     }
 }
@@ -287,7 +292,7 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
                     return NGX_OK as ngx_int_t;
                 }
                 ChainResult::Local(lr) => return local_from_body(r, ctx, &lr),
-                ChainResult::Failed => return local_from_body(r, ctx, &internal_error()),
+                ChainResult::Failed => return local_from_body(r, ctx, &failed(r)),
                 ChainResult::Closed => return close(ctx),
             }
         }

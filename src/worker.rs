@@ -2,6 +2,7 @@
 //! (in the master, before fork), then instantiate each used module once per worker.
 
 use std::cell::RefCell;
+use std::time::{Duration, Instant};
 
 use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
@@ -21,6 +22,8 @@ pub(crate) struct Worker {
     pub generations: Vec<u64>,
     /// Indexed like MainConf::modules: the instance trapped and must not serve again.
     pub poisoned: Vec<bool>,
+    /// Indexed like MainConf::modules: restart back-off.
+    backoff: Vec<Backoff>,
     /// Indexed like MainConf::filters: the root context id in its module's instance.
     pub roots: Vec<Option<u32>>,
     /// Indexed like MainConf::filters: the module index.
@@ -36,6 +39,7 @@ impl Worker {
             instances: conf.modules.iter().map(|_| None).collect(),
             generations: vec![0; conf.modules.len()],
             poisoned: vec![false; conf.modules.len()],
+            backoff: vec![Backoff::default(); conf.modules.len()],
             roots: vec![None; conf.filters.len()],
             filter_module: conf.filters.iter().map(|f| f.module).collect(),
             labels: conf.modules.iter().map(|m| std::rc::Rc::from(m.name.as_str())).collect(),
@@ -56,7 +60,7 @@ impl Worker {
         }
         let (Some(engine), Some(compiled)) = (conf.engine.as_ref(), m.compiled.as_ref()) else { return };
         let logger = Box::new(CycleLogger { label: m.name.clone() });
-        let mut inst = match PluginInstance::new(engine, compiled, &m.name, m.vm_config.clone(), logger) {
+        let mut inst = match PluginInstance::new(engine, compiled, &m.name, m.vm_config.clone(), logger, &conf.limits()) {
             Ok(i) => i,
             Err(e) => {
                 crate::ngx_log::cycle_error(&format!(
@@ -86,13 +90,14 @@ impl Worker {
 
     /// Replaces the instance of `mi` if it was poisoned. Called when a request starts.
     pub fn ensure_fresh(&mut self, mi: usize) {
-        if self.poisoned[mi] {
-            crate::ngx_log::cycle_error(&format!(
-                "[proxy_wasm] {}: replacing the instance after a failure (root contexts start again)",
-                self.labels[mi]
-            ));
-            self.start_module(mi);
+        if !self.poisoned[mi] || !self.backoff[mi].may_restart() {
+            return;
         }
+        crate::ngx_log::cycle_error(&format!(
+            "[proxy_wasm] {}: replacing the instance after a failure (root contexts start again)",
+            self.labels[mi]
+        ));
+        self.start_module(mi);
     }
 
     /// The instance for a context created at `generation`, if it is still that instance.
@@ -101,6 +106,47 @@ impl Worker {
             return None;
         }
         self.instances[mi].as_mut()
+    }
+}
+
+/// Restart policy of a failing module: up to 3 immediate restarts per second; past that a
+/// delay of 0.1 s doubling up to 10 s, so that a plugin that traps on every request cannot
+/// spend the worker's CPU on restarts (its filters fail as configured meanwhile). A quiet
+/// second resets it.
+#[derive(Clone)]
+struct Backoff {
+    window_start: Instant,
+    restarts: u32,
+    delay: Duration,
+    not_before: Instant,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        let now = Instant::now();
+        Backoff { window_start: now, restarts: 0, delay: Duration::ZERO, not_before: now }
+    }
+}
+
+impl Backoff {
+    fn may_restart(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.not_before {
+            return false;
+        }
+        if now.duration_since(self.window_start) > Duration::from_secs(1) {
+            self.window_start = now;
+            self.restarts = 0;
+            if now.duration_since(self.not_before) > Duration::from_secs(1) {
+                self.delay = Duration::ZERO;
+            }
+        }
+        self.restarts += 1;
+        if self.restarts > 3 {
+            self.delay = (self.delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+            self.not_before = now + self.delay;
+        }
+        true
     }
 }
 
@@ -157,17 +203,18 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
 /// the file and line of the directive at fault.
 fn load(mcf: &mut MainConf) -> Result<(), String> {
     let compiler = mcf.compiler.unwrap_or(Compiler::Cranelift);
-    let engine = proxy_wasm_host::new_engine(compiler)?;
+    let limits = mcf.limits();
+    let engine = proxy_wasm_host::new_engine(compiler, &limits)?;
     let filters = &mcf.filters;
     let mcf_cache = mcf.cache_dir.clone();
     for (mi, m) in mcf.modules.iter_mut().enumerate() {
-        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, compiler, &m.bytes, mcf_cache.as_deref())
+        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, compiler, &limits, &m.bytes, mcf_cache.as_deref())
             .map_err(|e| format!("wasm_module \"{}\": \"{}\" {} {}", m.name, m.path, e, m.origin))?;
         if let proxy_wasm_host::CacheOutcome::Miss(why) = cached {
             crate::ngx_log::cycle_error(&format!("wasm_compile_cache: {why}; \"{}\" compiled without the cache", m.path));
         }
         let logger = Box::new(CycleLogger { label: m.name.clone() });
-        let mut inst = PluginInstance::new(&engine, &compiled, &m.name, m.vm_config.clone(), logger)
+        let mut inst = PluginInstance::new(&engine, &compiled, &m.name, m.vm_config.clone(), logger, &limits)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
         let mut used = false;
         for f in filters.iter().filter(|f| f.module == mi) {

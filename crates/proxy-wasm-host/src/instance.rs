@@ -107,6 +107,14 @@ pub struct PluginInstance {
     cb: Callbacks,
     abi: AbiVersion,
     next_id: u32,
+    /// The metering globals and the per-callback budget, when a CPU budget is set.
+    budget: Option<Budget>,
+}
+
+struct Budget {
+    remaining: wasmer::Global,
+    exhausted: wasmer::Global,
+    points: u64,
 }
 
 fn typed<A, R>(instance: &Instance, store: &Store, name: &str) -> Result<Option<TypedFunction<A, R>>, HostError>
@@ -137,6 +145,7 @@ impl PluginInstance {
         name: &str,
         vm_config: Vec<u8>,
         logger: Box<dyn Logger>,
+        limits: &crate::Limits,
     ) -> Result<PluginInstance, HostError> {
         let mut store = Store::new(engine.clone());
         let env = FunctionEnv::new(&mut store, HostEnv::new(module.abi, name.to_string(), logger, vm_config));
@@ -181,7 +190,19 @@ impl PluginInstance {
             data.memory = Some(memory);
             data.alloc = Some(alloc);
         }
-        let mut inst = PluginInstance { store, env, cb, abi: module.abi, next_id: 1 };
+        // The metering middleware exports these two globals from every module it instruments.
+        let budget = if limits.max_instructions > 0 {
+            match (
+                instance.exports.get_global("wasmer_metering_remaining_points"),
+                instance.exports.get_global("wasmer_metering_points_exhausted"),
+            ) {
+                (Ok(r), Ok(e)) => Some(Budget { remaining: r.clone(), exhausted: e.clone(), points: limits.max_instructions }),
+                _ => return Err(HostError::Instantiate("the CPU budget is not compiled into this module".into())),
+            }
+        } else {
+            None
+        };
+        let mut inst = PluginInstance { store, env, cb, abi: module.abi, next_id: 1, budget };
         // A WASI reactor has _initialize (then main, if any); a command has _start.
         if let Some(init) = initialize {
             inst.invoke(Callback::Start, 0, None, |_, st| init.call(st))?;
@@ -244,7 +265,20 @@ impl PluginInstance {
             data.call.effective_id = context_id;
             data.call.stream = StreamSlot(slot);
         }
+        if let Some(b) = &self.budget {
+            // A fresh budget for every callback; errors only if the global's type is wrong.
+            let _ = b.remaining.set(&mut self.store, wasmer::Value::I64(b.points as i64));
+            let _ = b.exhausted.set(&mut self.store, wasmer::Value::I32(0));
+        }
         let r = f(&self.cb, &mut self.store);
+        let r = match (r, &self.budget) {
+            (Err(e), Some(b)) if b.exhausted.get(&mut self.store).i32() == Some(1) => Err(RuntimeError::new(format!(
+                "exceeded its CPU budget of {} wasm instructions (wasm_max_instructions); first error: {}",
+                b.points,
+                e.message()
+            ))),
+            (r, _) => r,
+        };
         let data = self.env.as_mut(&mut self.store);
         let after = After {
             local_response: data.call.local_response.take(),

@@ -7,6 +7,7 @@
 use wasmer::{Engine, ExternType, Module};
 
 use crate::abi::AbiVersion;
+use crate::limits::{LimitingTunables, Limits};
 use crate::hostcalls::provided_signature;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +33,24 @@ impl Compiler {
     }
 }
 
-/// An engine for `compiler`, or why it cannot be had in this build.
-pub fn new_engine(compiler: Compiler) -> Result<Engine, String> {
+/// An engine for `compiler` with `limits`, or why it cannot be had in this build. With a
+/// CPU budget, the metering middleware is compiled into every module.
+pub fn new_engine(compiler: Compiler, limits: &Limits) -> Result<Engine, String> {
+    use wasmer::sys::{CompilerConfig, NativeEngineExt};
+    fn build(mut cfg: impl CompilerConfig + 'static, limits: &Limits) -> Engine {
+        if limits.max_instructions > 0 {
+            // Every operator costs 1; the host resets the budget before each callback.
+            cfg.push_middleware(std::sync::Arc::new(wasmer_middlewares::Metering::new(limits.max_instructions, |_| 1)));
+        }
+        let mut engine: Engine = wasmer::sys::EngineBuilder::new(cfg).engine().into();
+        engine.set_tunables(LimitingTunables::new(limits.max_memory));
+        engine
+    }
     match compiler {
         #[cfg(feature = "cranelift")]
-        Compiler::Cranelift => Ok(wasmer::sys::Cranelift::default().into()),
+        Compiler::Cranelift => Ok(build(wasmer::sys::Cranelift::default(), limits)),
         #[cfg(feature = "singlepass")]
-        Compiler::Singlepass => Ok(wasmer::sys::Singlepass::default().into()),
+        Compiler::Singlepass => Ok(build(wasmer::sys::Singlepass::default(), limits)),
         #[allow(unreachable_patterns)]
         c => Err(format!("the {} compiler is not built into this module (cargo feature \"{}\")", c.name(), c.name())),
     }
@@ -71,9 +83,12 @@ pub enum CacheOutcome {
 
 /// The cache file name of `bytes` for `compiler`: the module's BLAKE3 hash, the wasmer
 /// version and the compiler, so that a new wasmer or compiler never loads an old artifact.
-pub fn cache_key(bytes: &[u8], compiler: Compiler) -> String {
+pub fn cache_key(bytes: &[u8], compiler: Compiler, limits: &Limits) -> String {
     let mut h = blake3::Hasher::new();
     h.update(bytes);
+    // Metering instruments the code and the memory cap decides its bounds checks.
+    h.update(&limits.max_instructions.min(1).to_le_bytes());
+    h.update(&limits.max_memory.to_le_bytes());
     format!(
         "{}-wasmer{}-{}-{}.bin",
         &h.finalize().to_hex()[..32],
@@ -89,11 +104,13 @@ pub fn cache_key(bytes: &[u8], compiler: Compiler) -> String {
 pub fn compile_cached(
     engine: &Engine,
     compiler: Compiler,
+    limits: &Limits,
     bytes: &[u8],
     dir: Option<&std::path::Path>,
 ) -> Result<(CompiledModule, CacheOutcome), String> {
     let Some(dir) = dir else { return Ok((compile(engine, bytes)?, CacheOutcome::Uncached)) };
-    let path = dir.join(cache_key(bytes, compiler));
+    let key = cache_key(bytes, compiler, limits);
+    let path = dir.join(&key);
     if let Ok(artifact) = std::fs::read(&path) {
         // SAFETY: the artifact is one this host serialized for this wasmer version, compiler
         // and architecture (all in the file name); wasmer checks its header and version
@@ -106,7 +123,7 @@ pub fn compile_cached(
     let outcome = match compiled.module.serialize() {
         Ok(artifact) => {
             // Write then rename, so that a concurrent reader never sees half a file.
-            let tmp = dir.join(format!(".{}.{}", std::process::id(), cache_key(bytes, compiler)));
+            let tmp = dir.join(format!(".{}.{}", std::process::id(), key));
             let stored = std::fs::create_dir_all(dir)
                 .and_then(|_| std::fs::write(&tmp, &artifact))
                 .and_then(|_| std::fs::rename(&tmp, &path));

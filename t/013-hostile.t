@@ -1,0 +1,165 @@
+# Hostile and faulty plugins: CPU budget, memory cap, bad pointers, stack exhaustion, double
+# local responses, failure policy, and the worker that keeps serving (it never exits).
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use ProxyWasmTest;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: an endless loop fails its callback within the CPU budget; the worker keeps serving
+--- http_config
+wasm_max_instructions 50m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /loop { proxy_wasm hostile l; empty_gif; }
+location /ok { proxy_wasm hostile ok; empty_gif; }
+--- request eval
+["GET /loop", "GET /ok", "GET /ok"]
+--- error_code eval
+[500, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_request_headers failed: exceeded its CPU budget of 50000000 wasm instructions
+--- no_error_log
+exited on signal
+[alert]
+
+=== TEST 2: memory.grow past wasm_max_memory fails inside the plugin, the request goes on
+--- http_config
+wasm_max_memory 16m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile m; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+memory.grow failed as it should
+--- no_error_log
+succeeded past the limit
+
+=== TEST 3: without a cap, the same 1 GiB grow succeeds (the test above is not vacuous)
+--- http_config
+wasm_max_memory 2g;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile m; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+memory.grow succeeded past the limit
+
+=== TEST 4: wild pointers get INVALID_MEMORY_ACCESS, not a trap or a crash
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile w; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+wild log pointer: INVALID_MEMORY_ACCESS
+wild header pointer: INVALID_MEMORY_ACCESS
+
+=== TEST 5: a second local response in one request gets BAD_ARGUMENT; the first is sent
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile d; empty_gif; }
+--- request
+GET /t
+--- error_code: 403
+--- response_body chomp
+denied
+--- error_log
+second local response: BAD_ARGUMENT
+
+=== TEST 6: a context id that does not exist gets BAD_ARGUMENT
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile c; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+unknown context: BAD_ARGUMENT
+
+=== TEST 7: recursion to stack exhaustion is a trap: 500, and the worker keeps serving
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /deep { proxy_wasm hostile r; empty_gif; }
+location /ok { proxy_wasm hostile ok; empty_gif; }
+--- request eval
+["GET /deep", "GET /ok"]
+--- error_code eval
+[500, 200]
+--- error_log eval
+qr/\[proxy_wasm\] hostile: proxy_on_request_headers failed: .*stack/i
+--- no_error_log
+exited on signal
+
+=== TEST 8: fail closed with a configured status
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm_failure_policy closed 503; proxy_wasm hostile t; empty_gif; }
+--- request
+GET /t
+--- error_code: 503
+--- error_log
+proxy_on_request_headers failed
+
+=== TEST 9: fail open skips the failed filter and serves the request
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+--- config
+location /t {
+    proxy_wasm_failure_policy open;
+    proxy_wasm hostile t;
+    proxy_wasm testbed "resp_add=x-after-failure:served";
+    empty_gif;
+}
+--- request
+GET /t
+--- error_code: 200
+--- response_headers
+x-after-failure: served
+--- error_log
+failing open (proxy_wasm_failure_policy open): the filter is skipped
+
+=== TEST 10: a plugin that traps on every request is restarted with a growing delay
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile t; empty_gif; }
+--- request eval
+["GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t", "GET /t"]
+--- error_code eval
+[500, 500, 500, 500, 500, 500, 500, 500]
+--- error_log
+proxy_on_request_headers failed: unreachable
+--- grep_error_log eval
+qr/replacing the instance after a failure/
+--- grep_error_log_out eval
+qr/\A(replacing the instance after a failure\n){3,4}\z/
+
+=== TEST 11: bad limits fail nginx -t
+--- http_config
+wasm_max_memory 1k;
+--- config
+--- must_die
+--- error_log eval
+qr/invalid size "1k" in "wasm_max_memory": at least 64k/
+
+=== TEST 12: a bad failure policy fails nginx -t
+--- config
+location /t { proxy_wasm_failure_policy sometimes; empty_gif; }
+--- must_die
+--- error_log eval
+qr/invalid "proxy_wasm_failure_policy" "sometimes": use "closed \[status\]" or "open"/
