@@ -7,7 +7,7 @@ use std::ffi::{c_char, c_void};
 use ngx::core;
 use ngx::ffi::*;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
-use proxy_wasm_host::{CompiledModule, Compiler, Engine};
+use proxy_wasm_host::{CompiledModule, Compiler};
 
 use crate::Module;
 
@@ -57,7 +57,8 @@ pub(crate) struct MainConf {
     pub modules: Vec<ModuleDef>,
     /// One per `proxy_wasm` occurrence: each gets its own root context in every worker.
     pub filters: Vec<FilterDef>,
-    pub engine: Option<Engine>,
+    /// Every module compiled and checked (postconfiguration ran, not in the signaller).
+    pub loaded: bool,
     /// wasm_compile_cache: directory of compiled artifacts.
     pub cache_dir: Option<std::path::PathBuf>,
     /// wasm_max_memory / wasm_max_instructions (None = default).

@@ -58,9 +58,9 @@ impl Worker {
                 self.roots[fi] = None;
             }
         }
-        let (Some(engine), Some(compiled)) = (conf.engine.as_ref(), m.compiled.as_ref()) else { return };
+        let Some(compiled) = m.compiled.as_ref() else { return };
         let logger = Box::new(CycleLogger { label: m.name.clone() });
-        let mut inst = match PluginInstance::new(engine, compiled, &m.name, m.vm_config.clone(), logger, &conf.limits()) {
+        let mut inst = match PluginInstance::new(compiled, &m.name, m.vm_config.clone(), logger, &conf.limits()) {
             Ok(i) => i,
             Err(e) => {
                 crate::ngx_log::cycle_error(&format!(
@@ -208,13 +208,13 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
     let filters = &mcf.filters;
     let mcf_cache = mcf.cache_dir.clone();
     for (mi, m) in mcf.modules.iter_mut().enumerate() {
-        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, compiler, &limits, &m.bytes, mcf_cache.as_deref())
+        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, &m.bytes, mcf_cache.as_deref())
             .map_err(|e| format!("wasm_module \"{}\": \"{}\" {} {}", m.name, m.path, e, m.origin))?;
         if let proxy_wasm_host::CacheOutcome::Miss(why) = cached {
             crate::ngx_log::cycle_error(&format!("wasm_compile_cache: {why}; \"{}\" compiled without the cache", m.path));
         }
         let logger = Box::new(CycleLogger { label: m.name.clone() });
-        let mut inst = PluginInstance::new(&engine, &compiled, &m.name, m.vm_config.clone(), logger, &limits)
+        let mut inst = PluginInstance::new(&compiled, &m.name, m.vm_config.clone(), logger, &limits)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
         let mut used = false;
         for f in filters.iter().filter(|f| f.module == mi) {
@@ -238,14 +238,14 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
         // Workers instantiate the compiled module: the bytes are no longer needed.
         m.bytes = Vec::new();
     }
-    mcf.engine = Some(engine);
+    mcf.loaded = true;
     Ok(())
 }
 
 pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     crate::guard("init_process", NGX_OK as ngx_int_t, || {
         let Some(mcf) = Module::main_conf(&*cycle) else { return NGX_OK as ngx_int_t };
-        if mcf.engine.is_none() {
+        if !mcf.loaded {
             return NGX_OK as ngx_int_t;
         }
         let t0 = std::time::Instant::now();

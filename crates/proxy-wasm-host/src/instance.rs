@@ -8,7 +8,7 @@
 use std::fmt;
 use std::ptr::NonNull;
 
-use wasmer::{Engine, FunctionEnv, Instance, RuntimeError, Store, TypedFunction};
+use wasmer::{FunctionEnv, Instance, RuntimeError, Store, TypedFunction};
 
 use crate::abi::{AbiVersion, Action};
 use crate::env::{Callback, CallState, HostEnv, Logger, RootInfo, StreamOps, StreamSlot};
@@ -140,14 +140,13 @@ impl PluginInstance {
     /// Instantiates `module` (named `name`: plugin_name and plugin_vm_id) and runs its start
     /// functions.
     pub fn new(
-        engine: &Engine,
         module: &CompiledModule,
         name: &str,
         vm_config: Vec<u8>,
         logger: Box<dyn Logger>,
         limits: &crate::Limits,
     ) -> Result<PluginInstance, HostError> {
-        let mut store = Store::new(engine.clone());
+        let mut store = Store::new(module.engine.clone());
         let env = FunctionEnv::new(&mut store, HostEnv::new(module.abi, name.to_string(), logger, vm_config));
         let imports = hostcalls::imports(&mut store, &env, &module.module).map_err(HostError::Instantiate)?;
         let instance = Instance::new(&mut store, &module.module, &imports)

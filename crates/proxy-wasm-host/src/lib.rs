@@ -20,6 +20,5 @@ pub use abi::{Action, LogLevel, MapType, Status};
 pub use env::{Callback, Logger, StreamOps};
 pub use instance::{HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
-pub use runtime::{compile, compile_cached, new_engine, CacheOutcome, CompiledModule, Compiler};
+pub use runtime::{compile, compile_cached, new_engine, CacheOutcome, CompiledModule, Compiler, Engine};
 pub use stream::{HttpStream, LocalResponse, MemoryStream};
-pub use wasmer::Engine;

@@ -16,8 +16,9 @@ pub struct Limits {
     pub max_instructions: u64,
 }
 
-/// Defaults: cpp-host's 1 GiB memory cap, and no CPU budget.
-pub const DEFAULT_LIMITS: Limits = Limits { max_memory: 1 << 30, max_instructions: 0 };
+/// Defaults: cpp-host's 1 GiB memory cap, and a CPU budget of a billion instructions per
+/// callback (about a second): generous for any real filter, but an endless loop ends.
+pub const DEFAULT_LIMITS: Limits = Limits { max_memory: 1 << 30, max_instructions: 1_000_000_000 };
 
 impl Default for Limits {
     fn default() -> Limits {

@@ -4,7 +4,7 @@
 //! pool: its threads do not survive fork() and every later compile in a child would block on
 //! them forever. Every compile therefore runs inside a private, short-lived pool.
 
-use wasmer::{Engine, ExternType, Module};
+use wasmer::{ExternType, Module};
 
 use crate::abi::AbiVersion;
 use crate::limits::{LimitingTunables, Limits};
@@ -33,26 +33,46 @@ impl Compiler {
     }
 }
 
-/// An engine for `compiler` with `limits`, or why it cannot be had in this build. With a
-/// CPU budget, the metering middleware is compiled into every module.
+/// How to compile modules: the compiler and the limits compiled into them. Each compile
+/// builds its own wasmer engine from it, because a metering middleware (the CPU budget)
+/// instruments one module only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Engine {
+    pub compiler: Compiler,
+    pub limits: Limits,
+}
+
+/// An engine recipe for `compiler` with `limits`, or why it cannot be had in this build.
 pub fn new_engine(compiler: Compiler, limits: &Limits) -> Result<Engine, String> {
+    match compiler {
+        #[cfg(feature = "cranelift")]
+        Compiler::Cranelift => {}
+        #[cfg(feature = "singlepass")]
+        Compiler::Singlepass => {}
+        #[allow(unreachable_patterns)]
+        c => return Err(format!("the {} compiler is not built into this module (cargo feature \"{}\")", c.name(), c.name())),
+    }
+    Ok(Engine { compiler, limits: *limits })
+}
+
+fn build_engine(e: &Engine) -> wasmer::Engine {
     use wasmer::sys::{CompilerConfig, NativeEngineExt};
-    fn build(mut cfg: impl CompilerConfig + 'static, limits: &Limits) -> Engine {
+    fn build(mut cfg: impl CompilerConfig + 'static, limits: &Limits) -> wasmer::Engine {
         if limits.max_instructions > 0 {
             // Every operator costs 1; the host resets the budget before each callback.
             cfg.push_middleware(std::sync::Arc::new(wasmer_middlewares::Metering::new(limits.max_instructions, |_| 1)));
         }
-        let mut engine: Engine = wasmer::sys::EngineBuilder::new(cfg).engine().into();
+        let mut engine: wasmer::Engine = wasmer::sys::EngineBuilder::new(cfg).engine().into();
         engine.set_tunables(LimitingTunables::new(limits.max_memory));
         engine
     }
-    match compiler {
+    match e.compiler {
         #[cfg(feature = "cranelift")]
-        Compiler::Cranelift => Ok(build(wasmer::sys::Cranelift::default(), limits)),
+        Compiler::Cranelift => build(wasmer::sys::Cranelift::default(), &e.limits),
         #[cfg(feature = "singlepass")]
-        Compiler::Singlepass => Ok(build(wasmer::sys::Singlepass::default(), limits)),
+        Compiler::Singlepass => build(wasmer::sys::Singlepass::default(), &e.limits),
         #[allow(unreachable_patterns)]
-        c => Err(format!("the {} compiler is not built into this module (cargo feature \"{}\")", c.name(), c.name())),
+        _ => unreachable!("new_engine refuses compilers that are not built in"),
     }
 }
 
@@ -60,6 +80,8 @@ pub fn new_engine(compiler: Compiler, limits: &Limits) -> Result<Engine, String>
 #[derive(Clone)]
 pub struct CompiledModule {
     pub(crate) module: Module,
+    /// The engine that compiled it: instances must be created in its stores.
+    pub(crate) engine: wasmer::Engine,
     pub abi: AbiVersion,
 }
 
@@ -103,20 +125,19 @@ pub fn cache_key(bytes: &[u8], compiler: Compiler, limits: &Limits) -> String {
 /// native code.
 pub fn compile_cached(
     engine: &Engine,
-    compiler: Compiler,
-    limits: &Limits,
     bytes: &[u8],
     dir: Option<&std::path::Path>,
 ) -> Result<(CompiledModule, CacheOutcome), String> {
     let Some(dir) = dir else { return Ok((compile(engine, bytes)?, CacheOutcome::Uncached)) };
-    let key = cache_key(bytes, compiler, limits);
+    let key = cache_key(bytes, engine.compiler, &engine.limits);
     let path = dir.join(&key);
     if let Ok(artifact) = std::fs::read(&path) {
         // SAFETY: the artifact is one this host serialized for this wasmer version, compiler
         // and architecture (all in the file name); wasmer checks its header and version
         // again. The directory is trusted like the nginx binary itself (see above).
-        if let Ok(module) = unsafe { Module::deserialize(engine, artifact) } {
-            return Ok((validate(module)?, CacheOutcome::Hit));
+        let wasmer_engine = build_engine(engine);
+        if let Ok(module) = unsafe { Module::deserialize(&wasmer_engine, artifact) } {
+            return Ok((validate(&wasmer_engine, module)?, CacheOutcome::Hit));
         }
     }
     let compiled = compile(engine, bytes)?;
@@ -148,10 +169,11 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<CompiledModule, String> 
         .num_threads(threads)
         .build()
         .map_err(|e| format!("cannot start a compile thread pool: {e}"))?;
-    let module = pool.install(|| Module::new(engine, bytes));
+    let wasmer_engine = build_engine(engine);
+    let module = pool.install(|| Module::new(&wasmer_engine, bytes));
     drop(pool);
     let module = module.map_err(|e| format!("is not a valid wasm module: {}", one_line(&e.to_string())))?;
-    validate(module)
+    validate(&wasmer_engine, module)
 }
 
 /// Error logs take one line per message: fold wasmer's multi-line diagnostics.
@@ -159,7 +181,7 @@ fn one_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-fn validate(module: Module) -> Result<CompiledModule, String> {
+fn validate(engine: &wasmer::Engine, module: Module) -> Result<CompiledModule, String> {
     let abi = module
         .exports()
         .find_map(|e| AbiVersion::from_marker(e.name()))
@@ -183,5 +205,5 @@ fn validate(module: Module) -> Result<CompiledModule, String> {
     if !module.exports().any(|e| e.name() == "proxy_on_memory_allocate" || e.name() == "malloc") {
         return Err("exports neither proxy_on_memory_allocate nor malloc".to_string());
     }
-    Ok(CompiledModule { module, abi })
+    Ok(CompiledModule { module, engine: engine.clone(), abi })
 }

@@ -241,7 +241,7 @@ impl Wat {
 
 fn instantiate(engine: &Engine, m: &CompiledModule, vm_config: &[u8], level: LogLevel) -> (PluginInstance, Records) {
     let (log, records) = logger(level);
-    match PluginInstance::new(engine, m, "test", vm_config.to_vec(), log, &proxy_wasm_host::DEFAULT_LIMITS) {
+    match PluginInstance::new(m, "test", vm_config.to_vec(), log, &proxy_wasm_host::DEFAULT_LIMITS) {
         Ok(i) => (i, records),
         Err(e) => panic!("instantiate failed: {e}"),
     }
@@ -345,7 +345,7 @@ fn compile_rejects_invalid_modules_with_a_reason() {
     assert!(!m.exports("proxy_on_memory_allocate"));
     // ...and it instantiates with malloc as the allocator.
     let (log, _) = logger(LogLevel::Trace);
-    assert!(PluginInstance::new(&engine, &m, "test", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS).is_ok());
+    assert!(PluginInstance::new(&m, "test", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS).is_ok());
 }
 
 #[test]
@@ -947,7 +947,7 @@ fn trap_in_root_callbacks_names_the_callback() {
     w.func(r#"(func (export "_initialize") unreachable)"#);
     let m = w.compile(&engine);
     let (log, _) = logger(LogLevel::Trace);
-    match PluginInstance::new(&engine, &m, "test", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS) {
+    match PluginInstance::new(&m, "test", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS) {
         Err(HostError::Trap { callback, .. }) => assert_eq!(callback, "_initialize"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("expected a trap"),
@@ -1004,7 +1004,7 @@ fn abi_0_1_0_rejects_a_three_argument_header_callback() {
     w.func(r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))"#);
     let m = w.compile(&engine);
     let (log, _) = logger(LogLevel::Trace);
-    match PluginInstance::new(&engine, &m, "test", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS) {
+    match PluginInstance::new(&m, "test", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS) {
         Err(HostError::Instantiate(msg)) => assert!(msg.contains("proxy_on_request_headers"), "{msg}"),
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a 0.1.0 module with a 3-argument on_request_headers must be refused"),
