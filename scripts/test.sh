@@ -5,7 +5,8 @@
 #   3. the t/ suite against nginx 1.28.3 with the .so from `./configure --add-dynamic-module`
 #      + `make modules` (build path 1),
 #   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
-#      nginx-dev (build path 3).
+#      nginx-dev (build path 3),
+#   5. reload under load and a 100k-request soak (scripts/reload-under-load, scripts/soak).
 # Ends with one line "tests: N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,15 @@ suite() {
 suite cargo-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/out/nginx-1.28/ngx_http_proxy_wasm_module.so"
 suite addon-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/nginx-1.28-addon/objs/ngx_http_proxy_wasm_module.so"
 suite debian-1.22 /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so"
+
+# Operational checks on the nginx 1.28 build (they print their figures).
+op() {
+    local name=$1; shift
+    step "$name"
+    if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); problems+=("$name failed"); fi
+}
+op "reload under load (20 s, a reload a second)" python3 scripts/reload-under-load --seconds 20
+op "soak (100k requests, worker RSS)" python3 scripts/soak --requests 100000
 
 echo
 for p in "${problems[@]}"; do echo "!! $p"; done
