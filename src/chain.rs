@@ -216,7 +216,9 @@ pub(crate) unsafe fn step(
             return ChainResult::Failed;
         };
         let seed = Seed { r, label: &label, properties: &mut ctx.properties };
-        match f(inst, id, fc, seed) {
+        let res = f(inst, id, fc, seed);
+        w.apply_ticks(mi);
+        match res {
             None => ChainResult::Continue,
             Some(Ok(Outcome { local_response: Some(lr), .. })) => ChainResult::Local(lr),
             Some(Ok(Outcome { ops, .. })) if ops.close_request || ops.close_response => {

@@ -30,6 +30,15 @@ pub(crate) struct Worker {
     pub filter_module: Vec<usize>,
     /// Indexed like MainConf::modules: the module name, for log lines.
     pub labels: Vec<std::rc::Rc<str>>,
+    /// Indexed like MainConf::filters: the root context's tick timer, when it set a period.
+    ticks: Vec<Option<Box<Tick>>>,
+}
+
+/// One root context's proxy_on_tick timer (a boxed nginx event: its address must not move
+/// while it is in nginx's timer tree).
+struct Tick {
+    ev: ngx_event_t,
+    period: ngx_msec_t,
 }
 
 impl Worker {
@@ -43,6 +52,7 @@ impl Worker {
             roots: vec![None; conf.filters.len()],
             filter_module: conf.filters.iter().map(|f| f.module).collect(),
             labels: conf.modules.iter().map(|m| std::rc::Rc::from(m.name.as_str())).collect(),
+            ticks: conf.filters.iter().map(|_| None).collect(),
         }
     }
 
@@ -56,6 +66,7 @@ impl Worker {
         for (fi, f) in conf.filters.iter().enumerate() {
             if f.module == mi {
                 self.roots[fi] = None;
+                self.set_tick(fi, 0);
             }
         }
         let Some(compiled) = m.compiled.as_ref() else { return };
@@ -80,6 +91,54 @@ impl Worker {
             }
         }
         self.instances[mi] = Some(inst);
+        self.apply_ticks(mi);
+    }
+
+    /// Applies the tick periods module `mi`'s root contexts set during the last callback.
+    pub fn apply_ticks(&mut self, mi: usize) {
+        let Some(inst) = self.instances[mi].as_mut() else { return };
+        for (root, ms) in inst.take_tick_changes() {
+            let fi = (0..self.roots.len()).find(|&fi| self.filter_module[fi] == mi && self.roots[fi] == Some(root));
+            if let Some(fi) = fi {
+                self.set_tick(fi, ms);
+            }
+        }
+    }
+
+    /// Starts, re-periods or (ms = 0) stops filter `fi`'s tick timer.
+    fn set_tick(&mut self, fi: usize, ms: u32) {
+        if ms == 0 {
+            if let Some(mut t) = self.ticks[fi].take() {
+                // SAFETY: the event is ours and, if armed, in nginx's timer tree; removing it
+                // before the Box is freed keeps the tree free of dangling nodes.
+                unsafe {
+                    if t.ev.timer_set() != 0 {
+                        ngx_del_timer(&mut t.ev);
+                    }
+                }
+            }
+            return;
+        }
+        let t = self.ticks[fi].get_or_insert_with(|| {
+            // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
+            let mut ev: ngx_event_t = unsafe { std::mem::zeroed() };
+            ev.handler = Some(tick_handler);
+            ev.data = fi as *mut std::ffi::c_void;
+            // SAFETY: ngx_cycle is valid in a worker.
+            ev.log = unsafe { (*ngx_cycle).log };
+            // Graceful shutdown does not wait for our ticks.
+            ev.set_cancelable(1);
+            Box::new(Tick { ev, period: 0 })
+        });
+        t.period = ms as ngx_msec_t;
+        // SAFETY: the event lives in a Box owned by the worker until set_tick(fi, 0).
+        unsafe { ngx_add_timer(&mut t.ev, t.period) };
+    }
+
+    fn stop_ticks(&mut self) {
+        for fi in 0..self.ticks.len() {
+            self.set_tick(fi, 0);
+        }
     }
 
     /// A trapped instance may hold broken state (an SDK's RefCell left borrowed, a half-done
@@ -271,6 +330,43 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
 
 pub(crate) unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     crate::guard("exit_process", (), || {
-        let _ = WORKER.try_with(|s| s.borrow_mut().take());
+        let _ = WORKER.try_with(|s| {
+            if let Some(mut w) = s.borrow_mut().take() {
+                w.stop_ticks();
+            }
+        });
+    })
+}
+
+/// A root context's tick: proxy_on_tick, then the next tick unless the worker is exiting.
+unsafe extern "C" fn tick_handler(ev: *mut ngx_event_t) {
+    crate::guard("tick", (), || {
+        let fi = (*ev).data as usize;
+        let _ = WORKER.try_with(|s| {
+            let Ok(mut w) = s.try_borrow_mut() else { return };
+            let Some(w) = w.as_mut() else { return };
+            let mi = w.filter_module[fi];
+            let (Some(root), false) = (w.roots[fi], w.poisoned[mi]) else {
+                w.set_tick(fi, 0);
+                return;
+            };
+            let Some(inst) = w.instances[mi].as_mut() else { return };
+            if let Err(e) = inst.on_tick(root) {
+                crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
+                w.poison(mi);
+                w.set_tick(fi, 0);
+                return;
+            }
+            w.apply_ticks(mi);
+            if ngx_exiting != 0 || ngx_quit != 0 {
+                w.set_tick(fi, 0);
+                return;
+            }
+            if let Some(t) = w.ticks[fi].as_mut() {
+                if t.ev.timer_set() == 0 {
+                    ngx_add_timer(&mut t.ev, t.period);
+                }
+            }
+        });
     })
 }

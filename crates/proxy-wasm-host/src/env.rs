@@ -29,6 +29,7 @@ pub enum Callback {
     ResponseHeaders,
     ResponseBody,
     ResponseTrailers,
+    Tick,
     Log,
     Done,
     Delete,
@@ -47,6 +48,7 @@ impl Callback {
             Callback::RequestBody => "proxy_on_request_body",
             Callback::ResponseBody => "proxy_on_response_body",
             Callback::ResponseTrailers => "proxy_on_response_trailers",
+            Callback::Tick => "proxy_on_tick",
             Callback::Log => "proxy_on_log",
             Callback::Done => "proxy_on_done",
             Callback::Delete => "proxy_on_delete",
@@ -147,6 +149,8 @@ pub struct HostEnv {
     pub(crate) waiting: IdSet,
     /// The module's name: plugin_name and plugin_vm_id.
     pub(crate) name: String,
+    /// proxy_set_tick_period_milliseconds calls not yet applied by the embedder: (root, ms).
+    pub(crate) tick_changes: Vec<(u32, u32)>,
     /// Properties set outside any request (root contexts), by NUL-joined path.
     pub(crate) root_properties: HashMap<Vec<u8>, Vec<u8>>,
     /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
@@ -160,6 +164,7 @@ impl HostEnv {
             abi,
             name,
             root_properties: HashMap::new(),
+            tick_changes: Vec::new(),
             memory: None,
             alloc: None,
             logger,

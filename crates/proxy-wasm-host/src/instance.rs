@@ -86,6 +86,7 @@ struct Callbacks {
     response_body: Option<TypedFunction<(i32, i32, i32), i32>>,
     response_trailers: Option<TypedFunction<(i32, i32), i32>>,
     done: Option<TypedFunction<i32, i32>>,
+    tick: Option<TypedFunction<i32, ()>>,
     log: Option<TypedFunction<i32, ()>>,
     delete: Option<TypedFunction<i32, ()>>,
 }
@@ -178,6 +179,7 @@ impl PluginInstance {
             response_body: typed(&instance, &store, "proxy_on_response_body")?,
             response_trailers: typed(&instance, &store, "proxy_on_response_trailers")?,
             done: typed(&instance, &store, "proxy_on_done")?,
+            tick: typed(&instance, &store, "proxy_on_tick")?,
             log: typed(&instance, &store, "proxy_on_log")?,
             delete: typed(&instance, &store, "proxy_on_delete")?,
         };
@@ -406,6 +408,23 @@ impl PluginInstance {
             }
         })?;
         Ok(Outcome { action: Action::from_i32(action), local_response: after.local_response, ops: after.ops })
+    }
+
+    /// Tick periods set since the last call: (root context id, milliseconds; 0 = stop).
+    pub fn take_tick_changes(&mut self) -> Vec<(u32, u32)> {
+        std::mem::take(&mut self.env.as_mut(&mut self.store).tick_changes)
+    }
+
+    /// on_tick for a root context.
+    pub fn on_tick(&mut self, root: u32) -> Result<(), HostError> {
+        if self.cb.tick.is_none() {
+            return Ok(());
+        }
+        self.invoke(Callback::Tick, root, None, |cb, st| match &cb.tick {
+            Some(f) => f.call(st, root as i32),
+            None => Ok(()),
+        })?;
+        Ok(())
     }
 
     /// on_response_trailers with `num_trailers` trailers in the response trailer map.

@@ -100,3 +100,12 @@ pub(crate) fn proxy_call_foreign_function(
     }
     Status::NotFound as i32
 }
+
+/// Sets the tick period of the effective context's root context (0 stops it). The embedder
+/// applies it when the running callback returns (`PluginInstance::take_tick_changes`).
+pub(crate) fn proxy_set_tick_period_milliseconds(mut env: FunctionEnvMut<HostEnv>, period: i32) -> i32 {
+    let data = env.data_mut();
+    let Some(&root) = data.contexts.get(&data.call.effective_id) else { return Status::BadArgument as i32 };
+    data.tick_changes.push((root, period as u32));
+    Status::Ok as i32
+}

@@ -172,6 +172,9 @@ fn proxy_function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> 
         }
         "proxy_set_effective_context" => t(Function::new_typed_with_env(store, env, context::proxy_set_effective_context)),
         "proxy_done" => t(Function::new_typed_with_env(store, env, context::proxy_done)),
+        "proxy_set_tick_period_milliseconds" => {
+            t(Function::new_typed_with_env(store, env, context::proxy_set_tick_period_milliseconds))
+        }
         "proxy_continue_stream" => t(Function::new_typed_with_env(store, env, context::proxy_continue_stream)),
         "proxy_close_stream" => t(Function::new_typed_with_env(store, env, context::proxy_close_stream)),
         "proxy_continue_request" => t(Function::new_typed_with_env(store, env, context::proxy_continue_request)),

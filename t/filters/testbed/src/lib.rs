@@ -53,6 +53,10 @@
 //!   trailers_log          logs every trailer in on_http_response_trailers
 //!   trailer_set=k:v       sets a trailer in on_http_response_trailers
 //!   req_trailers_get      logs `req trailers=<n|NONE>` in on_http_request_headers
+//! Timers (root context):
+//!   tick=MS               sets the tick period in on_configure; on_tick logs `tick N <name>`
+//!   tick_max=N            after N ticks, sets the period to 0 (stops)
+//!   tick_trap=N           panics in the Nth on_tick
 //! Lifecycle:
 //!   log_eos               logs end_of_stream of both header callbacks
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
@@ -78,6 +82,13 @@ type Actions = Rc<Vec<(String, String)>>;
 struct Root {
     actions: Actions,
     name: String,
+    ticks: u64,
+}
+
+impl Root {
+    fn num(&self, k: &str) -> Option<u64> {
+        self.actions.iter().find(|(a, _)| a == k).and_then(|(_, v)| v.parse().ok())
+    }
 }
 
 fn parse(config: &str) -> Vec<(String, String)> {
@@ -104,6 +115,17 @@ fn split2(s: &str) -> (&str, &str) {
 impl Context for Root {}
 
 impl RootContext for Root {
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        log::warn!("tick {} {}", self.ticks, self.name);
+        if self.num("tick_trap") == Some(self.ticks) {
+            panic!("tick_trap asked for a trap");
+        }
+        if self.num("tick_max").is_some_and(|m| self.ticks >= m) {
+            self.set_tick_period(std::time::Duration::ZERO);
+        }
+    }
+
     fn on_vm_start(&mut self, _size: usize) -> bool {
         let vm = self.get_vm_configuration().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
         if vm == "fail" {
@@ -132,6 +154,9 @@ impl RootContext for Root {
             log::warn!("time is after 2020: {}", now > 1_577_836_800);
         }
         self.actions = Rc::new(actions);
+        if let Some(ms) = self.num("tick") {
+            self.set_tick_period(std::time::Duration::from_millis(ms));
+        }
         true
     }
 
