@@ -1227,7 +1227,7 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
         ("proxy_define_metric", "(i32.const 0) (i32.const 0) (i32.const 4) (i32.const 108)"),
         ("proxy_increment_metric", "(i32.const 1) (i64.const -5)"),
         ("proxy_record_metric", "(i32.const 1) (i64.const 0x7fffffffffffffff)"),
-        ("proxy_set_tick_period_milliseconds", "(i32.const 1000)"),
+        ("proxy_enqueue_shared_queue", "(i32.const 1) (i32.const 0) (i32.const 0)"),
         ("proxy_register_shared_queue", "(i32.const 0) (i32.const 4) (i32.const 108)"),
         ("proxy_get_metric", "(i32.const 1) (i32.const 108)"),
         ("proxy_grpc_close", "(i32.const 1)"),

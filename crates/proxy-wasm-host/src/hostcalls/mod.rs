@@ -220,6 +220,17 @@ fn stub(store: &mut Store, env: &FunctionEnv<HostEnv>, ns: &str, name: &str, sig
     })
 }
 
+/// Whether a header name and value would be accepted by the header hostcalls (for fuzzing
+/// and embedders).
+pub fn headers_valid(name: &[u8], value: &[u8]) -> bool {
+    headers::valid_name(name) && headers::valid_value(value)
+}
+
+/// A property path split on its NUL separators, as get/set_property see it.
+pub fn split_property_path(path: &[u8]) -> Vec<&[u8]> {
+    properties::split_path(path)
+}
+
 /// Turns a `Result<(), Status>` into the i32 a hostcall returns.
 #[inline]
 pub(crate) fn status(r: Result<(), Status>) -> i32 {

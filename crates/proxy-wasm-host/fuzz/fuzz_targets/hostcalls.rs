@@ -1,0 +1,54 @@
+//! Every hostcall with arguments the fuzzer chooses (wild pointers, huge or negative
+//! lengths, malformed serialized maps), through a WAT plugin that runs the input as a
+//! program (hostcalls.wat). The host must answer with statuses: a trap, a panic or a hang is a
+//! bug. Ticks and stream closes are recorded, never acted on here.
+#![no_main]
+
+use std::cell::RefCell;
+
+use libfuzzer_sys::fuzz_target;
+use proxy_wasm_host::{compile, new_engine, Compiler, LogLevel, Logger, MemoryStream, PluginInstance, Limits};
+
+struct Quiet;
+impl Logger for Quiet {
+    fn level(&self) -> LogLevel {
+        LogLevel::Trace
+    }
+    fn log(&self, _: LogLevel, _: &[u8]) {}
+}
+
+thread_local! {
+    static PLUGIN: RefCell<Option<(PluginInstance, u32)>> = const { RefCell::new(None) };
+}
+
+fn fresh() -> (PluginInstance, u32) {
+    let limits = Limits { max_memory: 1 << 20, max_instructions: 10_000_000 };
+    let engine = new_engine(Compiler::Cranelift, &limits).expect("engine");
+    let module = compile(&engine, include_bytes!("hostcalls.wat")).expect("the fuzz plugin compiles");
+    let mut inst = PluginInstance::new(&module, "fuzz", b"vm".to_vec(), Box::new(Quiet), &limits).expect("instance");
+    let root = inst.create_root_context(Some(b"config".to_vec())).expect("root");
+    (inst, root)
+}
+
+fuzz_target!(|data: &[u8]| {
+    PLUGIN.with(|p| {
+        let mut p = p.borrow_mut();
+        let (inst, root) = p.get_or_insert_with(fresh);
+        let mut stream = MemoryStream {
+            request_headers: vec![(b"f".to_vec(), data.to_vec()), (b":path".to_vec(), b"/".to_vec())],
+            response_headers: Some(vec![(b":status".to_vec(), b"200".to_vec())]),
+            response_body: Some(data.iter().rev().copied().collect()),
+            ..Default::default()
+        };
+        let ok = (|| {
+            let ctx = inst.create_http_context(*root).ok()?;
+            inst.on_request_headers(ctx, &mut stream, 2, false).ok()?;
+            inst.on_body(true, ctx, &mut stream, data.len(), true).ok()?;
+            inst.on_delete(ctx).ok()
+        })();
+        // A host error can only be the plugin's own (the CPU budget): start over cleanly.
+        if ok.is_none() {
+            *p = None;
+        }
+    });
+});
