@@ -6,7 +6,8 @@
 #      + `make modules` (build path 1),
 #   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
 #      nginx-dev (build path 3),
-#   5. reload under load and a 100k-request soak (scripts/reload-under-load, scripts/soak).
+#   5. reload under load and a 100k-request soak (scripts/reload-under-load, scripts/soak),
+#   6. cargo fuzz on the host core for a bounded time (scripts/fuzz.sh).
 # Ends with one line "tests: N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +75,7 @@ op() {
 }
 op "reload under load (20 s, a reload a second)" python3 scripts/reload-under-load --seconds 20
 op "soak (100k requests, worker RSS)" python3 scripts/soak --requests 100000
+op "fuzz the host core (cargo fuzz, 30 s per target)" bash scripts/fuzz.sh 30
 
 echo
 for p in "${problems[@]}"; do echo "!! $p"; done
