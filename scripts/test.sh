@@ -7,7 +7,8 @@
 #   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
 #      nginx-dev (build path 3),
 #   5. reload under load and a 100k-request soak (scripts/reload-under-load, scripts/soak),
-#   6. cargo fuzz on the host core for a bounded time (scripts/fuzz.sh).
+#   6. a valgrind leak check (scripts/leak-check) and cargo fuzz on the host core for a
+#      bounded time (scripts/fuzz.sh).
 # Ends with one line "tests: N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +76,7 @@ op() {
 }
 op "reload under load (20 s, a reload a second)" python3 scripts/reload-under-load --seconds 20
 op "soak (100k requests, worker RSS)" python3 scripts/soak --requests 100000
+op "leak check (valgrind memcheck, nginx 1.28 single process)" python3 scripts/leak-check --requests 30
 op "fuzz the host core (cargo fuzz, 30 s per target)" bash scripts/fuzz.sh 30
 
 echo
