@@ -14,7 +14,7 @@ wasm_max_instructions 50m;
 wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
 --- config
 location /loop { proxy_wasm hostile l; empty_gif; }
-location /ok { proxy_wasm hostile ok; empty_gif; }
+location /ok { proxy_wasm hostile n; empty_gif; }
 --- request eval
 ["GET /loop", "GET /ok", "GET /ok"]
 --- error_code eval
@@ -93,7 +93,7 @@ unknown context: BAD_ARGUMENT
 wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
 --- config
 location /deep { proxy_wasm hostile r; empty_gif; }
-location /ok { proxy_wasm hostile ok; empty_gif; }
+location /ok { proxy_wasm hostile n; empty_gif; }
 --- request eval
 ["GET /deep", "GET /ok"]
 --- error_code eval
@@ -163,3 +163,155 @@ location /t { proxy_wasm_failure_policy sometimes; empty_gif; }
 --- must_die
 --- error_log eval
 qr/invalid "proxy_wasm_failure_policy" "sometimes": use "closed \[status\]" or "open"/
+
+=== TEST 13: a trap in on_response_headers fails the request as configured
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile th; empty_gif; }
+--- request
+GET /t
+--- error_code: 500
+--- error_log
+proxy_on_response_headers failed: unreachable
+
+=== TEST 14: an endless loop in on_response_headers ends at the CPU budget
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile lh; empty_gif; }
+--- request
+GET /t
+--- error_code: 500
+--- timeout: 20
+--- error_log
+proxy_on_response_headers failed: exceeded its CPU budget
+
+=== TEST 15: a trap in on_request_body fails the request
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile tB; empty_gif; }
+--- request
+POST /t
+some body
+--- error_code: 500
+--- error_log
+proxy_on_request_body failed: unreachable
+
+=== TEST 16: an endless loop in on_response_body after the headers were sent closes that connection; the worker serves the next request
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+wasm_module other $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile lb; proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/b; }
+location /b { return 200 "body"; }
+location /ok { proxy_wasm other n; empty_gif; }
+--- request eval
+["GET /t", "GET /ok"]
+--- error_code eval
+["", 200]
+--- ignore_response
+--- timeout: 20
+--- error_log
+proxy_on_response_body failed: exceeded its CPU budget
+--- no_error_log
+exited on signal
+
+=== TEST 17: a trap in on_done is logged; the response was already served
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile td; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+proxy_on_done failed: unreachable
+
+=== TEST 18: an endless loop in on_log ends at the CPU budget; the response was already served
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile lg; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- timeout: 20
+--- error_log
+proxy_on_log failed: exceeded its CPU budget
+
+=== TEST 19: a trap in on_delete is logged
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile tx; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+proxy_on_delete failed: unreachable
+
+=== TEST 20: a trap in on_tick stops the timer; requests are still served
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+wasm_module other $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile tk; empty_gif; }
+location /ok { proxy_wasm other n; empty_gif; }
+--- request
+GET /ok
+--- wait: 0.3
+--- error_code: 200
+--- error_log
+proxy_on_tick failed: unreachable
+--- no_error_log
+exited on signal
+
+=== TEST 21: an endless loop in on_tick ends at the CPU budget
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+wasm_module other $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile lk; empty_gif; }
+location /ok { proxy_wasm other n; empty_gif; }
+--- request
+GET /ok
+--- wait: 0.5
+--- error_code: 200
+--- timeout: 20
+--- error_log
+proxy_on_tick failed: exceeded its CPU budget
+
+=== TEST 22: a trap in on_configure fails nginx -t, naming the proxy_wasm line
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile tc; empty_gif; }
+--- must_die
+--- error_log eval
+qr/proxy_wasm "hostile": proxy_on_configure failed: unreachable .*in .*nginx\.conf:\d+/
+
+=== TEST 23: an endless loop in on_configure fails nginx -t at the CPU budget
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile lc; empty_gif; }
+--- must_die
+--- timeout: 30
+--- error_log eval
+qr/proxy_on_configure failed: exceeded its CPU budget of 20000000 wasm instructions/
+
+=== TEST 24: a trap in on_vm_start fails nginx -t, naming the wasm_module line
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat tv;
+--- config
+location /t { proxy_wasm hostile n; empty_gif; }
+--- must_die
+--- error_log eval
+qr/proxy_on_vm_start failed: unreachable/

@@ -1,5 +1,8 @@
 ;; A deliberately misbehaving Proxy-Wasm filter (ABI 0.2.1). The first byte of its plugin
-;; configuration picks what on_request_headers does:
+;; configuration picks the misbehaviour, the second byte the callback that does it (default:
+;; on_request_headers): q request headers, B request body, h response headers, b response
+;; body, d on_done, g on_log, x on_delete, k on_tick (ticking every 50 ms), c on_configure,
+;; v on_vm_start. In callbacks other than on_request_headers only l and t apply. Modes:
 ;;   l  loops forever                 r  recurses until the stack is exhausted
 ;;   t  traps (unreachable)           m  grows memory by 1 GiB (logs whether it failed)
 ;;   w  passes wild pointers to hostcalls (logs the statuses it got)
@@ -12,6 +15,7 @@
   (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))
   (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_set_tick_period_milliseconds" (func $set_tick (param i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 65536))
   (data (i32.const 1024) "memory.grow failed as it should")
@@ -32,16 +36,48 @@
   ;; 12288 + (id & 0xfff).
   (func (export "proxy_on_context_create") (param $ctx i32) (param $root i32)
     (if (i32.ne (local.get $root) (i32.const 0))
-      (then (i32.store8
-              (i32.add (i32.const 12288) (i32.and (local.get $ctx) (i32.const 0xfff)))
-              (i32.load8_u (i32.add (i32.const 8192) (i32.and (local.get $root) (i32.const 0xff))))))))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+      (then
+        (i32.store8
+          (i32.add (i32.const 12288) (i32.and (local.get $ctx) (i32.const 0xfff)))
+          (i32.load8_u (i32.add (i32.const 8192) (i32.and (local.get $root) (i32.const 0xff)))))
+        (i32.store8
+          (i32.add (i32.const 16384) (i32.and (local.get $ctx) (i32.const 0xfff)))
+          (i32.load8_u (i32.add (i32.const 8448) (i32.and (local.get $root) (i32.const 0xff))))))))
+  ;; the mode of an HTTP context if it misbehaves in callback `where`, else 0
+  (func $mode_in (param $ctx i32) (param $where i32) (result i32)
+    (local $w i32)
+    (local.set $w (i32.load8_u (i32.add (i32.const 16384) (i32.and (local.get $ctx) (i32.const 0xfff)))))
+    (if (i32.eqz (local.get $w)) (then (local.set $w (i32.const 113)))) ;; default q
+    (if (result i32) (i32.eq (local.get $w) (local.get $where))
+      (then (i32.load8_u (i32.add (i32.const 12288) (i32.and (local.get $ctx) (i32.const 0xfff)))))
+      (else (i32.const 0))))
+  ;; l loops, t traps
+  (func $misbehave (param $mode i32)
+    (if (i32.eq (local.get $mode) (i32.const 108)) (then (loop $forever (br $forever))))
+    (if (i32.eq (local.get $mode) (i32.const 116)) (then unreachable)))
+  (func $root_misbehave (param $root i32) (param $where i32)
+    (if (i32.eq (i32.load8_u (i32.add (i32.const 8448) (i32.and (local.get $root) (i32.const 0xff)))) (local.get $where))
+      (then (call $misbehave (i32.load8_u (i32.add (i32.const 8192) (i32.and (local.get $root) (i32.const 0xff))))))))
+  (func (export "proxy_on_vm_start") (param $root i32) (param i32) (result i32)
+    ;; the vm configuration's first two bytes: mode and 'v' make on_vm_start misbehave
+    (drop (call $get_buffer (i32.const 6) (i32.const 0) (i32.const 2) (i32.const 512) (i32.const 516)))
+    (if (i32.eq (i32.load (i32.const 516)) (i32.const 2))
+      (then
+        (if (i32.eq (i32.load8_u (i32.add (i32.load (i32.const 512)) (i32.const 1))) (i32.const 118))
+          (then (call $misbehave (i32.load8_u (i32.load (i32.const 512))))))))
+    (i32.const 1))
   (func (export "proxy_on_configure") (param $ctx i32) (param $size i32) (result i32)
-    ;; the configuration lands at the address stored at 512; its first byte is the mode
-    (drop (call $get_buffer (i32.const 7) (i32.const 0) (i32.const 1) (i32.const 512) (i32.const 516)))
+    ;; the configuration lands at the address stored at 512: mode byte, then callback byte
+    (drop (call $get_buffer (i32.const 7) (i32.const 0) (i32.const 2) (i32.const 512) (i32.const 516)))
     (if (i32.gt_u (i32.load (i32.const 516)) (i32.const 0))
       (then (i32.store8 (i32.add (i32.const 8192) (i32.and (local.get $ctx) (i32.const 0xff)))
                         (i32.load8_u (i32.load (i32.const 512))))))
+    (if (i32.gt_u (i32.load (i32.const 516)) (i32.const 1))
+      (then (i32.store8 (i32.add (i32.const 8448) (i32.and (local.get $ctx) (i32.const 0xff)))
+                        (i32.load8_u (i32.add (i32.load (i32.const 512)) (i32.const 1))))))
+    (call $root_misbehave (local.get $ctx) (i32.const 99)) ;; c
+    (if (i32.eq (i32.load8_u (i32.add (i32.const 8448) (i32.and (local.get $ctx) (i32.const 0xff)))) (i32.const 107))
+      (then (drop (call $set_tick (i32.const 50)))))
     (i32.const 1))
   (func $say (param $msg i32) (param $len i32)
     (drop (call $log (i32.const 3) (local.get $msg) (local.get $len))))
@@ -49,7 +85,7 @@
     (i32.add (call $recurse (i32.add (local.get $n) (i32.const 1))) (i32.const 1)))
   (func (export "proxy_on_request_headers") (param $ctx i32) (param $n i32) (param $eos i32) (result i32)
     (local $mode i32)
-    (local.set $mode (i32.load8_u (i32.add (i32.const 12288) (i32.and (local.get $ctx) (i32.const 0xfff)))))
+    (local.set $mode (call $mode_in (local.get $ctx) (i32.const 113)))
     (if (i32.eq (local.get $mode) (i32.const 108)) ;; l
       (then (loop $forever (br $forever))))
     (if (i32.eq (local.get $mode) (i32.const 116)) ;; t
@@ -82,7 +118,17 @@
           (then (call $say (i32.const 1344) (i32.const 29)))
           (else (call $say (i32.const 1408) (i32.const 17))))))
     (i32.const 0))
-  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
-  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_log") (param i32))
-  (func (export "proxy_on_delete") (param i32)))
+  (func (export "proxy_on_request_body") (param $ctx i32) (param i32 i32) (result i32)
+    (call $misbehave (call $mode_in (local.get $ctx) (i32.const 66))) (i32.const 0)) ;; B
+  (func (export "proxy_on_response_headers") (param $ctx i32) (param i32 i32) (result i32)
+    (call $misbehave (call $mode_in (local.get $ctx) (i32.const 104))) (i32.const 0)) ;; h
+  (func (export "proxy_on_response_body") (param $ctx i32) (param i32 i32) (result i32)
+    (call $misbehave (call $mode_in (local.get $ctx) (i32.const 98))) (i32.const 0)) ;; b
+  (func (export "proxy_on_done") (param $ctx i32) (result i32)
+    (call $misbehave (call $mode_in (local.get $ctx) (i32.const 100))) (i32.const 1)) ;; d
+  (func (export "proxy_on_log") (param $ctx i32)
+    (call $misbehave (call $mode_in (local.get $ctx) (i32.const 103)))) ;; g
+  (func (export "proxy_on_delete") (param $ctx i32)
+    (call $misbehave (call $mode_in (local.get $ctx) (i32.const 120)))) ;; x
+  (func (export "proxy_on_tick") (param $root i32)
+    (call $root_misbehave (local.get $root) (i32.const 107)))) ;; k
