@@ -315,3 +315,65 @@ location /t { proxy_wasm hostile n; empty_gif; }
 --- must_die
 --- error_log eval
 qr/proxy_on_vm_start failed: unreachable/
+
+=== TEST 25: an endless loop in on_request_body ends at the CPU budget
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile lB; empty_gif; }
+--- request
+POST /t
+some body
+--- error_code: 500
+--- timeout: 20
+--- error_log
+proxy_on_request_body failed: exceeded its CPU budget
+
+=== TEST 26: an endless loop in on_done ends at the CPU budget
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile ld; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- timeout: 20
+--- error_log
+proxy_on_done failed: exceeded its CPU budget
+
+=== TEST 27: an endless loop in on_delete ends at the CPU budget
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile lx; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- timeout: 20
+--- error_log
+proxy_on_delete failed: exceeded its CPU budget
+
+=== TEST 28: a trap in on_log is logged; the response was already served
+--- http_config
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
+--- config
+location /t { proxy_wasm hostile tg; empty_gif; }
+--- request
+GET /t
+--- error_code: 200
+--- error_log
+proxy_on_log failed: unreachable
+
+=== TEST 29: an endless loop in on_vm_start fails nginx -t at the CPU budget
+--- http_config
+wasm_max_instructions 20m;
+wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat lv;
+--- config
+location /t { proxy_wasm hostile n; empty_gif; }
+--- must_die
+--- timeout: 30
+--- error_log eval
+qr/proxy_on_vm_start failed: exceeded its CPU budget/
