@@ -30,6 +30,7 @@ pub enum Callback {
     ResponseBody,
     ResponseTrailers,
     Tick,
+    HttpCallResponse,
     Log,
     Done,
     Delete,
@@ -49,6 +50,7 @@ impl Callback {
             Callback::ResponseBody => "proxy_on_response_body",
             Callback::ResponseTrailers => "proxy_on_response_trailers",
             Callback::Tick => "proxy_on_tick",
+            Callback::HttpCallResponse => "proxy_on_http_call_response",
             Callback::Log => "proxy_on_log",
             Callback::Done => "proxy_on_done",
             Callback::Delete => "proxy_on_delete",
@@ -59,7 +61,25 @@ impl Callback {
     pub fn may_send_local_response(self) -> bool {
         matches!(
             self,
-            Callback::RequestHeaders | Callback::RequestBody | Callback::ResponseHeaders | Callback::ResponseBody
+            Callback::RequestHeaders
+                | Callback::RequestBody
+                | Callback::ResponseHeaders
+                | Callback::ResponseBody
+                | Callback::HttpCallResponse
+        )
+    }
+
+    /// Callbacks from which `proxy_http_call` may dispatch: the request phases (which can
+    /// wait for it), call responses (chaining), and root-context callbacks.
+    pub fn may_dispatch_http_call(self) -> bool {
+        matches!(
+            self,
+            Callback::RequestHeaders
+                | Callback::RequestBody
+                | Callback::HttpCallResponse
+                | Callback::Tick
+                | Callback::VmStart
+                | Callback::Configure
         )
     }
 }
@@ -83,7 +103,15 @@ pub(crate) struct CallState {
     pub stream_ops: StreamOps,
     /// proxy_done was called by the context whose on_done is running.
     pub done_called: bool,
+    /// The response being delivered by on_http_call_response; same lifetime rule as `stream`.
+    pub http_response: CallResponseSlot,
 }
+
+/// See `StreamSlot`.
+pub(crate) struct CallResponseSlot(pub(crate) Option<NonNull<crate::http_call::HttpCallResponse>>);
+
+// SAFETY: as for StreamSlot: only ever used on the thread that runs the instance.
+unsafe impl Send for CallResponseSlot {}
 
 /// Stream control asked for during a callback; the embedder applies it when the callback
 /// returns (nginx cannot resume or reset a request from inside a wasm call).
@@ -105,6 +133,7 @@ impl CallState {
             local_response: None,
             stream_ops: StreamOps::default(),
             done_called: false,
+            http_response: CallResponseSlot(None),
         }
     }
 }
@@ -156,6 +185,11 @@ pub struct HostEnv {
     /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
     pub(crate) scratch: Vec<u8>,
     pub(crate) map_scratch: crate::maps::MapBuilder,
+    /// proxy_http_call requests not yet taken by the embedder.
+    pub(crate) http_calls: Vec<crate::http_call::HttpCallRequest>,
+    /// Calls taken by the embedder and not yet answered.
+    pub(crate) calls_in_flight: usize,
+    pub(crate) next_call_token: u32,
 }
 
 impl HostEnv {
@@ -175,6 +209,9 @@ impl HostEnv {
             waiting: Default::default(),
             scratch: Vec::new(),
             map_scratch: Default::default(),
+            http_calls: Vec::new(),
+            calls_in_flight: 0,
+            next_call_token: 1,
         }
     }
 
@@ -187,6 +224,13 @@ impl HostEnv {
         // callback, and it is cleared before that callback returns (PluginInstance::invoke).
         // Hostcalls run one at a time on this thread, so no other reference is alive.
         self.call.stream.0.map(|mut p| unsafe { p.as_mut() })
+    }
+
+    /// The call response being delivered, during on_http_call_response only.
+    pub(crate) fn http_response(&self) -> Option<&crate::http_call::HttpCallResponse> {
+        // SAFETY: set from a reference that outlives the running callback and cleared before
+        // it returns (PluginInstance::invoke); only read here, on this thread.
+        self.call.http_response.0.map(|p| unsafe { p.as_ref() })
     }
 
     pub(crate) fn stream_ref_is_none(&self) -> bool {

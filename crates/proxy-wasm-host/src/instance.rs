@@ -11,7 +11,8 @@ use std::ptr::NonNull;
 use wasmer::{FunctionEnv, Instance, RuntimeError, Store, TypedFunction};
 
 use crate::abi::{AbiVersion, Action};
-use crate::env::{Callback, CallState, HostEnv, Logger, RootInfo, StreamOps, StreamSlot};
+use crate::env::{Callback, CallResponseSlot, CallState, HostEnv, Logger, RootInfo, StreamOps, StreamSlot};
+use crate::http_call::{HttpCallRequest, HttpCallResponse};
 use crate::hostcalls;
 use crate::runtime::CompiledModule;
 use crate::stream::{HttpStream, LocalResponse};
@@ -87,6 +88,7 @@ struct Callbacks {
     response_trailers: Option<TypedFunction<(i32, i32), i32>>,
     done: Option<TypedFunction<i32, i32>>,
     tick: Option<TypedFunction<i32, ()>>,
+    http_call_response: Option<TypedFunction<(i32, i32, i32, i32, i32), ()>>,
     log: Option<TypedFunction<i32, ()>>,
     delete: Option<TypedFunction<i32, ()>>,
 }
@@ -180,6 +182,7 @@ impl PluginInstance {
             response_trailers: typed(&instance, &store, "proxy_on_response_trailers")?,
             done: typed(&instance, &store, "proxy_on_done")?,
             tick: typed(&instance, &store, "proxy_on_tick")?,
+            http_call_response: typed(&instance, &store, "proxy_on_http_call_response")?,
             log: typed(&instance, &store, "proxy_on_log")?,
             delete: typed(&instance, &store, "proxy_on_delete")?,
         };
@@ -252,6 +255,18 @@ impl PluginInstance {
         stream: Option<&mut dyn HttpStream>,
         f: impl FnOnce(&Callbacks, &mut Store) -> Result<R, RuntimeError>,
     ) -> Result<(R, After), HostError> {
+        self.invoke_with(callback, context_id, stream, None, f)
+    }
+
+    /// `invoke`, with an HTTP-call response readable by the callback.
+    fn invoke_with<R>(
+        &mut self,
+        callback: Callback,
+        context_id: u32,
+        stream: Option<&mut dyn HttpStream>,
+        response: Option<&HttpCallResponse>,
+        f: impl FnOnce(&Callbacks, &mut Store) -> Result<R, RuntimeError>,
+    ) -> Result<(R, After), HostError> {
         let slot = stream.map(|s| {
             // SAFETY: erases the borrow's lifetime; the pointer is removed from the env below,
             // before this function returns, whatever the callback did.
@@ -265,6 +280,8 @@ impl PluginInstance {
             data.call.context_id = context_id;
             data.call.effective_id = context_id;
             data.call.stream = StreamSlot(slot);
+            // Cleared with the rest of the call state below, before this function returns.
+            data.call.http_response = CallResponseSlot(response.map(NonNull::from));
         }
         if let Some(b) = &self.budget {
             // A fresh budget for every callback; errors only if the global's type is wrong.
@@ -425,6 +442,57 @@ impl PluginInstance {
             None => Ok(()),
         })?;
         Ok(())
+    }
+
+    /// Calls dispatched with proxy_http_call since the last take, in order. Each must be
+    /// answered once with `on_http_call_response` (or dropped with `forget_http_calls`).
+    pub fn take_http_calls(&mut self) -> Vec<HttpCallRequest> {
+        let data = self.env.as_mut(&mut self.store);
+        let calls = std::mem::take(&mut data.http_calls);
+        data.calls_in_flight += calls.len();
+        calls
+    }
+
+    /// Whether proxy_http_call was called since the last take.
+    pub fn has_http_calls(&self) -> bool {
+        !self.env.as_ref(&self.store).http_calls.is_empty()
+    }
+
+    /// Calls taken but that will never be answered (their context went away: a local
+    /// response cancelled them, or the request ended).
+    pub fn forget_http_calls(&mut self, n: usize) {
+        let data = self.env.as_mut(&mut self.store);
+        data.calls_in_flight = data.calls_in_flight.saturating_sub(n);
+    }
+
+    /// proxy_on_http_call_response(ctx, token, headers, body size, trailers) with `resp`
+    /// readable through the call-response maps and buffer. `stream` is the request of an
+    /// HTTP context (None for a root context): it may change it, answer it, or resume it.
+    pub fn on_http_call_response(
+        &mut self,
+        ctx: u32,
+        token: u32,
+        resp: &HttpCallResponse,
+        stream: Option<&mut dyn HttpStream>,
+    ) -> Result<Outcome, HostError> {
+        {
+            let data = self.env.as_mut(&mut self.store);
+            data.calls_in_flight = data.calls_in_flight.saturating_sub(1);
+            if !data.contexts.contains_key(&ctx) {
+                return Ok(Outcome::CONTINUE);
+            }
+        }
+        if self.cb.http_call_response.is_none() {
+            return Ok(Outcome::CONTINUE);
+        }
+        let (nh, nb, nt) = (resp.headers.len() as i32, resp.body.len().min(i32::MAX as usize) as i32, resp.trailers.len() as i32);
+        let (_, after) = self.invoke_with(Callback::HttpCallResponse, ctx, stream, Some(resp), |cb, st| {
+            match &cb.http_call_response {
+                Some(f) => f.call(st, ctx as i32, token as i32, nh, nb, nt),
+                None => Ok(()),
+            }
+        })?;
+        Ok(Outcome { action: Action::Continue, local_response: after.local_response, ops: after.ops })
     }
 
     /// on_response_trailers with `num_trailers` trailers in the response trailer map.

@@ -4,11 +4,13 @@
 //! - `runtime`: wasmer engines, compilation, load-time validation.
 //! - `instance`: one plugin instance, its contexts and the callback lifecycle.
 //! - `hostcalls`: the functions plugins import (Proxy-Wasm and WASI).
+//! - `http_call`: calls plugins dispatch and the responses the embedder hands back.
 //! - `stream`: the `HttpStream` trait an embedder implements for one request.
 
 pub mod abi;
 mod env;
 pub mod hostcalls;
+pub mod http_call;
 pub mod instance;
 pub mod limits;
 pub mod maps;
@@ -18,6 +20,7 @@ pub mod stream;
 
 pub use abi::{Action, LogLevel, MapType, Status};
 pub use env::{Callback, Logger, StreamOps};
+pub use http_call::{HttpCallRequest, HttpCallResponse};
 pub use instance::{HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
 pub use runtime::{compile, compile_cached, new_engine, CacheOutcome, CompiledModule, Compiler, Engine};

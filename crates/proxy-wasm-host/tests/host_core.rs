@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use proxy_wasm_host::abi::AbiVersion;
 use proxy_wasm_host::hostcalls::{PROXY_HOSTCALLS, WASI_FUNCTIONS};
-use proxy_wasm_host::{
+use proxy_wasm_host::{HttpCallResponse, 
     compile, maps, new_engine, Action, CompiledModule, Compiler, Engine, HostError, HttpStream, LocalResponse,
     LogLevel, Logger, MapType, MemoryStream, PluginInstance, Status,
 };
@@ -1220,8 +1220,8 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     let engine = engine();
     let mut w = Wat::new();
     let unimplemented: &[(&str, &str)] = &[
-        ("proxy_http_call", "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"),
-        ("proxy_dispatch_http_call", "(i32.const 0x7fffffff) (i32.const -1) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"),
+        ("proxy_grpc_call", "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"),
+        ("proxy_grpc_stream", "(i32.const 0x7fffffff) (i32.const -1) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"),
         ("proxy_set_shared_data", "(i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 0)"),
         ("proxy_get_shared_data", "(i32.const 0) (i32.const 1) (i32.const 100) (i32.const 104) (i32.const 108)"),
         ("proxy_define_metric", "(i32.const 0) (i32.const 0) (i32.const 4) (i32.const 108)"),
@@ -1259,7 +1259,7 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     {body}
     (i32.const 1))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (call $st (call $proxy_http_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+    (call $st (call $proxy_grpc_cancel (i32.const 7)))
     (i32.const 0))
 "#
     ));
@@ -1275,7 +1275,7 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     // Each unimplemented call says so at Warn, naming itself.
     let warns: Vec<&str> = recs.iter().filter(|(l, _)| *l == LogLevel::Warn).map(|(_, m)| m.as_str()).collect();
     assert_eq!(warns.len(), unimplemented.len() + 1);
-    assert!(warns[0].contains("env.proxy_http_call") && warns[0].contains("UNIMPLEMENTED"), "{}", warns[0]);
+    assert!(warns[0].contains("env.proxy_grpc_call") && warns[0].contains("UNIMPLEMENTED"), "{}", warns[0]);
     assert!(warns[5].contains("env.proxy_increment_metric"), "{}", warns[5]);
     assert!(warns.last().unwrap().contains("wasi_snapshot_preview1.path_open") && warns.last().unwrap().contains("ENOSYS"));
 
@@ -1285,7 +1285,7 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     inst.on_request_headers(ctx, &mut s, 0, false).expect("no trap");
     assert_eq!(s.logs.len(), 2);
     assert_eq!(s.logs[0].0, LogLevel::Warn);
-    assert!(s.logs[0].1.contains("env.proxy_http_call"));
+    assert!(s.logs[0].1.contains("env.proxy_grpc_cancel"));
     assert_eq!(s.logs[1].1, "st=0012");
 }
 
@@ -1326,4 +1326,107 @@ fn set_effective_context_limits_stream_access() {
     assert_eq!(messages(&records), strs(&["st=0000", "st=0001", "st=0002"]));
     let logs: Vec<&str> = s.logs.iter().map(|(_, m)| m.as_str()).collect();
     assert_eq!(logs, ["st=0002", "st=0000", "st=0000", "h"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP calls
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn http_call_is_recorded_and_its_response_delivered() {
+    let engine = engine();
+    let mut w = Wat::new();
+    w.env("proxy_http_call").env("proxy_get_header_map_value").env("proxy_get_buffer_bytes");
+    w.env("proxy_add_header_map_value").env("proxy_send_local_response").env("proxy_continue_stream");
+    let hdrs = maps::serialize([(&b":method"[..], &b"POST"[..]), (b":path", b"/auth"), (b":authority", b"auth")]);
+    let no_path = maps::serialize([(&b":method"[..], &b"GET"[..])]);
+    let crlf = maps::serialize([(&b":method"[..], &b"GET"[..]), (b":path", b"/"), (b"x", b"a\r\nb")]);
+    let call = |w: &mut Wat, up: &str, h: &[u8], body: &str, timeout: i32| {
+        format!(
+            "(call $st (call $proxy_http_call {} {} {} (i32.const 0) (i32.const 0) (i32.const {timeout}) (i32.const 200)))",
+            w.s(up),
+            w.s(h),
+            w.s(body)
+        )
+    };
+    let ok1 = call(&mut w, "auth_backend", &hdrs, "payload", 1500);
+    let ok2 = call(&mut w, "127.0.0.1:9", &hdrs, "", 0);
+    let bad_up = call(&mut w, "", &hdrs, "", 0);
+    let bad_path = call(&mut w, "up", &no_path, "", 0);
+    let bad_hdr = call(&mut w, "up", &crlf, "", 0);
+    let from_response = call(&mut w, "up", &hdrs, "", 0);
+    let status = w.s(":status");
+    let x_add = w.s("x-auth");
+    let v_add = w.s("ok");
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    {ok1}
+    {ok2}
+    {bad_up}
+    {bad_path}
+    {bad_hdr}
+    (i32.const 1))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    {from_response}
+    (i32.const 0))
+  (func (export "proxy_on_http_call_response") (param $ctx i32) (param $token i32) (param $h i32) (param $b i32) (param $t i32)
+    (call $st (local.get $token))
+    (call $st (local.get $h))
+    (call $st (local.get $b))
+    (call $st_ret (call $proxy_get_header_map_value (i32.const 6) {status} (i32.const 100) (i32.const 104)))
+    (call $st_ret (call $proxy_get_buffer_bytes (i32.const 4) (i32.const 0) (i32.const -1) (i32.const 100) (i32.const 104)))
+    ;; the call-response map is read-only; the request's is not
+    (call $st (call $proxy_add_header_map_value (i32.const 6) {x_add} {v_add}))
+    (call $st (call $proxy_add_header_map_value (i32.const 0) {x_add} {v_add}))
+    (call $st (call $proxy_continue_stream (i32.const 0))))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, _records) = instantiate(&engine, &m, b"", LogLevel::Trace);
+    let root = inst.create_root_context(Some(Vec::new())).expect("root");
+    let ctx = inst.create_http_context(root).unwrap();
+    let mut s = stream_with(&[]);
+    let o = inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    assert_eq!(o.action, Action::Pause);
+    let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
+    assert_eq!(sts, ["st=0000", "st=0000", "st=0002", "st=0002", "st=0002"]);
+    assert!(inst.has_http_calls());
+    let calls = inst.take_http_calls();
+    assert!(!inst.has_http_calls());
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].upstream, b"auth_backend");
+    assert_eq!(calls[0].context_id, ctx);
+    assert_eq!(calls[0].timeout_ms, 1500);
+    assert_eq!(calls[0].body, b"payload");
+    assert_eq!(calls[0].header(b":PATH"), Some(&b"/auth"[..]));
+    assert_ne!(calls[0].token, calls[1].token);
+
+    // Not from a response phase.
+    s.logs.clear();
+    s.response_headers = Some(Vec::new());
+    inst.on_response_headers(ctx, &mut s, 0, true).unwrap();
+    assert!(s.logs.iter().any(|(_, m)| m == "st=0002"));
+    assert!(inst.take_http_calls().is_empty());
+
+    // The response is readable; the callback may resume the request.
+    s.logs.clear();
+    let resp = HttpCallResponse {
+        headers: headers(&[(":status", "201"), ("content-type", "text/plain")]),
+        body: b"granted".to_vec(),
+        trailers: Vec::new(),
+    };
+    let o = inst.on_http_call_response(ctx, calls[0].token, &resp, Some(&mut s)).unwrap();
+    assert!(o.ops.continue_request);
+    let logs: Vec<String> = s.logs.iter().map(|(_, m)| m.clone()).collect();
+    let expect_token = st(calls[0].token);
+    assert_eq!(logs[0], expect_token);
+    assert_eq!(&logs[1..], ["st=0002", "st=0007", "st=0000", "201", "st=0000", "granted", "st=0002", "st=0000", "st=0000"]);
+    assert_eq!(s.header(MapType::RequestHeaders, "x-auth").as_deref(), Some("ok"));
+
+    // A failed call: no headers, no body, NOT_FOUND for :status.
+    s.logs.clear();
+    inst.on_http_call_response(ctx, calls[1].token, &HttpCallResponse::failed(), Some(&mut s)).unwrap();
+    let logs: Vec<&str> = s.logs.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(&logs[1..5], ["st=0000", "st=0000", "st=0001", "st=0000"]);
 }

@@ -1,8 +1,9 @@
 //! proxy_get_buffer_bytes, proxy_set_buffer_bytes, proxy_get_buffer_status,
 //! proxy_get_configuration (0.1.0).
-//! Served: the VM and plugin configuration, and the request and response bodies inside the
-//! body callbacks (through the stream). Call-response, gRPC and foreign-function buffers
-//! return UNIMPLEMENTED (listed in the README matrix).
+//! Served: the VM and plugin configuration, the request and response bodies inside the
+//! body callbacks (through the stream), and the HTTP-call response body inside
+//! on_http_call_response (read-only). gRPC and foreign-function buffers return
+//! UNIMPLEMENTED (listed in the README matrix).
 
 use wasmer::FunctionEnvMut;
 
@@ -27,6 +28,7 @@ fn with_buffer<R>(env: &mut HostEnv, ty: i32, f: impl FnOnce(&[u8]) -> R) -> Res
             let s = env.stream().ok_or(Status::NotFound)?;
             s.body(t).map(|b| f(b)).ok_or(Status::NotFound)
         }
+        Some(BufferType::HttpCallResponseBody) => env.http_response().map(|r| f(&r.body)).ok_or(Status::NotFound),
         Some(_) => Err(Status::Unimplemented),
     }
 }
@@ -67,7 +69,7 @@ pub(crate) fn proxy_set_buffer_bytes(
 ) -> i32 {
     let Some(t) = BufferType::from_i32(ty) else { return Status::BadArgument as i32 };
     if !is_body(t) {
-        return if matches!(t, BufferType::VmConfiguration | BufferType::PluginConfiguration) {
+        return if matches!(t, BufferType::VmConfiguration | BufferType::PluginConfiguration | BufferType::HttpCallResponseBody) {
             Status::BadArgument as i32
         } else {
             Status::Unimplemented as i32

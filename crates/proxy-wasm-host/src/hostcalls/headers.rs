@@ -24,10 +24,29 @@ fn map_type(ty: i32) -> Result<MapType, Status> {
 }
 
 /// Runs `f` on the effective context's stream; NOT_FOUND when there is none (root context,
-/// or another context made effective).
+/// or another context made effective). The HTTP-call response maps are served from the
+/// response being delivered, read-only, whatever the context.
 fn with_stream<R>(env: &mut FunctionEnvMut<HostEnv>, f: impl FnOnce(&mut dyn crate::stream::HttpStream) -> R) -> Result<R, Status> {
     let s = env.data_mut().stream().ok_or(Status::NotFound)?;
     Ok(f(s))
+}
+
+fn is_call_response(map: MapType) -> bool {
+    matches!(map, MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers)
+}
+
+fn call_response_map<'a>(env: &'a FunctionEnvMut<HostEnv>, map: MapType) -> Result<&'a [(Vec<u8>, Vec<u8>)], Status> {
+    let r = env.data().http_response().ok_or(Status::NotFound)?;
+    Ok(if map == MapType::HttpCallResponseHeaders { &r.headers } else { &r.trailers })
+}
+
+/// Refuses changes to the read-only call-response maps.
+fn writable(map: MapType) -> Result<MapType, Status> {
+    if is_call_response(map) {
+        Err(Status::BadArgument)
+    } else {
+        Ok(map)
+    }
 }
 
 /// Serializes `map` into the instance's scratch builder and returns its bytes.
@@ -35,7 +54,16 @@ fn serialize_map(env: &mut FunctionEnvMut<HostEnv>, ty: i32) -> Result<Vec<u8>, 
     let map = map_type(ty)?;
     let mut b = std::mem::take(&mut env.data_mut().map_scratch);
     b.clear();
-    let st = with_stream(env, |s| s.map_pairs(map, &mut b));
+    let st = if is_call_response(map) {
+        call_response_map(env, map).map(|pairs| {
+            for (k, v) in pairs {
+                b.push(k, v);
+            }
+            Status::Ok
+        })
+    } else {
+        with_stream(env, |s| s.map_pairs(map, &mut b))
+    };
     let out = match st {
         Ok(Status::Ok) => Ok(b.finish()),
         Ok(s) | Err(s) => Err(s),
@@ -76,7 +104,20 @@ pub(crate) fn proxy_get_header_map_value(
     };
     let mut value = std::mem::take(&mut env.data_mut().scratch);
     value.clear();
-    let st = with_stream(&mut env, |s| s.map_get(map, &key, &mut value)).unwrap_or_else(|s| s);
+    let st = if is_call_response(map) {
+        match call_response_map(&env, map) {
+            Ok(pairs) => match pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)) {
+                Some((_, v)) => {
+                    value.extend_from_slice(v);
+                    Status::Ok
+                }
+                None => Status::NotFound,
+            },
+            Err(s) => s,
+        }
+    } else {
+        with_stream(&mut env, |s| s.map_get(map, &key, &mut value)).unwrap_or_else(|s| s)
+    };
     let r = match st {
         Status::Ok => return_bytes(&mut env, &value, ret_ptr, ret_size),
         // 0.1.0 plugins expect an empty value, not NOT_FOUND, for a missing header.
@@ -90,7 +131,7 @@ pub(crate) fn proxy_get_header_map_value(
 }
 
 pub(crate) fn proxy_set_header_map_pairs(mut env: FunctionEnvMut<HostEnv>, ty: i32, ptr: i32, len: i32) -> i32 {
-    let map = match map_type(ty) {
+    let map = match map_type(ty).and_then(writable) {
         Ok(m) => m,
         Err(s) => return s as i32,
     };
@@ -118,7 +159,7 @@ fn key_value(env: &FunctionEnvMut<HostEnv>, k: i32, kl: i32, v: i32, vl: i32) ->
 }
 
 pub(crate) fn proxy_add_header_map_value(mut env: FunctionEnvMut<HostEnv>, ty: i32, k: i32, kl: i32, v: i32, vl: i32) -> i32 {
-    let r = map_type(ty).and_then(|m| Ok((m, key_value(&env, k, kl, v, vl)?)));
+    let r = map_type(ty).and_then(writable).and_then(|m| Ok((m, key_value(&env, k, kl, v, vl)?)));
     match r {
         Ok((map, (key, value))) => with_stream(&mut env, |s| s.map_add(map, &key, &value)).unwrap_or_else(|s| s) as i32,
         Err(s) => s as i32,
@@ -126,7 +167,7 @@ pub(crate) fn proxy_add_header_map_value(mut env: FunctionEnvMut<HostEnv>, ty: i
 }
 
 pub(crate) fn proxy_replace_header_map_value(mut env: FunctionEnvMut<HostEnv>, ty: i32, k: i32, kl: i32, v: i32, vl: i32) -> i32 {
-    let r = map_type(ty).and_then(|m| Ok((m, key_value(&env, k, kl, v, vl)?)));
+    let r = map_type(ty).and_then(writable).and_then(|m| Ok((m, key_value(&env, k, kl, v, vl)?)));
     match r {
         Ok((map, (key, value))) => {
             with_stream(&mut env, |s| s.map_replace(map, &key, &value)).unwrap_or_else(|s| s) as i32
@@ -136,7 +177,7 @@ pub(crate) fn proxy_replace_header_map_value(mut env: FunctionEnvMut<HostEnv>, t
 }
 
 pub(crate) fn proxy_remove_header_map_value(mut env: FunctionEnvMut<HostEnv>, ty: i32, k: i32, kl: i32) -> i32 {
-    let map = match map_type(ty) {
+    let map = match map_type(ty).and_then(writable) {
         Ok(m) => m,
         Err(s) => return s as i32,
     };

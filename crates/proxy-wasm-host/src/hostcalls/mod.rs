@@ -16,6 +16,7 @@ use crate::env::HostEnv;
 mod buffers;
 mod context;
 mod headers;
+mod http_call;
 mod local_response;
 mod log;
 mod properties;
@@ -197,6 +198,9 @@ fn proxy_function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> 
         }
         "proxy_send_local_response" => {
             t(Function::new_typed_with_env(store, env, local_response::proxy_send_local_response))
+        }
+        "proxy_http_call" | "proxy_dispatch_http_call" => {
+            t(Function::new_typed_with_env(store, env, http_call::proxy_http_call))
         }
         "proxy_get_property" => t(Function::new_typed_with_env(store, env, properties::proxy_get_property)),
         "proxy_set_property" => t(Function::new_typed_with_env(store, env, properties::proxy_set_property)),

@@ -1,0 +1,101 @@
+//! proxy_http_call (0.2.x) / proxy_dispatch_http_call (0.1.0): validates and records the
+//! call; the embedder sends it when the callback returns.
+
+use wasmer::FunctionEnvMut;
+
+use super::headers::{valid_name, valid_value};
+use crate::abi::{LogLevel, Status};
+use crate::env::HostEnv;
+use crate::http_call::{HttpCallRequest, MAX_CALL_BODY, MAX_PENDING_CALLS};
+use crate::maps;
+use crate::memory::{read, write_u32};
+
+fn pairs(env: &FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+    let raw = read(env, ptr, len)?;
+    let pairs = maps::deserialize(&raw)?;
+    if !pairs.iter().all(|(k, v)| valid_name(k) && valid_value(v)) {
+        return Err(Status::BadArgument);
+    }
+    Ok(pairs.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn proxy_http_call(
+    mut env: FunctionEnvMut<HostEnv>,
+    upstream: i32,
+    upstream_len: i32,
+    headers: i32,
+    headers_len: i32,
+    body: i32,
+    body_len: i32,
+    trailers: i32,
+    trailers_len: i32,
+    timeout_ms: i32,
+    token_ptr: i32,
+) -> i32 {
+    let r = build(&env, upstream, upstream_len, headers, headers_len, body, body_len, trailers, trailers_len, timeout_ms);
+    let mut call = match r {
+        Ok(c) => c,
+        Err((s, why)) => {
+            let msg = format!("proxy_http_call refused ({}): {why}", s.name());
+            env.data_mut().log(LogLevel::Warn, msg.as_bytes());
+            return s as i32;
+        }
+    };
+    let data = env.data_mut();
+    let token = data.next_call_token;
+    data.next_call_token = data.next_call_token.wrapping_add(1).max(1);
+    call.token = token;
+    if let Err(s) = write_u32(&env, token_ptr, token) {
+        return s as i32;
+    }
+    env.data_mut().http_calls.push(call);
+    Status::Ok as i32
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    env: &FunctionEnvMut<HostEnv>,
+    upstream: i32,
+    upstream_len: i32,
+    headers: i32,
+    headers_len: i32,
+    body: i32,
+    body_len: i32,
+    trailers: i32,
+    trailers_len: i32,
+    timeout_ms: i32,
+) -> Result<HttpCallRequest, (Status, &'static str)> {
+    let data = env.data();
+    if !data.call.callback.may_dispatch_http_call() {
+        return Err((Status::BadArgument, "not allowed in this callback"));
+    }
+    if data.http_calls.len() + data.calls_in_flight >= MAX_PENDING_CALLS {
+        return Err((Status::InternalFailure, "too many calls in flight"));
+    }
+    if (body_len as u32 as usize) > MAX_CALL_BODY {
+        return Err((Status::BadArgument, "body too large"));
+    }
+    let bad = |s: Status| (s, "unreadable or malformed argument");
+    let upstream = read(env, upstream, upstream_len).map_err(bad)?;
+    if upstream.is_empty() || upstream.iter().any(|&b| b <= b' ' || b == b'/' || b >= 0x7f) {
+        return Err((Status::BadArgument, "empty or malformed upstream"));
+    }
+    let headers = pairs(env, headers, headers_len).map_err(bad)?;
+    let trailers = pairs(env, trailers, trailers_len).map_err(bad)?;
+    let body = read(env, body, body_len).map_err(bad)?;
+    for required in [&b":method"[..], b":path"] {
+        if !headers.iter().any(|(k, v)| k.as_slice() == required && !v.is_empty()) {
+            return Err((Status::BadArgument, "missing :method or :path"));
+        }
+    }
+    Ok(HttpCallRequest {
+        token: 0,
+        context_id: data.call.effective_id,
+        upstream,
+        headers,
+        body,
+        trailers,
+        timeout_ms: timeout_ms as u32,
+    })
+}
