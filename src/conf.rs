@@ -77,6 +77,11 @@ impl MainConf {
 }
 
 impl MainConf {
+    /// The engine of plugins loaded from Lua: only with an explicit `wasm_vm`.
+    pub fn lua_engine(&self) -> Option<proxy_wasm_host::Engine> {
+        self.compiler.and_then(|c| proxy_wasm_host::new_engine(c, &self.limits()).ok())
+    }
+
     pub fn module_index(&self, name: &str) -> Option<usize> {
         self.modules.iter().position(|m| m.name == name)
     }
@@ -168,6 +173,7 @@ pub(crate) extern "C" fn set_wasm_vm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
             conf_error!(cf, "wasm_vm: {e}");
         }
         mcf.compiler = Some(compiler);
+        crate::lua_ffi::set_vm(mcf.lua_engine());
         core::NGX_CONF_OK
     })
 }

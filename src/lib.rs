@@ -11,6 +11,7 @@
 //! - `log_phase`: on_done / on_log / on_delete at the end of a request.
 //! - `request`: the host core's `HttpStream` over `ngx_http_request_t`.
 //! - `ngx_log`: plugin logs into nginx's error log.
+//! - `lua_ffi`, `lua_call`: the C functions OpenResty's `resty.proxy-wasm` calls (api7's ABI).
 
 use std::ffi::c_char;
 use std::ptr::{addr_of, addr_of_mut, null_mut};
@@ -25,6 +26,8 @@ mod conf;
 mod filters;
 mod local_response;
 mod log_phase;
+mod lua_call;
+mod lua_ffi;
 mod ngx_log;
 mod properties;
 mod request;
@@ -112,7 +115,7 @@ static mut COMMANDS: [ngx_command_t; 9] = [
 ];
 
 static CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(lua_ffi::preconfiguration),
     postconfiguration: Some(Module::postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,

@@ -346,6 +346,42 @@ impl PluginInstance {
         Ok(id)
     }
 
+    /// Creates one more root context in an instance whose VM already started (the Lua FFI
+    /// path: `load` starts the VM once, each `on_configure` adds a configured root context):
+    /// on_context_create(root, 0) then on_configure with `plugin_config`, no on_vm_start.
+    pub fn create_configured_root(&mut self, plugin_config: Vec<u8>) -> Result<u32, HostError> {
+        let id = self.next_context_id();
+        let config_len = plugin_config.len() as i32;
+        {
+            let data = self.env.as_mut(&mut self.store);
+            data.contexts.insert(id, id);
+            data.roots.insert(id, RootInfo { config: plugin_config });
+        }
+        let created = self.invoke(Callback::ContextCreate, id, None, |cb, st| match &cb.context_create {
+            Some(f) => f.call(st, id as i32, 0),
+            None => Ok(()),
+        });
+        let configured = created.and_then(|_| {
+            self.invoke(Callback::Configure, id, None, |cb, st| match &cb.configure {
+                Some(f) => f.call(st, id as i32, config_len),
+                None => Ok(1),
+            })
+        });
+        match configured {
+            Ok((0, _)) => {
+                let _ = self.on_delete(id);
+                Err(HostError::ConfigureFailed)
+            }
+            Ok(_) => Ok(id),
+            Err(e) => {
+                let data = self.env.as_mut(&mut self.store);
+                data.contexts.remove(&id);
+                data.roots.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
     /// Creates the HTTP context of one request under `root`.
     pub fn create_http_context(&mut self, root: u32) -> Result<u32, HostError> {
         let id = self.next_context_id();
