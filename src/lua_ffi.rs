@@ -203,6 +203,8 @@ fn cycle_info(msg: &str) {
 }
 
 fn fail(msg: String) {
+    // One line, as every error log line of the module (wasmer's diagnostics span several).
+    let msg = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     crate::ngx_log::cycle_error(&format!("[proxy_wasm] lua: {msg}"));
     LAST_ERROR.with(|e| *e.borrow_mut() = msg.into_bytes());
 }
@@ -303,7 +305,7 @@ pub unsafe extern "C" fn ngx_http_wasm_on_configure(plugin: *mut c_void, conf: *
                 Ok(id) => Ok(id),
                 Err(e) => {
                     p.poisoned = p.poisoned || !e.contains("proxy_on_configure returned false");
-                    Err(format!("{name}: failed to run proxy_on_configure: {e}"))
+                    Err(format!("failed to run proxy_on_configure: {name}: {e}"))
                 }
             }
         };

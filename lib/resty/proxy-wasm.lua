@@ -71,7 +71,9 @@ end
 
 local function with_reason(msg)
     local reason = last_error()
-    if reason then
+    if reason and reason:sub(1, #msg) == msg then
+        return reason
+    elseif reason then
         return msg .. ": " .. reason
     end
     return msg
