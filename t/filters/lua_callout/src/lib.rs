@@ -78,7 +78,7 @@ impl Callout {
                 headers.push((":scheme", s));
             }
         }
-        let body = self.get("body").map(|b| b.as_bytes());
+        let body = if bare { None } else { self.get("body").map(|b| b.as_bytes()) };
         self.dispatch_http_call(upstream, headers, body, vec![], Duration::from_secs(2))
     }
 }
