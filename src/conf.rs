@@ -269,6 +269,7 @@ pub(crate) extern "C" fn set_max_memory(cf: *mut ngx_conf_t, _cmd: *mut ngx_comm
             conf_error!(cf, "invalid size \"{}\" in \"wasm_max_memory\": at least 64k (one wasm page)", arg_string(&args(cf)[1]));
         }
         mcf.max_memory = Some(n as u64);
+        crate::lua_ffi::set_vm(mcf.lua_engine());
         core::NGX_CONF_OK
     })
 }
@@ -285,7 +286,10 @@ pub(crate) extern "C" fn set_max_instructions(cf: *mut ngx_conf_t, _cmd: *mut ng
             _ => (text.as_str(), 1),
         };
         match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
-            Some(n) => mcf.max_instructions = Some(n),
+            Some(n) => {
+                mcf.max_instructions = Some(n);
+                crate::lua_ffi::set_vm(mcf.lua_engine());
+            }
             None => conf_error!(cf, "invalid number \"{text}\" in \"wasm_max_instructions\""),
         }
         core::NGX_CONF_OK
