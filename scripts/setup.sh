@@ -3,7 +3,8 @@
 # Idempotent: every step checks before it acts. Says which step failed, and exits non-zero.
 #
 #   apt packages   : build tools, libclang (bindgen), nginx + nginx-dev (Debian 1.22 build path),
-#                    wrk, perl (the t/ runner), curl
+#                    wrk, perl (the t/ runner), curl; lua-nginx-module + ndk + lua-resty-core
+#                    (the OpenResty-style stack of the t/lua suites)
 #   rustup target  : wasm32-wasip1 (test filters)
 #   nginx 1.28.3   : copied from the nginx-src crate into build/nginx-1.28 and configured
 set -euo pipefail
@@ -13,7 +14,8 @@ step() { printf '\n== setup: %s\n' "$*"; }
 fail() { printf '\n!! setup FAILED at step: %s\n' "$*" >&2; exit 1; }
 
 APT_PKGS=(build-essential pkg-config libclang-dev libpcre2-dev zlib1g-dev libssl-dev make gcc
-          nginx nginx-dev curl perl wrk openssl valgrind python3)
+          nginx nginx-dev curl perl wrk openssl valgrind python3
+          libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache)
 # node/npm build the AssemblyScript test filter; the machine image usually has them.
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
 

@@ -5,7 +5,7 @@
 #   3. the t/ suite against nginx 1.28.3 with the .so from `./configure --add-dynamic-module`
 #      + `make modules` (build path 1),
 #   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
-#      nginx-dev (build path 3),
+#      nginx-dev (build path 3), with t/lua (lua-nginx-module + resty.proxy-wasm) enabled,
 #   5. reload under load and a 100k-request soak (scripts/reload-under-load, scripts/soak),
 #   6. a valgrind leak check (scripts/leak-check) and cargo fuzz on the host core for a
 #      bounded time (scripts/fuzz.sh).
@@ -46,11 +46,12 @@ bash scripts/build-module.sh debian || die "build path 3 (cargo build, Debian ng
 step "build path 1: ./configure --add-dynamic-module + make modules (nginx 1.28.3)"
 bash scripts/build-addon.sh || die "build path 1 (nginx addon) failed"
 
-# Runs the t/ suite: suite NAME NGINX_BINARY MODULE_SO
+# Runs the t/ suite: suite NAME NGINX_BINARY MODULE_SO [LUA]; LUA=1 also runs t/lua (the nginx
+# can load Debian's lua-nginx-module); otherwise those files skip themselves.
 suite() {
-    local name=$1 bin=$2 so=$3 log="$LOGS/prove-$1.log"
+    local name=$1 bin=$2 so=$3 lua=${4:-} log="$LOGS/prove-$1.log"
     step "t/ suite: $name ($("$bin" -v 2>&1 | sed 's/.*: //'), $(basename "$so"))"
-    TEST_NGINX_BINARY=$bin TEST_NGINX_WASM_MODULE=$so TEST_NGINX_FILTERS=$ROOT/t/filters/out \
+    TEST_NGINX_LUA=$lua TEST_NGINX_BINARY=$bin TEST_NGINX_WASM_MODULE=$so TEST_NGINX_FILTERS=$ROOT/t/filters/out \
         TEST_NGINX_SERVROOT=$ROOT/build/servroot-$name \
         prove -I t/lib -r t/ 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
@@ -66,7 +67,7 @@ suite() {
 
 suite cargo-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/out/nginx-1.28/ngx_http_proxy_wasm_module.so"
 suite addon-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/nginx-1.28-addon/objs/ngx_http_proxy_wasm_module.so"
-suite debian-1.22 /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so"
+suite debian-1.22 /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so" 1
 
 # Operational checks on the nginx 1.28 build (they print their figures).
 op() {
