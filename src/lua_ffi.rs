@@ -172,6 +172,8 @@ struct HttpCtx {
 
 /// The Lua path's per-request state, owned by a request pool cleanup.
 pub(crate) struct LuaRequest {
+    /// The request it belongs to: subrequests share their parent's pool, not its state.
+    r: *mut ngx_http_request_t,
     ctxs: Vec<HttpCtx>,
     properties: Properties,
     /// The last local response's body, for ngx_http_wasm_fetch_local_body.
@@ -511,12 +513,14 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
 /// The request's Lua-path state, if any: found through the pool cleanup that owns it (r->ctx
 /// is wiped by internal redirects, the pool is not).
 pub(crate) unsafe fn find_request<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut LuaRequest> {
+    // SAFETY: `r` is the current request Lua passed (resty.core's get_request) or NULL; its
+    // pool's cleanup list is nginx's, and only our own handler's data is read as LuaRequest.
     if r.is_null() || (*r).pool.is_null() {
         return None;
     }
     let mut c = (*(*r).pool).cleanup;
     while !c.is_null() {
-        if (*c).handler.map(|h| h as usize) == Some(cleanup as *const () as usize) {
+        if (*c).handler.map(|h| h as usize) == Some(cleanup as *const () as usize) && (*((*c).data as *mut LuaRequest)).r == r {
             return Some(&mut *((*c).data as *mut LuaRequest));
         }
         c = (*c).next;
@@ -532,12 +536,14 @@ unsafe fn request_state<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut LuaReq
         fail("on_http: the request is finished".into());
         return None;
     }
+    // SAFETY: a live request (checked above); the state is freed by `cleanup` with the pool.
     let cln = ngx_pool_cleanup_add((*r).pool, 0);
     if cln.is_null() {
         fail("on_http: out of memory".into());
         return None;
     }
     let lr = Box::into_raw(Box::new(LuaRequest {
+        r,
         ctxs: Vec::new(),
         properties: Properties::default(),
         local_body: Vec::new(),
@@ -598,7 +604,7 @@ unsafe fn run(
         Err(e) => {
             crate::chain::log_at(r, NGX_LOG_ERR, &label, &format!("cannot run the plugin: {e}"));
             fail(e);
-            return NGX_DECL.min(NGX_ERR);
+            return NGX_DECL;
         }
     };
     let id = lr.ctxs[i].id.unwrap_or(0);
@@ -687,6 +693,7 @@ unsafe fn local_response(r: *mut ngx_http_request_t, lr: &mut LuaRequest, label:
         crate::chain::log_at(r, NGX_LOG_ERR, label, &format!("local response with invalid status {}", local.status));
         return NGX_ERR;
     }
+    // SAFETY: `r` is the live request of the running callback.
     if (*r).header_sent() != 0 {
         crate::chain::log_at(r, NGX_LOG_WARN, label, "local response after the response headers were sent: ignored");
         return NGX_OK as ngx_int_t;
