@@ -75,7 +75,7 @@ pub(crate) struct Plugin {
 type PluginRef = Rc<RefCell<Plugin>>;
 
 impl Plugin {
-    /// Starts a fresh instance: `_initialize`/`_start`, then one root context that runs
+    /// Starts a fresh instance (plugin_root_id = the plugin's name): `_initialize`/`_start`, then one root context that runs
     /// proxy_on_vm_start (the VM start), kept for the instance's life.
     fn start(&mut self) -> Result<(), String> {
         self.inst = None;
@@ -84,6 +84,9 @@ impl Plugin {
         let logger = Box::new(CycleLogger { label: self.name.clone() });
         let limits = self.compiled_limits();
         let mut inst = PluginInstance::new(&self.compiled, &self.name, Vec::new(), logger, &limits).map_err(|e| e.to_string())?;
+        // api7's module reports the name given to load() as plugin_root_id; SDKs that look up
+        // their root context by it (AssemblyScript) rely on that.
+        inst.set_root_id(&self.name);
         inst.create_root_context(None).map_err(|e| e.to_string())?;
         self.inst = Some(inst);
         Ok(())

@@ -269,3 +269,19 @@ GET /t
 wasm_process_req_body=yes
 --- error_log
 prop request.method=GET
+
+=== TEST 16: plugin_root_id is the name given to load (as api7 reports it); plugin_name too
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("my_root", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("my_root", "prop=plugin_root_id;prop=plugin_name") }
+    content_by_lua_block { ngx.say("ok") }
+}
+--- request
+GET /t
+--- response_body
+ok
+--- error_log
+prop plugin_root_id=my_root
+prop plugin_name=my_root

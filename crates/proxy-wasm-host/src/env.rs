@@ -178,6 +178,8 @@ pub struct HostEnv {
     pub(crate) waiting: IdSet,
     /// The module's name: plugin_name and plugin_vm_id.
     pub(crate) name: String,
+    /// plugin_root_id: empty (nginx configures no root ids) unless the embedder sets one.
+    pub(crate) root_id: String,
     /// proxy_set_tick_period_milliseconds calls not yet applied by the embedder: (root, ms).
     pub(crate) tick_changes: Vec<(u32, u32)>,
     /// Properties set outside any request (root contexts), by NUL-joined path.
@@ -197,6 +199,7 @@ impl HostEnv {
         HostEnv {
             abi,
             name,
+            root_id: String::new(),
             root_properties: HashMap::new(),
             tick_changes: Vec::new(),
             memory: None,

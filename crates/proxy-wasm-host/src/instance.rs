@@ -219,6 +219,11 @@ impl PluginInstance {
         Ok(inst)
     }
 
+    /// Sets what `plugin_root_id` reads (default empty); call it before creating root contexts.
+    pub fn set_root_id(&mut self, root_id: &str) {
+        self.env.as_mut(&mut self.store).root_id = root_id.to_string();
+    }
+
     pub fn abi(&self) -> AbiVersion {
         self.abi
     }

@@ -19,8 +19,9 @@ pub fn split_path(path: &[u8]) -> Vec<&[u8]> {
 fn plugin_property(env: &HostEnv, path: &[&[u8]]) -> Option<Vec<u8>> {
     match path {
         [b"plugin_name"] | [b"plugin_vm_id"] => Some(env.name.as_bytes().to_vec()),
-        // No root ids are configured in nginx: the empty root id, as Envoy's default.
-        [b"plugin_root_id"] => Some(Vec::new()),
+        // No root ids are configured in nginx: the empty root id, as Envoy's default (the Lua
+        // path sets the plugin's name, as api7's module reports it).
+        [b"plugin_root_id"] => Some(env.root_id.as_bytes().to_vec()),
         _ => None,
     }
 }
