@@ -1,0 +1,76 @@
+# api7's own resty.proxy-wasm, unchanged, against this module. Not shipped here: set
+# TEST_NGINX_API7_LIB to a directory holding resty/proxy-wasm.lua from api7/wasm-nginx-module
+# and lua-resty-http (resty/http.lua, ...), e.g. a checkout's lib/ plus lua-resty-http's lib/
+# copied in; otherwise the file is skipped.
+use lib 't/lib';
+BEGIN {
+    if (!$ENV{TEST_NGINX_API7_LIB}) {
+        require Test::More;
+        Test::More::plan(skip_all => "TEST_NGINX_API7_LIB is not set (api7's Lua library)");
+    }
+}
+use Test::Nginx::Socket;
+use ProxyWasmLua;
+
+$ENV{TEST_NGINX_LUA_LIB} = "$ENV{TEST_NGINX_API7_LIB}/?.lua;$ENV{TEST_NGINX_LUA_LIB}";
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: their library: local response, header rewrites incl. :authority
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /deny {
+    access_by_lua_block { require("apisix_like").access("testbed", "local=403:denied") }
+    content_by_lua_block { ngx.say("content must not run") }
+}
+location /t {
+    access_by_lua_block { require("apisix_like").access("testbed", "req_set=:authority:new.example;resp_add=x-b:2") }
+    header_filter_by_lua_block { require("apisix_like").header_filter("testbed", "req_set=:authority:new.example;resp_add=x-b:2") }
+    content_by_lua_block { ngx.say("host=", ngx.var.http_host) }
+}
+--- request eval
+["GET /deny", "GET /t"]
+--- error_code eval
+[403, 200]
+--- response_body eval
+["denied", "host=new.example\n"]
+
+=== TEST 2: their library: action 2 and Pause without a call neither loop nor crash
+--- http_config
+init_worker_by_lua_block {
+    require("apisix_like").load("actions", "$TEST_NGINX_FILTERS/lua_actions.wat")
+    require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm")
+}
+--- config
+location /a {
+    access_by_lua_block { require("apisix_like").access("actions", "x") }
+    content_by_lua_block { ngx.say("a ok") }
+}
+location /p {
+    access_by_lua_block { require("apisix_like").access("testbed", "pause_request") }
+    content_by_lua_block { ngx.say("p ok") }
+}
+--- request eval
+["GET /a", "GET /p"]
+--- response_body eval
+["a ok\n", "p ok\n"]
+--- timeout: 3
+--- no_error_log
+exited on signal
+
+=== TEST 3: their library: an HTTP call through lua-resty-http
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("callout", "$TEST_NGINX_FILTERS/lua_callout.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:$TEST_NGINX_SERVER_PORT;path=/echo") }
+    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
+}
+location /echo { content_by_lua_block { ngx.print("pong") } }
+--- request
+GET /t
+--- response_body
+x-call=200/pong
