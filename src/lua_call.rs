@@ -214,7 +214,7 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http_call_resp(
         );
         let (token, ctx_id) = (call.req.token, call.req.context_id);
         let root = call.root.clone();
-        let mut rc = lua_ffi::with_http_ctx(r, lr, &root, ctx_id, &mut |inst, stream| {
+        let mut rc = lua_ffi::with_http_ctx(r, lr, &root, &mut |inst, stream| {
             inst.on_http_call_response(ctx_id, token, &resp, Some(stream))
         });
         if rc == NGX_OK as ngx_int_t && lr.calls.in_flight().is_some() {

@@ -562,7 +562,7 @@ unsafe fn request_state<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut LuaReq
 }
 
 /// The index of the request's HTTP context under `root`, created on first use.
-unsafe fn http_ctx(r: *mut ngx_http_request_t, lr: &mut LuaRequest, root: &Rc<RootCtx>, p: &mut Plugin) -> Result<usize, String> {
+fn http_ctx(lr: &mut LuaRequest, root: &Rc<RootCtx>, p: &mut Plugin) -> Result<usize, String> {
     if let Some(i) = lr.ctxs.iter().position(|c| Rc::ptr_eq(&c.root, root)) {
         let c = &lr.ctxs[i];
         return match c.id {
@@ -570,7 +570,6 @@ unsafe fn http_ctx(r: *mut ngx_http_request_t, lr: &mut LuaRequest, root: &Rc<Ro
             _ => Err("the plugin failed earlier in this request".into()),
         };
     }
-    let _ = r;
     p.instance()?;
     let root_id = root.id_in(p)?;
     let generation = p.generation;
@@ -602,7 +601,7 @@ unsafe fn run(
         return NGX_ERR;
     };
     let label = p.name.clone();
-    let i = match http_ctx(r, lr, root, &mut p) {
+    let i = match http_ctx(lr, root, &mut p) {
         Ok(i) => i,
         Err(e) => {
             crate::chain::log_at(r, NGX_LOG_ERR, &label, &format!("cannot run the plugin: {e}"));
@@ -632,19 +631,42 @@ unsafe fn run(
             _ => headers(inst, id, &mut LuaStream(&mut stream)),
         }
     };
+    conclude(r, lr, root, p, i, &label, res, response)
+}
+
+/// Turns one callback's result into the return code: a failure poisons the instance and ends
+/// this request's HTTP context; otherwise the calls it dispatched and its outcome decide.
+#[allow(clippy::too_many_arguments)]
+unsafe fn conclude(
+    r: *mut ngx_http_request_t,
+    lr: &mut LuaRequest,
+    root: &Rc<RootCtx>,
+    mut p: std::cell::RefMut<'_, Plugin>,
+    i: usize,
+    label: &str,
+    res: Result<Outcome, HostError>,
+    response: bool,
+) -> ngx_int_t {
     let outcome = match res {
         Ok(o) => o,
         Err(e) => {
             p.poisoned = true;
             lr.ctxs[i].id = None;
-            crate::chain::log_failure(r, &label, &e);
+            crate::chain::log_failure(r, label, &e);
             fail(format!("{label}: {e}"));
             return NGX_ERR;
         }
     };
-    let calls = inst.take_http_calls();
+    let calls = match p.inst.as_mut() {
+        Some(inst) => {
+            // No timers on the Lua path (api7 has none either): tick periods are dropped.
+            let _ = inst.take_tick_changes();
+            inst.take_http_calls()
+        }
+        None => Vec::new(),
+    };
     drop(p);
-    rc_of(r, lr, root, &label, outcome, calls, response)
+    rc_of(r, lr, root, label, outcome, calls, response)
 }
 
 /// api7's return-code contract (see the module doc), applied after a callback returned.
@@ -718,7 +740,6 @@ pub(crate) unsafe fn with_http_ctx(
     r: *mut ngx_http_request_t,
     lr: &mut LuaRequest,
     root: &Rc<RootCtx>,
-    ctx_id: u32,
     f: &mut dyn FnMut(&mut PluginInstance, &mut LuaStream<'_, '_>) -> Result<Outcome, HostError>,
 ) -> ngx_int_t {
     let plugin = root.plugin.clone();
@@ -730,24 +751,11 @@ pub(crate) unsafe fn with_http_ctx(
         return NGX_ERR;
     };
     let Some(inst) = p.inst.as_mut() else { return NGX_ERR };
-    let _ = ctx_id;
     let res = {
         let mut stream = NgxStream::new(r, &label, Phase::Request).with_properties(&mut lr.properties);
         f(inst, &mut LuaStream(&mut stream))
     };
-    let outcome = match res {
-        Ok(o) => o,
-        Err(e) => {
-            p.poisoned = true;
-            lr.ctxs[i].id = None;
-            crate::chain::log_failure(r, &label, &e);
-            fail(format!("{label}: {e}"));
-            return NGX_ERR;
-        }
-    };
-    let calls = inst.take_http_calls();
-    drop(p);
-    rc_of(r, lr, root, &label, outcome, calls, false)
+    conclude(r, lr, root, p, i, &label, res, false)
 }
 
 /// The root context behind a plugin ctx handle from Lua.
