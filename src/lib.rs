@@ -138,6 +138,10 @@ pub static mut ngx_http_proxy_wasm_module: ngx_module_t = ngx_module_t {
     ..ngx_module_t::default()
 };
 
+// The Lua path's C functions are referenced by nothing but LuaJIT: keep them in the link.
+#[used]
+static LUA_FFI_EXPORTS: lua_ffi::Exports = lua_ffi::EXPORTS;
+
 // The three symbols nginx looks for in a dynamic module. When nginx's own build system links
 // us (./configure --add-dynamic-module), it generates them from `config`, so they are only
 // defined for the standalone cdylib (feature "module-exports").

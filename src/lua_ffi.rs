@@ -237,6 +237,28 @@ unsafe fn slice<'a>(p: *const u8, len: usize) -> &'a [u8] {
     }
 }
 
+/// Every C function of the Lua path. Only LuaJIT calls them, by name: lib.rs keeps a `#[used]`
+/// reference so that a static link (nginx's addon build) cannot leave them out.
+#[allow(dead_code)] // read by the linker only
+pub(crate) struct Exports(pub [*const (); 13]);
+// SAFETY: addresses of functions, never dereferenced as data; sharing them is harmless.
+unsafe impl Sync for Exports {}
+pub(crate) const EXPORTS: Exports = Exports([
+    ngx_http_wasm_load_plugin as *const (),
+    ngx_http_wasm_unload_plugin as *const (),
+    ngx_http_wasm_on_configure as *const (),
+    ngx_http_wasm_delete_plugin_ctx as *const (),
+    ngx_http_wasm_on_http as *const (),
+    ngx_http_wasm_fetch_local_body as *const (),
+    crate::lua_call::ngx_http_wasm_call_max_headers_count as *const (),
+    crate::lua_call::ngx_http_wasm_call_get as *const (),
+    crate::lua_call::ngx_http_wasm_on_http_call_resp as *const (),
+    ngx_proxy_wasm_lua_last_error as *const (),
+    ngx_proxy_wasm_lua_on_log as *const (),
+    ngx_proxy_wasm_lua_body as *const (),
+    ngx_proxy_wasm_lua_replace_body as *const (),
+]);
+
 // ---- the nine api7 functions ----
 
 /// `void *ngx_http_wasm_load_plugin(const char *name, size_t name_len, const char *code, size_t size);`
