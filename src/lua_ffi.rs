@@ -751,8 +751,11 @@ unsafe fn local_response(r: *mut ngx_http_request_t, lr: &mut LuaRequest, label:
     }
     lr.local_body = local.body.clone();
     if response {
-        // The upstream body follows: our body filter replaces it (see replace_body).
+        // The upstream body follows: our Lua library's body filter replaces it (replace_body).
+        // Its length is unknown here (api7's library keeps the upstream body): no
+        // Content-Length, so the framing is right either way.
         lr.replace_body = Some(local.body.clone());
+        (*r).headers_out.content_length_n = -1;
     }
     local.status as ngx_int_t
 }

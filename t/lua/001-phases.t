@@ -285,3 +285,21 @@ ok
 --- error_log
 prop plugin_root_id=my_root
 prop plugin_name=my_root
+
+=== TEST 17: a response-phase local response over an upstream body with Content-Length
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /t {
+    header_filter_by_lua_block { require("apisix_like").header_filter("testbed", "resp_local=503:short") }
+    body_filter_by_lua_block { require("apisix_like").body_filter("testbed", "resp_local=503:short") }
+    return 200 "a much longer upstream body\n";
+}
+--- request
+GET /t
+--- error_code: 503
+--- response_headers
+!Content-Length
+x-local: testbed
+--- response_body chomp
+short
