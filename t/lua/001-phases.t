@@ -303,3 +303,46 @@ GET /t
 x-local: testbed
 --- response_body chomp
 short
+
+=== TEST 18: rewrite_by_lua (APISIX's http_request_phase = rewrite) answers locally as well
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /t {
+    rewrite_by_lua_block { require("apisix_like").access("testbed", "local=429:slow down") }
+    content_by_lua_block { ngx.say("content must not run") }
+}
+--- request
+GET /t
+--- error_code: 429
+--- response_body chomp
+slow down
+
+=== TEST 19: a local response from on_http_request_body
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").request_body("testbed", "req_body_local=413:body refused") }
+    content_by_lua_block { ngx.say("content must not run") }
+}
+--- request
+POST /t
+some body
+--- error_code: 413
+--- response_body chomp
+body refused
+
+=== TEST 20: proxy_close_stream from on_http_request_headers closes the connection (444)
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("testbed", "close_request") }
+    content_by_lua_block { ngx.say("content must not run") }
+}
+--- request
+GET /t
+--- ignore_response
+--- error_log
+closed the stream (proxy_close_stream)
