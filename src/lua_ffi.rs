@@ -70,6 +70,8 @@ pub(crate) struct Plugin {
     generation: u64,
     /// The instance failed (trap, CPU budget): it runs nothing more; the next request restarts it.
     poisoned: bool,
+    /// Restarts after failures are rate-limited as on the native path.
+    backoff: crate::worker::Backoff,
 }
 
 type PluginRef = Rc<RefCell<Plugin>>;
@@ -99,6 +101,9 @@ impl Plugin {
     /// The running instance, restarting a failed one.
     fn instance(&mut self) -> Result<&mut PluginInstance, String> {
         if self.poisoned || self.inst.is_none() {
+            if !self.backoff.may_restart() {
+                return Err("the plugin keeps failing: waiting before the next restart".into());
+            }
             crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: starting a fresh instance after a failure", self.name));
             self.start()?;
         }
@@ -284,7 +289,7 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
                 return std::ptr::null_mut();
             }
         };
-        let mut plugin = Plugin { name: name.clone(), compiled, inst: None, generation: 0, poisoned: false };
+        let mut plugin = Plugin { name: name.clone(), compiled, inst: None, generation: 0, poisoned: false, backoff: Default::default() };
         if let Err(e) = plugin.start() {
             fail(format!("failed to load wasm plugin \"{name}\": {e}"));
             return std::ptr::null_mut();

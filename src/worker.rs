@@ -173,7 +173,7 @@ impl Worker {
 /// spend the worker's CPU on restarts (its filters fail as configured meanwhile). A quiet
 /// second resets it.
 #[derive(Clone)]
-struct Backoff {
+pub(crate) struct Backoff {
     window_start: Instant,
     restarts: u32,
     delay: Duration,
@@ -188,7 +188,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    fn may_restart(&mut self) -> bool {
+    pub(crate) fn may_restart(&mut self) -> bool {
         let now = Instant::now();
         if now < self.not_before {
             return false;

@@ -199,3 +199,20 @@ GET /t
 ok
 --- error_log
 failed to run wasm plugin: failed to run proxy_on_http_response_headers
+
+=== TEST 10: a plugin that traps on every request is restarted with a back-off
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /trap {
+    access_by_lua_block { require("apisix_like").access("testbed", "trap_request") }
+    content_by_lua_block { ngx.say("content must not run") }
+}
+--- request eval
+["GET /trap", "GET /trap", "GET /trap", "GET /trap", "GET /trap", "GET /trap", "GET /trap"]
+--- error_code eval
+[503, 503, 503, 503, 503, 503, 503]
+--- error_log
+the plugin keeps failing: waiting before the next restart
+--- no_error_log
+exited on signal
