@@ -65,6 +65,8 @@ pub(crate) unsafe extern "C" fn preconfiguration(_cf: *mut ngx_conf_t) -> ngx_in
 pub(crate) struct Plugin {
     name: String,
     compiled: CompiledModule,
+    /// The limits it was compiled with (the CPU budget is compiled in).
+    limits: proxy_wasm_host::Limits,
     inst: Option<PluginInstance>,
     /// Bumped on every (re)start: contexts of an older instance are never used again.
     generation: u64,
@@ -77,25 +79,20 @@ pub(crate) struct Plugin {
 type PluginRef = Rc<RefCell<Plugin>>;
 
 impl Plugin {
-    /// Starts a fresh instance (plugin_root_id = the plugin's name): `_initialize`/`_start`, then one root context that runs
-    /// proxy_on_vm_start (the VM start), kept for the instance's life.
+    /// Starts a fresh instance (plugin_root_id = the plugin's name): `_initialize`/`_start`,
+    /// then one root context that runs proxy_on_vm_start (the VM start), kept for its life.
     fn start(&mut self) -> Result<(), String> {
         self.inst = None;
         self.generation += 1;
         self.poisoned = false;
         let logger = Box::new(CycleLogger { label: self.name.clone() });
-        let limits = self.compiled_limits();
-        let mut inst = PluginInstance::new(&self.compiled, &self.name, Vec::new(), logger, &limits).map_err(|e| e.to_string())?;
+        let mut inst = PluginInstance::new(&self.compiled, &self.name, Vec::new(), logger, &self.limits).map_err(|e| e.to_string())?;
         // api7's module reports the name given to load() as plugin_root_id; SDKs that look up
         // their root context by it (AssemblyScript) rely on that.
         inst.set_root_id(&self.name);
         inst.create_root_context(None).map_err(|e| e.to_string())?;
         self.inst = Some(inst);
         Ok(())
-    }
-
-    fn compiled_limits(&self) -> proxy_wasm_host::Limits {
-        vm().map(|e| e.limits).unwrap_or(proxy_wasm_host::DEFAULT_LIMITS)
     }
 
     /// The running instance, restarting a failed one.
@@ -289,7 +286,7 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
                 return std::ptr::null_mut();
             }
         };
-        let mut plugin = Plugin { name: name.clone(), compiled, inst: None, generation: 0, poisoned: false, backoff: Default::default() };
+        let mut plugin = Plugin { name: name.clone(), compiled, limits: engine.limits, inst: None, generation: 0, poisoned: false, backoff: Default::default() };
         if let Err(e) = plugin.start() {
             fail(format!("failed to load wasm plugin \"{name}\": {e}"));
             return std::ptr::null_mut();
