@@ -84,6 +84,9 @@ local plugins = setmetatable({}, { __mode = "k" })
 local plugin_ctxs = setmetatable({}, { __mode = "k" })
 
 local request_phases = { rewrite = true, access = true, content = true }
+local header_filter_phase = { header_filter = true }
+local body_filter_phase = { body_filter = true }
+local log_phase = { log = true }
 
 local function check_ctx(fname, ctx, phases, where)
     if type(ctx) ~= "cdata" or not plugin_ctxs[ctx] then
@@ -226,6 +229,9 @@ local function send_request(method, scheme, host, path, headers, body, timeout)
         local k = kv[1]:lower()
         if k == "host" then
             has_host = true
+        end
+        if k:find("[\r\n:]") or kv[2]:find("[\r\n]") then
+            return nil, "bad header in the call: " .. kv[1]
         end
         if k ~= "connection" and k ~= "content-length" and k ~= "transfer-encoding" then
             req[#req + 1] = kv[1] .. ": " .. kv[2] .. "\r\n"
@@ -393,7 +399,7 @@ end
 -- Response callbacks ---------------------------------------------------------------------
 
 function _M.on_http_response_headers(ctx)
-    local r, err = check_ctx("on_http_response_headers", ctx, { header_filter = true }, "header_filter_by_lua")
+    local r, err = check_ctx("on_http_response_headers", ctx, header_filter_phase, "header_filter_by_lua")
     if not r then
         return nil, err
     end
@@ -407,7 +413,7 @@ function _M.on_http_response_headers(ctx)
 end
 
 function _M.on_http_response_body(ctx)
-    local r, err = check_ctx("on_http_response_body", ctx, { body_filter = true }, "body_filter_by_lua")
+    local r, err = check_ctx("on_http_response_body", ctx, body_filter_phase, "body_filter_by_lua")
     if not r then
         return nil, err
     end
@@ -427,7 +433,7 @@ function _M.on_http_response_body(ctx)
 end
 
 function _M.on_log(ctx)
-    local r, err = check_ctx("on_log", ctx, { log = true }, "log_by_lua")
+    local r, err = check_ctx("on_log", ctx, log_phase, "log_by_lua")
     if not r then
         return nil, err
     end
