@@ -172,7 +172,7 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http_call_resp(
     body: *const ngx_str_t,
 ) -> ngx_int_t {
     crate::guard("ngx_http_wasm_on_http_call_resp", NGX_ERR, || {
-        if lua_ffi::root_of(ctx as *mut c_void).is_none() {
+        if lua_ffi::root_of(ctx).is_none() {
             return NGX_ERR;
         }
         let Some(lr) = lua_ffi::find_request(r) else {

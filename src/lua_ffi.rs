@@ -644,9 +644,10 @@ unsafe fn run(
             HTTP_REQUEST_BODY | HTTP_RESPONSE_BODY => {
                 let which = if response { BufferType::HttpResponseBody } else { BufferType::HttpRequestBody };
                 let mut buf = body.to_vec();
-                let mut stream = stream.with_body(which, &mut buf);
-                let res = inst.on_body(response, id, &mut LuaStream(&mut stream), body.len(), end_of_body);
-                drop(stream);
+                let res = {
+                    let mut stream = stream.with_body(which, &mut buf);
+                    inst.on_body(response, id, &mut LuaStream(&mut stream), body.len(), end_of_body)
+                };
                 if buf != body {
                     lr.body_out = Some(buf);
                 }
