@@ -16,6 +16,8 @@ APT_PKGS=(build-essential pkg-config libclang-dev libpcre2-dev zlib1g-dev libssl
           nginx nginx-dev curl perl wrk openssl valgrind python3)
 # node/npm build the AssemblyScript test filter; the machine image usually has them.
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
+# The default CA bundle HTTPS calls verify against (wasm_call_ssl_trusted_certificate).
+APT_PKGS+=(ca-certificates)
 
 step "apt packages"
 missing=()

@@ -14,10 +14,34 @@ location /slow { limit_rate 50; alias $TEST_NGINX_HTML_DIR/big.txt; }
 location /app { return 200 "app got x-auth=$http_x_auth\n"; }
 _EOC_
 
+# A CA, a server certificate for "localhost" signed by it, and an unrelated CA, made now.
+my $certs = ($ENV{TEST_NGINX_SERVROOT} // 't/servroot') . "-certs";
+system("rm -rf '$certs' && mkdir -p '$certs'") == 0 or die "mkdir $certs";
+my $openssl = sub { system("openssl @_ >/dev/null 2>&1") == 0 or die "openssl @_ failed" };
+$openssl->("req -x509 -newkey rsa:2048 -nodes -keyout $certs/ca.key -out $certs/ca.crt -days 2 -subj /CN=test-ca");
+$openssl->("req -x509 -newkey rsa:2048 -nodes -keyout $certs/other.key -out $certs/other.crt -days 2 -subj /CN=other-ca");
+$openssl->("req -newkey rsa:2048 -nodes -keyout $certs/server.key -out $certs/server.csr -subj /CN=localhost");
+open(my $ext, '>', "$certs/ext.cnf") or die; print $ext "subjectAltName=DNS:localhost\n"; close $ext;
+$openssl->("x509 -req -in $certs/server.csr -CA $certs/ca.crt -CAkey $certs/ca.key -CAcreateserial -out $certs/server.crt -days 2 -extfile $certs/ext.cnf");
+$ENV{TEST_NGINX_CERTS} = $certs;
+
+our $TlsServer = <<'_EOC_';
+server {
+    listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1 ssl;
+    ssl_certificate $TEST_NGINX_CERTS/server.crt;
+    ssl_certificate_key $TEST_NGINX_CERTS/server.key;
+    location / { return 200 "tls ok $ssl_server_name\n"; }
+}
+_EOC_
+
 add_block_preprocessor(sub {
     my $block = shift;
     if (defined $block->config) {
         $block->set_value("config", $block->config . $Backend);
+    }
+    if (defined $block->tls) {
+        $block->set_value("http_config", "wasm_module testbed \$TEST_NGINX_FILTERS/testbed.wasm;\n"
+            . $block->tls . $TlsServer);
     }
     if (!defined $block->user_files) {
         $block->set_value("user_files", ">>> big.txt\n" . ("x" x 4000) . "\n");
@@ -305,3 +329,105 @@ location /t {
 [map { "GET /t?k=$_" } 1..5]
 --- response_body eval
 [map { "app got x-auth=200:backend saw GET /backend?k=\$arg_k len=\n" } 1..5]
+
+=== TEST 19: HTTPS with certificate verification against a CA made for this test
+--- tls
+wasm_call_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1 /x scheme=https authority=localhost; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=200:tls ok localhost
+
+=== TEST 20: a server certificate from an untrusted CA fails the call
+--- tls
+wasm_call_ssl_trusted_certificate $TEST_NGINX_CERTS/other.crt;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1 /x scheme=https authority=localhost; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=NONE:
+--- error_log eval
+[qr/upstream SSL certificate verify error/,
+ qr/http call to "127.0.0.1:\d+" \(https:\/\/127.0.0.1:\d+\/x\): failed/]
+--- no_error_log
+[alert]
+[crit]
+
+=== TEST 21: a certificate for another name fails the call (the name is the call's :authority)
+--- tls
+wasm_call_ssl_trusted_certificate $TEST_NGINX_CERTS/ca.crt;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1 /x scheme=https authority=wrong.example; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=NONE:
+--- error_log
+upstream SSL certificate does not match "wrong.example"
+--- no_error_log
+[alert]
+[crit]
+
+=== TEST 22: wasm_call_ssl_verify off accepts any certificate
+--- tls
+wasm_call_ssl_verify off;
+wasm_call_ssl_trusted_certificate $TEST_NGINX_CERTS/other.crt;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1 /x scheme=https authority=localhost; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=200:tls ok localhost
+
+=== TEST 23: wasm_call_timeout applies to calls made with timeout 0
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+wasm_call_timeout 200ms;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /slow timeout=0; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=NONE:
+--- error_log
+timed out after 200 ms
+--- no_error_log
+[alert]
+
+=== TEST 24: bad wasm_call_* values fail nginx -t with the file and line
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+wasm_call_timeout soon;
+--- config
+location /t { empty_gif; }
+--- must_die
+--- error_log eval
+qr/invalid time "soon" in "wasm_call_timeout" in .*nginx\.conf:\d+/
+
+=== TEST 25: a missing trusted-certificate file fails nginx -t
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+wasm_call_ssl_trusted_certificate /nonexistent/ca.pem;
+--- config
+location /t { empty_gif; }
+--- must_die
+--- error_log eval
+qr/wasm_call_ssl_trusted_certificate: "\/nonexistent\/ca.pem" is not a readable file in .*nginx\.conf:\d+/
