@@ -18,6 +18,8 @@ APT_PKGS=(build-essential pkg-config libclang-dev libpcre2-dev zlib1g-dev libssl
           libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache)
 # node/npm build the AssemblyScript test filter; the machine image usually has them.
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
+# The default CA bundle HTTPS calls verify against (wasm_call_ssl_trusted_certificate).
+APT_PKGS+=(ca-certificates)
 
 step "apt packages"
 missing=()

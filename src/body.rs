@@ -85,67 +85,160 @@ unsafe fn drain(mut cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> bool {
 unsafe extern "C" fn request_body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ngx_int_t {
     crate::guard("request body filter", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
         let ctx = match chain::get(r) {
-            Some(ctx) if r == (*r).main && ctx.request_body_wanted && !ctx.answered => ctx,
+            Some(ctx) if r == (*r).main && ctx.request_body_wanted && !ctx.answered && !ctx.request_body_passed => ctx,
             _ => return next(r, input),
         };
         let mut data = Vec::new();
         let eos = drain(input, &mut data);
-        let limit = crate::conf::body_buffer_limit(r);
-        for i in 0..ctx.filters.len() {
-            if !ctx.filters[i].exports.request_body {
-                continue;
-            }
-            let mut incoming = std::mem::take(&mut data);
-            let res = chain::step(r, ctx, i, &mut |inst, id, fc, seed| {
-                fc.request_body.append(&mut incoming);
-                let size = fc.request_body.len();
-                let mut stream = seed.stream(Phase::Request).with_body(BufferType::HttpRequestBody, &mut fc.request_body);
-                Some(inst.on_body(false, id, &mut stream, size, eos))
-            });
-            match res {
-                ChainResult::Continue => data = std::mem::take(&mut ctx.filters[i].request_body),
-                ChainResult::Paused(_) if eos => data = std::mem::take(&mut ctx.filters[i].request_body),
-                ChainResult::Paused(_) => {
-                    if ctx.filters[i].request_body.len() > limit {
-                        chain::log_at(r, NGX_LOG_ERR, "chain", &format!(
-                            "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of request body"
-                        ));
-                        ctx.answered = true;
-                        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as ngx_int_t;
-                    }
-                    return NGX_OK as ngx_int_t;
-                }
-                ChainResult::Local(lr) => {
-                    // Stopping the read makes nginx finalize with this code; the header
-                    // filter then sends the local response instead of the error page.
-                    ctx.pending_local = Some(lr);
-                    ctx.answered = true;
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-                }
-                ChainResult::Failed => {
-                    ctx.answered = true;
-                    return crate::conf::failure_status(r) as ngx_int_t;
-                }
-                ChainResult::Closed => {
-                    ctx.answered = true;
-                    return NGX_HTTP_CLOSE as ngx_int_t;
-                }
-            }
-        }
-        ctx.request_body_out += data.len();
-        if eos {
-            set_request_length(r, ctx.request_body_out);
-        }
-        if data.is_empty() && !eos {
+        if ctx.waiting.is_some() {
+            // A filter holds the whole body while its HTTP calls run (a flush meanwhile).
             return NGX_OK as ngx_int_t;
         }
-        let Some(mut out) = crate::local_response::body_chain(r, &data) else {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-        };
-        (*out.buf).set_last_buf(u32::from(eos));
-        (*out.buf).set_last_in_chain(u32::from(eos));
-        next(r, &mut out)
+        match run_chain(r, ctx, 0, data, eos) {
+            Ok(Some(data)) => pass(r, ctx, data, eos),
+            Ok(None) => NGX_OK as ngx_int_t,
+            Err(rc) => rc,
+        }
     })
+}
+
+/// Runs on_request_body of filters `from..` over `data`. Ok(Some) is what goes on to
+/// nginx; Ok(None) means a filter holds it (paused, or waiting for its HTTP calls at the
+/// end of the body); Err is the status that stops the request.
+unsafe fn run_chain(
+    r: *mut ngx_http_request_t,
+    ctx: &mut chain::RequestCtx,
+    from: usize,
+    mut data: Vec<u8>,
+    eos: bool,
+) -> Result<Option<Vec<u8>>, ngx_int_t> {
+    let limit = crate::conf::body_buffer_limit(r);
+    for i in from..ctx.filters.len() {
+        if !ctx.filters[i].exports.request_body {
+            continue;
+        }
+        let mut incoming = std::mem::take(&mut data);
+        let res = chain::step(r, ctx, i, &mut |inst, id, fc, seed| {
+            fc.request_body.append(&mut incoming);
+            let size = fc.request_body.len();
+            let mut stream = seed.stream(Phase::Request).with_body(BufferType::HttpRequestBody, &mut fc.request_body);
+            Some(inst.on_body(false, id, &mut stream, size, eos))
+        });
+        crate::http_call::send_new(r, ctx);
+        match res {
+            ChainResult::Continue => data = std::mem::take(&mut ctx.filters[i].request_body),
+            ChainResult::Paused(_) if eos && crate::http_call::pending(ctx, i) > 0 => {
+                // Held whole until the calls are answered (access_handler -> resume).
+                ctx.waiting = Some(i);
+                ctx.waiting_in_body = true;
+                return Ok(None);
+            }
+            ChainResult::Paused(_) if eos => data = std::mem::take(&mut ctx.filters[i].request_body),
+            ChainResult::Paused(_) => {
+                if ctx.filters[i].request_body.len() > limit {
+                    chain::log_at(r, NGX_LOG_ERR, "chain", &format!(
+                        "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of request body"
+                    ));
+                    answered(ctx);
+                    return Err(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as ngx_int_t);
+                }
+                return Ok(None);
+            }
+            ChainResult::Local(lr) => {
+                // Stopping the read makes nginx finalize with this code; the header
+                // filter then sends the local response instead of the error page.
+                ctx.pending_local = Some(lr);
+                answered(ctx);
+                return Err(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+            }
+            ChainResult::Failed => {
+                answered(ctx);
+                return Err(crate::conf::failure_status(r) as ngx_int_t);
+            }
+            ChainResult::Closed => {
+                answered(ctx);
+                return Err(NGX_HTTP_CLOSE as ngx_int_t);
+            }
+        }
+    }
+    Ok(Some(data))
+}
+
+unsafe fn answered(ctx: &mut chain::RequestCtx) {
+    ctx.answered = true;
+    crate::http_call::cancel_all(ctx);
+}
+
+/// Passes the filtered bytes on to nginx's next request body filter.
+unsafe fn pass(r: *mut ngx_http_request_t, ctx: &mut chain::RequestCtx, data: Vec<u8>, eos: bool) -> ngx_int_t {
+    ctx.request_body_out += data.len();
+    if eos {
+        set_request_length(r, ctx.request_body_out);
+        ctx.request_body_passed = true;
+    }
+    if data.is_empty() && !eos {
+        return NGX_OK as ngx_int_t;
+    }
+    let Some(mut out) = crate::local_response::body_chain(r, &data) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    (*out.buf).set_last_buf(u32::from(eos));
+    (*out.buf).set_last_in_chain(u32::from(eos));
+    next(r, &mut out)
+}
+
+/// From the access handler: filter `i` held the body for its HTTP calls and went on with
+/// `res`. Finishes the body (the rest of the chain, then nginx's reader completes and runs
+/// the phases again), or ends the request.
+pub(crate) unsafe fn resume(r: *mut ngx_http_request_t, ctx: &mut chain::RequestCtx, i: usize, res: ChainResult) -> ngx_int_t {
+    ctx.waiting_in_body = false;
+    let rc = match res {
+        ChainResult::Continue | ChainResult::Paused(_) => {
+            let data = std::mem::take(&mut ctx.filters[i].request_body);
+            match run_chain(r, ctx, i + 1, data, true) {
+                Ok(Some(data)) => {
+                    let rc = pass(r, ctx, data, true);
+                    if rc == NGX_OK as ngx_int_t {
+                        // nginx's reader waits for the end of the body: let it see it.
+                        post_event((*(*r).connection).read);
+                        return NGX_DONE as ngx_int_t;
+                    }
+                    rc
+                }
+                Ok(None) => return NGX_DONE as ngx_int_t,
+                Err(rc) => rc,
+            }
+        }
+        ChainResult::Local(lr) => {
+            ctx.pending_local = Some(lr);
+            answered(ctx);
+            NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
+        }
+        ChainResult::Failed => {
+            answered(ctx);
+            crate::conf::failure_status(r) as ngx_int_t
+        }
+        ChainResult::Closed => {
+            answered(ctx);
+            NGX_HTTP_CLOSE as ngx_int_t
+        }
+    };
+    ngx_http_finalize_request(r, rc);
+    NGX_DONE as ngx_int_t
+}
+
+/// ngx_post_event (a C macro): runs `ev`'s handler from the event loop's posted queue.
+unsafe fn post_event(ev: *mut ngx_event_t) {
+    if (*ev).posted() != 0 {
+        return;
+    }
+    (*ev).set_posted(1);
+    let q = addr_of_mut!(ngx_posted_events);
+    let x = addr_of_mut!((*ev).queue);
+    (*x).prev = (*q).prev;
+    (*(*x).prev).next = x;
+    (*x).next = q;
+    (*q).prev = x;
 }
 
 /// The body's final length: what proxy_pass sends as Content-Length, and $content_length.

@@ -62,6 +62,19 @@ pub(crate) struct RequestCtx {
     pub properties: Properties,
     /// on_done / on_log / on_delete have run.
     pub finished: bool,
+    /// HTTP calls dispatched by the last callbacks, not sent yet: (filter, call).
+    pub new_calls: Vec<(usize, proxy_wasm_host::HttpCallRequest)>,
+    /// Every HTTP call of this request (kept until the request is freed: nginx holds
+    /// their addresses).
+    pub calls: Vec<Box<crate::http_call::Call>>,
+    /// The request is parked until filter i's calls are answered: in the access phase, or
+    /// (waiting_in_body) with the whole request body held at that filter.
+    pub waiting: Option<usize>,
+    pub waiting_in_body: bool,
+    /// The end of the request body went on to nginx: the request body filter is done.
+    pub request_body_passed: bool,
+    /// How the parked filter went on, for the access handler to apply.
+    pub resume: Option<ChainResult>,
 }
 
 /// The result of running one callback over (part of) the chain.
@@ -157,6 +170,8 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
             ctx.filters.push(fc);
         }
     });
+    // A module restarted above may have made calls from its root contexts.
+    crate::worker::flush_root_calls();
     let raw = Box::into_raw(ctx);
     (*cln).handler = Some(cleanup);
     (*cln).data = raw as *mut c_void;
@@ -217,6 +232,14 @@ pub(crate) unsafe fn step(
         };
         let seed = Seed { r, label: &label, properties: &mut ctx.properties };
         let res = f(inst, id, fc, seed);
+        let calls = if inst.has_http_calls() { inst.take_http_calls() } else { Vec::new() };
+        if matches!(res, Some(Err(_))) {
+            // A failed filter's calls are never sent.
+            inst.forget_http_calls(calls.len());
+        } else {
+            ctx.new_calls.extend(calls.into_iter().map(|c| (i, c)));
+        }
+        let fc = &mut ctx.filters[i];
         w.apply_ticks(mi);
         match res {
             None => ChainResult::Continue,

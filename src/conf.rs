@@ -64,6 +64,12 @@ pub(crate) struct MainConf {
     /// wasm_max_memory / wasm_max_instructions (None = default).
     pub max_memory: Option<u64>,
     pub max_instructions: Option<u64>,
+    /// wasm_call_timeout, wasm_call_ssl_verify, wasm_call_ssl_trusted_certificate.
+    pub call_timeout: Option<ngx_msec_t>,
+    pub call_ssl_verify: Option<bool>,
+    pub call_trusted: Option<String>,
+    /// The generated HTTP-call location's configuration (a `void **`), 0 if none.
+    pub call_loc_conf: usize,
 }
 
 impl MainConf {
@@ -320,4 +326,48 @@ pub(crate) extern "C" fn set_failure_policy(cf: *mut ngx_conf_t, _cmd: *mut ngx_
 pub(crate) unsafe fn failure_status(r: *mut ngx_http_request_t) -> u32 {
     use ngx::http::HttpModuleLocationConf;
     Module::location_conf(&*r).and_then(|c| c.failure_status).unwrap_or(500)
+}
+
+/// `wasm_call_timeout TIME;` — for calls made with timeout 0, and nginx's proxy timeouts.
+pub(crate) extern "C" fn set_call_timeout(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_call_timeout", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        let mut v = args(cf)[1];
+        let ms = ngx_parse_time(&mut v, 0);
+        if ms == NGX_ERROR as ngx_int_t || ms <= 0 {
+            conf_error!(cf, "invalid time \"{}\" in \"wasm_call_timeout\"", arg_string(&args(cf)[1]));
+        }
+        mcf.call_timeout = Some(ms as ngx_msec_t);
+        core::NGX_CONF_OK
+    })
+}
+
+/// `wasm_call_ssl_verify on|off;` (default on)
+pub(crate) extern "C" fn set_call_ssl_verify(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_call_ssl_verify", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        mcf.call_ssl_verify = Some(match arg_string(&args(cf)[1]).as_str() {
+            "on" => true,
+            "off" => false,
+            other => conf_error!(cf, "invalid value \"{other}\" in \"wasm_call_ssl_verify\": on or off"),
+        });
+        core::NGX_CONF_OK
+    })
+}
+
+/// `wasm_call_ssl_trusted_certificate FILE;` (default: the system bundle)
+pub(crate) extern "C" fn set_call_trusted(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    crate::guard("wasm_call_ssl_trusted_certificate", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        let mut path = args(cf)[1];
+        if ngx_conf_full_name((*cf).cycle, &mut path, 1) != NGX_OK as ngx_int_t {
+            conf_error!(cf, "wasm_call_ssl_trusted_certificate: bad path \"{}\"", arg_string(&args(cf)[1]));
+        }
+        let p = arg_string(&path);
+        if !std::path::Path::new(&p).is_file() {
+            conf_error!(cf, "wasm_call_ssl_trusted_certificate: \"{p}\" is not a readable file");
+        }
+        mcf.call_trusted = Some(p);
+        core::NGX_CONF_OK
+    })
 }

@@ -55,6 +55,10 @@ unsafe fn failed(r: *mut ngx_http_request_t) -> LocalResponse {
 
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     crate::guard("header filter", NGX_ERROR as ngx_int_t, || {
+        if let Some(call) = crate::http_call::call_of(r) {
+            // An HTTP call's response: captured for the plugin, never sent anywhere.
+            return crate::http_call::capture_headers(r, call);
+        }
         let Some(ctx) = chain::get_or_create(r) else { return next_header(r) };
         if let Some(lr) = ctx.pending_local.take() {
             // A local response from on_request_body, in place of nginx's error page.
@@ -230,6 +234,9 @@ unsafe fn drain(r: *mut ngx_http_request_t, mut cl: *mut ngx_chain_t, out: &mut 
 
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
     crate::guard("body filter", NGX_ERROR as ngx_int_t, || {
+        if let Some(call) = crate::http_call::call_of(r) {
+            return crate::http_call::capture_body(call, chain);
+        }
         let ctx = match chain::get(r) {
             Some(ctx) if r == (*r).main => ctx,
             _ => return next_body(r, chain),

@@ -8,12 +8,13 @@
 //! - `access`: on_request_headers in the access phase, local responses.
 //! - `filters`: on_response_headers in the header filter; the body filter that replaces an
 //!   upstream body by a local response.
+//! - `http_call`: proxy_http_call as subrequests to a generated location; `root_calls`:
+//!   the fake requests that carry calls made by root contexts.
 //! - `log_phase`: on_done / on_log / on_delete at the end of a request.
 //! - `request`: the host core's `HttpStream` over `ngx_http_request_t`.
 //! - `ngx_log`: plugin logs into nginx's error log.
 //! - `lua_ffi`, `lua_call`: the C functions OpenResty's `resty.proxy-wasm` calls (api7's ABI).
 
-use std::ffi::c_char;
 use std::ptr::{addr_of, addr_of_mut, null_mut};
 
 use ngx::ffi::*;
@@ -24,6 +25,7 @@ mod body;
 mod chain;
 mod conf;
 mod filters;
+mod http_call;
 mod local_response;
 mod log_phase;
 mod lua_call;
@@ -31,6 +33,7 @@ mod lua_ffi;
 mod ngx_log;
 mod properties;
 mod request;
+mod root_calls;
 mod worker;
 
 pub(crate) struct Module;
@@ -41,12 +44,24 @@ impl HttpModule for Module {
         unsafe { &*addr_of!(ngx_http_proxy_wasm_module) }
     }
 
+    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        crate::guard("preconfiguration", NGX_ERROR as ngx_int_t, || {
+            // A new http block: forget the previous configuration's wasm_vm (Lua path).
+            lua_ffi::set_vm(None);
+            if http_call::add_variables(cf) {
+                NGX_OK as ngx_int_t
+            } else {
+                NGX_ERROR as ngx_int_t
+            }
+        })
+    }
+
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         worker::postconfiguration(cf)
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 9] = [
+static mut COMMANDS: [ngx_command_t; 12] = [
     ngx_command_t {
         name: ngx::ngx_string!("wasm_vm"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
@@ -111,11 +126,35 @@ static mut COMMANDS: [ngx_command_t; 9] = [
         offset: 0,
         post: null_mut(),
     },
+    ngx_command_t {
+        name: ngx::ngx_string!("wasm_call_timeout"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(conf::set_call_timeout),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("wasm_call_ssl_verify"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(conf::set_call_ssl_verify),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("wasm_call_ssl_trusted_certificate"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(conf::set_call_trusted),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
 static CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: Some(lua_ffi::preconfiguration),
+    preconfiguration: Some(Module::preconfiguration),
     postconfiguration: Some(Module::postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,
@@ -152,6 +191,7 @@ static LUA_FFI_EXPORTS: lua_ffi::Exports = lua_ffi::EXPORTS;
 #[cfg(feature = "module-exports")]
 mod exports {
     use super::*;
+    use std::ffi::c_char;
 
     #[no_mangle]
     #[allow(non_upper_case_globals)]
@@ -169,10 +209,6 @@ mod exports {
         std::ptr::null(),
     ];
 }
-
-#[cfg(not(feature = "module-exports"))]
-#[allow(dead_code)]
-const _NO_EXPORTS: Option<*const c_char> = None;
 
 /// Runs `f`, turning a panic into `on_panic` so that no panic unwinds into nginx's C frames.
 pub(crate) fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {

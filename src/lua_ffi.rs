@@ -55,11 +55,6 @@ fn vm() -> Option<Engine> {
     VM.lock().ok().and_then(|vm| *vm)
 }
 
-/// A new http block is being parsed: forget the previous configuration's `wasm_vm`.
-pub(crate) unsafe extern "C" fn preconfiguration(_cf: *mut ngx_conf_t) -> ngx_int_t {
-    set_vm(None);
-    NGX_OK as ngx_int_t
-}
 
 /// One loaded plugin: its compiled module and its instance in this process.
 pub(crate) struct Plugin {

@@ -119,7 +119,11 @@ unsafe fn pool_lower(r: *mut ngx_http_request_t, data: &[u8]) -> Option<*mut u8>
     Some(p)
 }
 
-/// Appends a header element to `list`.
+/// Appends a header element to `list` (for the HTTP-call subrequests' headers too).
+pub(crate) unsafe fn push_header(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8], value: &[u8]) -> Option<*mut ngx_table_elt_t> {
+    push_elt(r, list, key, value)
+}
+
 unsafe fn push_elt(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8], value: &[u8]) -> Option<*mut ngx_table_elt_t> {
     let key_s = pool_str(r, key)?;
     let value_s = pool_str(r, value)?;

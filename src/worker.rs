@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
-use proxy_wasm_host::{Compiler, HostError, PluginInstance};
+use proxy_wasm_host::{Compiler, HostError, HttpCallRequest, PluginInstance};
 
 use crate::conf::MainConf;
 use crate::ngx_log::CycleLogger;
@@ -32,6 +32,8 @@ pub(crate) struct Worker {
     pub labels: Vec<std::rc::Rc<str>>,
     /// Indexed like MainConf::filters: the root context's tick timer, when it set a period.
     ticks: Vec<Option<Box<Tick>>>,
+    /// HTTP calls root contexts made while starting, to send once the worker state is free.
+    root_calls: Vec<(usize, u64, HttpCallRequest)>,
 }
 
 /// One root context's proxy_on_tick timer (a boxed nginx event: its address must not move
@@ -53,6 +55,7 @@ impl Worker {
             filter_module: conf.filters.iter().map(|f| f.module).collect(),
             labels: conf.modules.iter().map(|m| std::rc::Rc::from(m.name.as_str())).collect(),
             ticks: conf.filters.iter().map(|_| None).collect(),
+            root_calls: Vec::new(),
         }
     }
 
@@ -92,6 +95,29 @@ impl Worker {
         }
         self.instances[mi] = Some(inst);
         self.apply_ticks(mi);
+        let calls = self.take_root_calls(mi);
+        self.root_calls.extend(calls);
+    }
+
+    /// HTTP calls module `mi`'s root contexts made in the last callback: (filter
+    /// definition, generation, call).
+    pub fn take_root_calls(&mut self, mi: usize) -> Vec<(usize, u64, HttpCallRequest)> {
+        let generation = self.generations[mi];
+        let Some(inst) = self.instances[mi].as_mut() else { return Vec::new() };
+        if !inst.has_http_calls() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut orphans = 0;
+        for c in inst.take_http_calls() {
+            let fi = (0..self.roots.len()).find(|&fi| self.filter_module[fi] == mi && self.roots[fi] == Some(c.context_id));
+            match fi {
+                Some(fi) => out.push((fi, generation, c)),
+                None => orphans += 1,
+            }
+        }
+        inst.forget_http_calls(orphans);
+        out
     }
 
     /// Applies the tick periods module `mi`'s root contexts set during the last callback.
@@ -249,6 +275,10 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
         if ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t {
             return NGX_OK as ngx_int_t;
         }
+        if let Err(msg) = crate::http_call::create_location(cf, mcf) {
+            emerg(cf, &format!("proxy_wasm: {msg}"));
+            return NGX_ERROR as ngx_int_t;
+        }
         match load(mcf) {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(msg) => {
@@ -326,6 +356,7 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
         );
         ngx::log::log_error(NGX_LOG_NOTICE as ngx_uint_t, (*cycle).log, 0, msg.as_bytes());
         WORKER.with(|s| *s.borrow_mut() = Some(w));
+        flush_root_calls();
         NGX_OK as ngx_int_t
     })
 }
@@ -337,6 +368,7 @@ pub(crate) unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
                 w.stop_ticks();
             }
         });
+        crate::root_calls::drop_all();
     })
 }
 
@@ -347,28 +379,49 @@ unsafe extern "C" fn tick_handler(ev: *mut ngx_event_t) {
         let _ = WORKER.try_with(|s| {
             let Ok(mut w) = s.try_borrow_mut() else { return };
             let Some(w) = w.as_mut() else { return };
-            let mi = w.filter_module[fi];
-            let (Some(root), false) = (w.roots[fi], w.poisoned[mi]) else {
-                w.set_tick(fi, 0);
-                return;
-            };
-            let Some(inst) = w.instances[mi].as_mut() else { return };
-            if let Err(e) = inst.on_tick(root) {
-                crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
-                w.poison(mi);
-                w.set_tick(fi, 0);
-                return;
-            }
-            w.apply_ticks(mi);
-            if ngx_exiting != 0 || ngx_quit != 0 {
-                w.set_tick(fi, 0);
-                return;
-            }
-            if let Some(t) = w.ticks[fi].as_mut() {
-                if t.ev.timer_set() == 0 {
-                    ngx_add_timer(&mut t.ev, t.period);
-                }
-            }
+            tick(w, fi);
         });
+        flush_root_calls();
     })
+}
+
+/// Sends the HTTP calls root contexts made (outside any borrow of the worker state: a call
+/// that fails at once is answered from a timer, but never re-entrantly).
+pub(crate) fn flush_root_calls() {
+    let calls = WORKER
+        .try_with(|s| {
+            let Ok(mut w) = s.try_borrow_mut() else { return Vec::new() };
+            w.as_mut().map(|w| std::mem::take(&mut w.root_calls)).unwrap_or_default()
+        })
+        .unwrap_or_default();
+    if !calls.is_empty() {
+        crate::root_calls::send(calls);
+    }
+}
+
+unsafe fn tick(w: &mut Worker, fi: usize) {
+    let mi = w.filter_module[fi];
+    let (Some(root), false) = (w.roots[fi], w.poisoned[mi]) else {
+        w.set_tick(fi, 0);
+        return;
+    };
+    let Some(inst) = w.instances[mi].as_mut() else { return };
+    if let Err(e) = inst.on_tick(root) {
+        crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
+        w.poison(mi);
+        w.set_tick(fi, 0);
+        return;
+    }
+    w.apply_ticks(mi);
+    let calls = w.take_root_calls(mi);
+    w.root_calls.extend(calls);
+    if ngx_exiting != 0 || ngx_quit != 0 {
+        w.set_tick(fi, 0);
+        return;
+    }
+    if let Some(t) = w.ticks[fi].as_mut() {
+        if t.ev.timer_set() == 0 {
+            ngx_add_timer(&mut t.ev, t.period);
+        }
+    }
 }

@@ -92,7 +92,7 @@ location /t { proxy_wasm testbed "pause_request"; empty_gif; }
 GET /t
 --- error_code: 200
 --- error_log
-returned Pause with no local response and nothing pending: continuing
+returned Pause with no local response and no HTTP call pending: continuing
 
 === TEST 9: plugin log lines carry the request context and the plugin name
 --- config

@@ -239,7 +239,7 @@ impl Wat {
     }
 }
 
-fn instantiate(engine: &Engine, m: &CompiledModule, vm_config: &[u8], level: LogLevel) -> (PluginInstance, Records) {
+fn instantiate(_engine: &Engine, m: &CompiledModule, vm_config: &[u8], level: LogLevel) -> (PluginInstance, Records) {
     let (log, records) = logger(level);
     match PluginInstance::new(m, "test", vm_config.to_vec(), log, &proxy_wasm_host::DEFAULT_LIMITS) {
         Ok(i) => (i, records),
@@ -1429,4 +1429,49 @@ fn http_call_is_recorded_and_its_response_delivered() {
     inst.on_http_call_response(ctx, calls[1].token, &HttpCallResponse::failed(), Some(&mut s)).unwrap();
     let logs: Vec<&str> = s.logs.iter().map(|(_, m)| m.as_str()).collect();
     assert_eq!(&logs[1..5], ["st=0000", "st=0000", "st=0001", "st=0000"]);
+}
+
+#[test]
+fn http_calls_in_flight_are_bounded() {
+    let engine = engine();
+    let mut w = Wat::new();
+    w.env("proxy_http_call");
+    let hdrs = maps::serialize([(&b":method"[..], &b"GET"[..]), (b":path", b"/")]);
+    let up = w.s("up");
+    let h = w.s(&hdrs);
+    let cap = proxy_wasm_host::http_call::MAX_PENDING_CALLS;
+    w.func(format!(
+        r#"
+  (global $ok (mut i32) (i32.const 0))
+  (global $refused (mut i32) (i32.const 0))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $i i32)
+    (loop $again
+      (if (i32.eqz (call $proxy_http_call {up} {h} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 200)))
+        (then (global.set $ok (i32.add (global.get $ok) (i32.const 1))))
+        (else (global.set $refused (i32.add (global.get $refused) (i32.const 1)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const {n}))))
+    (call $st (i32.div_u (global.get $ok) (i32.const 10)))
+    (call $st (global.get $refused))
+    (i32.const 1))
+"#,
+        n = cap + 100
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, _records) = instantiate(&engine, &m, b"", LogLevel::Error);
+    let root = inst.create_root_context(Some(Vec::new())).expect("root");
+    let ctx = inst.create_http_context(root).unwrap();
+    let mut s = stream_with(&[]);
+    inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
+    assert_eq!(sts, [st((cap / 10) as u32), st(100)]);
+    let calls = inst.take_http_calls();
+    assert_eq!(calls.len(), cap);
+    // Taken calls still count until answered (or forgotten); the counters are cumulative.
+    s.logs.clear();
+    inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
+    assert_eq!(sts, [st((cap / 10) as u32), st((100 + cap + 100) as u32)]);
+    inst.forget_http_calls(cap);
 }

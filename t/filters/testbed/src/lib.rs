@@ -62,7 +62,10 @@
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
 //!   configure_fail        on_configure returns false
 //!   log_level             logs the host log level in on_configure
+//! HTTP calls: see calls.rs (call=, body_call=, call_deny=, call_chain=, tick_call= ...).
 //! VM configuration "fail" makes on_vm_start return false; anything else is logged.
+
+mod calls;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -83,6 +86,12 @@ struct Root {
     actions: Actions,
     name: String,
     ticks: u64,
+}
+
+impl Root {
+    fn each(&self, k: &str) -> Vec<String> {
+        self.actions.iter().filter(|(a, _)| a == k).map(|(_, v)| v.clone()).collect()
+    }
 }
 
 impl Root {
@@ -112,7 +121,12 @@ fn split2(s: &str) -> (&str, &str) {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let who = format!("root {}", self.name);
+        calls::log_response(self, &who, token, num_headers, body_size);
+    }
+}
 
 impl RootContext for Root {
     fn on_tick(&mut self) {
@@ -123,6 +137,10 @@ impl RootContext for Root {
         }
         if self.num("tick_max").is_some_and(|m| self.ticks >= m) {
             self.set_tick_period(std::time::Duration::ZERO);
+        }
+        for spec in self.each("tick_call") {
+            let who = format!("root {}", self.name);
+            let _ = calls::dispatch(self, &spec, &who);
         }
     }
 
@@ -157,6 +175,10 @@ impl RootContext for Root {
         if let Some(ms) = self.num("tick") {
             self.set_tick_period(std::time::Duration::from_millis(ms));
         }
+        for spec in self.each("configure_call") {
+            let who = format!("root {}", self.name);
+            let _ = calls::dispatch(self, &spec, &who);
+        }
         true
     }
 
@@ -165,7 +187,14 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter { id: context_id, actions: self.actions.clone(), name: self.name.clone(), log: Rc::new(RefCell::new(())), chunks: 0 }))
+        Some(Box::new(Filter {
+            id: context_id,
+            actions: self.actions.clone(),
+            name: self.name.clone(),
+            log: Rc::new(RefCell::new(())),
+            chunks: 0,
+            chained: false,
+        }))
     }
 }
 
@@ -176,6 +205,8 @@ struct Filter {
     #[allow(dead_code)]
     log: Rc<RefCell<()>>,
     chunks: usize,
+    /// call_chain already dispatched its call.
+    chained: bool,
 }
 
 impl Filter {
@@ -241,7 +272,60 @@ fn deserialize_map(b: &[u8]) -> Vec<(String, String)> {
     out
 }
 
+impl Filter {
+    fn arg(&self, k: &str) -> Option<String> {
+        self.actions.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone())
+    }
+
+    /// The request-side call actions: dispatches every `key` spec; true if any went out.
+    fn dispatch_calls(&mut self, key: &str) -> bool {
+        let specs: Vec<String> = self.actions.iter().filter(|(a, _)| a == key).map(|(_, v)| v.clone()).collect();
+        let who = self.name.clone();
+        let mut any = false;
+        for spec in specs {
+            any |= calls::dispatch(self, &spec, &who).is_ok();
+        }
+        if any {
+            if let Some(v) = self.arg("call_then_local") {
+                let (status, body) = split2(&v);
+                self.send_http_response(status.parse().unwrap_or(500), vec![], Some(body.as_bytes()));
+            }
+        }
+        any
+    }
+}
+
 impl Context for Filter {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let who = self.name.clone();
+        let (status, body) = calls::log_response(self, &who, token, num_headers, body_size);
+        if let Some(h) = self.arg("call_to_header") {
+            let v = format!("{}:{}", status.as_deref().unwrap_or("NONE"), body);
+            let v = match self.get_http_request_header(&h) {
+                Some(cur) => format!("{cur}, {v}"),
+                None => v,
+            };
+            self.set_http_request_header(&h, Some(&v));
+        }
+        if let Some(deny) = self.arg("call_deny") {
+            if status.as_deref() != Some("200") {
+                let msg = format!("denied by call: {}\n", status.as_deref().unwrap_or("failed"));
+                self.send_http_response(deny.parse().unwrap_or(403), vec![("x-denied", "1")], Some(msg.as_bytes()));
+                return;
+            }
+        }
+        if let Some(spec) = self.arg("call_chain") {
+            if !self.chained {
+                self.chained = true;
+                let _ = calls::dispatch(self, &spec, &who);
+                return;
+            }
+        }
+        if self.has("call_resume") {
+            self.resume_http_request();
+        }
+    }
+
     fn on_done(&mut self) -> bool {
         if self.has("log_done") {
             log::warn!("{} on_done ctx={}", self.name, self.id);
@@ -336,6 +420,9 @@ impl HttpContext for Filter {
                 _ => {}
             }
         }
+        if self.dispatch_calls("call") {
+            return Action::Pause;
+        }
         Action::Continue
     }
 
@@ -375,6 +462,10 @@ impl HttpContext for Filter {
                     return Action::Pause;
                 }
                 "trap_response" => panic!("trap_response asked for a trap"),
+                "resp_call" => {
+                    let who = self.name.clone();
+                    let _ = calls::dispatch(self, v, &who);
+                }
                 "resp_headers_pause" => return Action::Pause,
                 "rclose_response" => {
                     self.reset_http_response();
@@ -432,6 +523,9 @@ impl HttpContext for Filter {
                 }
                 _ => {}
             }
+        }
+        if end_of_stream && self.dispatch_calls("body_call") {
+            return Action::Pause;
         }
         Action::Continue
     }

@@ -1,0 +1,244 @@
+//! HTTP calls from root contexts (on_tick, on_vm_start, on_configure, a root's own call
+//! responses): there is no client request to hang a subrequest off, so each call gets a
+//! fake one (no socket, never logged), freed once its subrequest is gone.
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::ptr;
+
+use ngx::ffi::*;
+use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
+
+use crate::http_call::{self, Call, Owner};
+use crate::worker::WORKER;
+
+/// A fake request and the one call it carries. Boxed: its events are in nginx's timer tree.
+struct Fake {
+    pool: *mut ngx_pool_t,
+    r: *mut ngx_http_request_t,
+    call: Option<Box<Call>>,
+    /// Runs the subrequest from the event loop (never from inside a plugin callback).
+    kick: ngx_event_t,
+    /// Frees the fake request once the subrequest has let go of it.
+    reap: ngx_event_t,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        // SAFETY: our events leave nginx's timer tree before their memory goes; the call
+        // (whose timer lives in it) is dropped before the pool it points into.
+        unsafe {
+            for ev in [&mut self.kick, &mut self.reap] {
+                if ev.timer_set() != 0 {
+                    ngx_del_timer(ev);
+                }
+            }
+            self.call = None;
+            ngx_destroy_pool(self.pool);
+        }
+    }
+}
+
+thread_local! {
+    static FAKES: RefCell<Vec<Box<Fake>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sends calls made by root contexts: (filter definition, instance generation, call).
+pub(crate) fn send(calls: Vec<(usize, u64, HttpCallRequest)>) {
+    for (fi, generation, req) in calls {
+        // SAFETY: runs in a worker, on its only thread, outside any plugin callback.
+        let fake = unsafe { create() };
+        let Some(mut fake) = fake else {
+            crate::ngx_log::cycle_error("[proxy_wasm] http call from a root context: no http server to run it in, or out of memory");
+            let _ = WORKER.try_with(|w| {
+                if let Ok(mut w) = w.try_borrow_mut() {
+                    if let Some(w) = w.as_mut() {
+                        let mi = w.filter_module[fi];
+                        if let Some(inst) = w.instance_for(mi, generation) {
+                            inst.forget_http_calls(1);
+                        }
+                    }
+                }
+            });
+            continue;
+        };
+        // SAFETY: the fake request is alive until its reap event frees it.
+        unsafe {
+            fake.call = Some(http_call::dispatch(fake.r, Owner::Root { fi, generation }, req));
+            ngx_add_timer(&mut fake.kick, 0);
+        }
+        FAKES.with(|f| f.borrow_mut().push(fake));
+    }
+}
+
+/// proxy_on_http_call_response for root context `fi` (from http_call::complete_call).
+pub(crate) unsafe fn deliver(fi: usize, generation: u64, main: *mut ngx_http_request_t, token: u32, resp: &HttpCallResponse) {
+    let chained = WORKER.try_with(|w| {
+        let Ok(mut w) = w.try_borrow_mut() else { return Vec::new() };
+        let Some(w) = w.as_mut() else { return Vec::new() };
+        let mi = w.filter_module[fi];
+        let Some(root) = w.roots[fi] else { return Vec::new() };
+        let Some(inst) = w.instance_for(mi, generation) else { return Vec::new() };
+        if let Err(e) = inst.on_http_call_response(root, token, resp, None) {
+            crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
+            w.poison(mi);
+            return Vec::new();
+        }
+        w.apply_ticks(mi);
+        w.take_root_calls(mi)
+    });
+    send(chained.unwrap_or_default());
+    // Free the fake request once the subrequest has finished with it.
+    FAKES.with(|f| {
+        if let Some(fake) = f.borrow_mut().iter_mut().find(|x| x.r == main) {
+            if fake.reap.timer_set() == 0 {
+                ngx_add_timer(&mut fake.reap, 0);
+            }
+        }
+    });
+}
+
+unsafe extern "C" fn kick_handler(ev: *mut ngx_event_t) {
+    crate::guard("root http call", (), || {
+        let r = (*ev).data as *mut ngx_http_request_t;
+        ngx_http_run_posted_requests((*r).connection);
+    })
+}
+
+unsafe extern "C" fn reap_handler(ev: *mut ngx_event_t) {
+    crate::guard("root http call reap", (), || {
+        let r = (*ev).data as *mut ngx_http_request_t;
+        // Our own reference is the last one: the subrequest has been finalized.
+        if (*r).count() > 1 {
+            ngx_add_timer(ev, 10);
+            return;
+        }
+        let fake = FAKES.with(|f| {
+            let mut f = f.borrow_mut();
+            let at = f.iter().position(|x| x.r == r)?;
+            Some(f.swap_remove(at))
+        });
+        drop(fake);
+    })
+}
+
+/// Frees every fake request (worker exit).
+pub(crate) fn drop_all() {
+    let all = FAKES.with(|f| std::mem::take(&mut *f.borrow_mut()));
+    drop(all);
+}
+
+fn event(handler: unsafe extern "C" fn(*mut ngx_event_t), data: *mut c_void, log: *mut ngx_log_t) -> ngx_event_t {
+    // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
+    let mut ev: ngx_event_t = unsafe { std::mem::zeroed() };
+    ev.handler = Some(handler);
+    ev.data = data;
+    ev.log = log;
+    // A worker shutting down does not wait for root calls.
+    ev.set_cancelable(1);
+    ev
+}
+
+/// A request with no client: a connection with no socket (its write side marked active so
+/// the upstream module never registers it with epoll), the first server's configuration,
+/// and one reference (ours) that keeps nginx from closing it.
+unsafe fn create() -> Option<Box<Fake>> {
+    let cycle = ngx_cycle as *mut ngx_cycle_t;
+    let conf_ctx = *(*cycle).conf_ctx.add(ngx_http_module.index) as *mut ngx_http_conf_ctx_t;
+    if conf_ctx.is_null() {
+        return None;
+    }
+    let cmcf = *(*conf_ctx).main_conf.add(ngx_http_core_module.ctx_index) as *mut ngx_http_core_main_conf_t;
+    if cmcf.is_null() || (*cmcf).servers.nelts == 0 {
+        return None;
+    }
+    let cscf = *((*cmcf).servers.elts as *mut *mut ngx_http_core_srv_conf_t);
+    let sctx = (*cscf).ctx;
+    let pool = ngx_create_pool(4096, (*cycle).log);
+    if pool.is_null() {
+        return None;
+    }
+    let mut fake = Box::new(Fake {
+        pool,
+        r: ptr::null_mut(),
+        call: None,
+        kick: std::mem::zeroed(),
+        reap: std::mem::zeroed(),
+    });
+    let zalloc = |size: usize| ngx_pcalloc(pool, size);
+    let c = zalloc(std::mem::size_of::<ngx_connection_t>()) as *mut ngx_connection_t;
+    let rev = zalloc(std::mem::size_of::<ngx_event_t>()) as *mut ngx_event_t;
+    let wev = zalloc(std::mem::size_of::<ngx_event_t>()) as *mut ngx_event_t;
+    let log = zalloc(std::mem::size_of::<ngx_log_t>()) as *mut ngx_log_t;
+    let lctx = zalloc(std::mem::size_of::<ngx_http_log_ctx_t>()) as *mut ngx_http_log_ctx_t;
+    let sin = zalloc(std::mem::size_of::<sockaddr_in>()) as *mut sockaddr_in;
+    let r = zalloc(std::mem::size_of::<ngx_http_request_t>()) as *mut ngx_http_request_t;
+    if [c as *mut c_void, rev as _, wev as _, log as _, lctx as _, sin as _, r as _].iter().any(|p| p.is_null()) {
+        return None; // the pool goes with `fake`
+    }
+    *log = *(*cycle).log;
+    (*log).data = lctx as *mut c_void;
+    (*log).handler = None;
+    (*log).action = ptr::null_mut();
+    (*lctx).connection = c;
+    (*lctx).request = r;
+    (*lctx).current_request = r;
+    (*sin).sin_family = AF_INET as _;
+    (*sin).sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+    (*c).fd = -1;
+    (*c).read = rev;
+    (*c).write = wev;
+    (*c).log = log;
+    (*c).pool = pool;
+    (*c).sockaddr = sin as *mut sockaddr;
+    (*c).socklen = std::mem::size_of::<sockaddr_in>() as socklen_t;
+    let text = b"127.0.0.1";
+    (*c).addr_text = ngx_str_t { len: text.len(), data: text.as_ptr() as *mut u8 };
+    (*c).data = r as *mut c_void;
+    (*rev).log = log;
+    (*rev).data = c as *mut c_void;
+    // Never registered with the event method: there is no socket.
+    (*rev).set_active(1);
+    (*wev).log = log;
+    (*wev).data = c as *mut c_void;
+    (*wev).set_write(1);
+    (*wev).set_active(1);
+    (*wev).set_ready(1);
+
+    (*r).signature = 0x5054_5448; // NGX_HTTP_MODULE: "HTTP"
+    (*r).connection = c;
+    (*r).pool = pool;
+    (*r).main_conf = (*sctx).main_conf;
+    (*r).srv_conf = (*sctx).srv_conf;
+    (*r).loc_conf = (*sctx).loc_conf;
+    (*r).main = r;
+    (*r).ctx = zalloc(std::mem::size_of::<*mut c_void>() * ngx_http_max_module) as *mut *mut c_void;
+    let nvars = (*cmcf).variables.nelts.max(1);
+    (*r).variables = zalloc(std::mem::size_of::<ngx_http_variable_value_t>() * nvars) as *mut ngx_http_variable_value_t;
+    if (*r).ctx.is_null() || (*r).variables.is_null() {
+        return None;
+    }
+    let elt = std::mem::size_of::<ngx_table_elt_t>();
+    http_call::ngx_list_init_raw(&mut (*r).headers_in.headers, pool, 2, elt)?;
+    http_call::ngx_list_init_raw(&mut (*r).headers_out.headers, pool, 2, elt)?;
+    http_call::ngx_list_init_raw(&mut (*r).headers_out.trailers, pool, 2, elt)?;
+    (*r).headers_in.content_length_n = -1;
+    (*r).headers_in.keep_alive_n = -1;
+    (*r).headers_out.content_length_n = -1;
+    (*r).headers_out.last_modified_time = -1;
+    (*r).method = NGX_HTTP_UNKNOWN as ngx_uint_t;
+    (*r).http_version = NGX_HTTP_VERSION_11 as ngx_uint_t;
+    (*r).set_count(1);
+    (*r).set_subrequests(NGX_HTTP_MAX_SUBREQUESTS + 1);
+    (*r).set_uri_changes(NGX_HTTP_MAX_URI_CHANGES + 1);
+    (*r).set_http_state(ngx_http_state_e_NGX_HTTP_PROCESS_REQUEST_STATE);
+    (*r).set_logged(1);
+    let uri = b"/proxy_wasm_root_call";
+    (*r).uri = ngx_str_t { len: uri.len(), data: uri.as_ptr() as *mut u8 };
+    (*r).read_event_handler = Some(ngx_http_block_reading);
+    (*r).write_event_handler = Some(ngx_http_request_empty_handler);
+    fake.r = r;
+    fake.kick = event(kick_handler, r as *mut c_void, log);
+    fake.reap = event(reap_handler, r as *mut c_void, log);
+    Some(fake)
+}
