@@ -103,7 +103,8 @@ local function check_ctx(fname, ctx, phases, where)
     return r
 end
 
-local _M = { version = "0.1.0" }
+-- ssl_verify: HTTPS calls check the server certificate (set to false to accept any).
+local _M = { version = "0.1.0", ssl_verify = true }
 
 function _M.load(name, path)
     if type(name) ~= "string" or name == "" then
@@ -216,21 +217,17 @@ local function send_request(method, scheme, host, path, headers, body, timeout)
     if not ok then
         return nil, "connect to " .. host .. ": " .. tostring(err)
     end
-    if https then
-        ok, err = sock:sslhandshake(nil, h, false)
-        if not ok then
-            sock:close()
-            return nil, "TLS handshake with " .. host .. ": " .. tostring(err)
-        end
-    end
     local req = { method, " ", path, " HTTP/1.1\r\n" }
     local has_host = false
+    local server_name = h
     for _, kv in ipairs(headers) do
         local k = kv[1]:lower()
         if k == "host" then
             has_host = true
+            server_name = split_host(kv[2])
         end
         if k:find("[\r\n:]") or kv[2]:find("[\r\n]") then
+            sock:close()
             return nil, "bad header in the call: " .. kv[1]
         end
         if k ~= "connection" and k ~= "content-length" and k ~= "transfer-encoding" then
@@ -245,6 +242,15 @@ local function send_request(method, scheme, host, path, headers, body, timeout)
     end
     req[#req + 1] = "Connection: close\r\n\r\n"
     req[#req + 1] = body
+    if https then
+        -- The name checked and sent as SNI is the call's :authority (else the upstream's host);
+        -- trusted CAs come from lua_ssl_trusted_certificate.
+        ok, err = sock:sslhandshake(nil, server_name, _M.ssl_verify)
+        if not ok then
+            sock:close()
+            return nil, "TLS handshake with " .. host .. " (" .. server_name .. "): " .. tostring(err)
+        end
+    end
     ok, err = sock:send(req)
     if not ok then
         sock:close()
