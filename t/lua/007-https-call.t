@@ -4,21 +4,21 @@ use lib 't/lib';
 use Test::Nginx::Socket;
 use ProxyWasmLua;
 
-# A CA, a server certificate for "localhost" signed by it, and an unrelated CA, made now.
-my $certs = ($ENV{TEST_NGINX_SERVROOT} // 't/servroot') . "-lua-certs";
-system("rm -rf '$certs' && mkdir -p '$certs'") == 0 or die "mkdir $certs";
-my $openssl = sub { system("openssl @_ >/dev/null 2>&1") == 0 or die "openssl @_ failed" };
-$openssl->("req -x509 -newkey rsa:2048 -nodes -keyout $certs/ca.key -out $certs/ca.crt -days 2 -subj /CN=test-ca");
-$openssl->("req -x509 -newkey rsa:2048 -nodes -keyout $certs/other.key -out $certs/other.crt -days 2 -subj /CN=other-ca");
-$openssl->("req -newkey rsa:2048 -nodes -keyout $certs/server.key -out $certs/server.csr -subj /CN=localhost");
-open(my $ext, '>', "$certs/ext.cnf") or die; print $ext "subjectAltName=DNS:localhost\n"; close $ext;
-$openssl->("x509 -req -in $certs/server.csr -CA $certs/ca.crt -CAkey $certs/ca.key -CAcreateserial -out $certs/server.crt -days 2 -extfile $certs/ext.cnf");
-$ENV{TEST_NGINX_LUA_CERTS} = $certs;
+use TestCerts;
+$ENV{TEST_NGINX_LUA_CERTS} = TestCerts::make(($ENV{TEST_NGINX_SERVROOT} // 't/servroot') . "-lua-certs");
 
 add_block_preprocessor(sub {
     my $block = shift;
     my $ca = $block->ca // "ca.crt";
     my $init = $block->init_lua // "";
+    my $authority = $block->authority // "localhost";
+    $block->set_value("config", <<"EOF3");
+location /t {
+    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:\$TEST_NGINX_RAND_PORT_1;scheme=https;authority=$authority") }
+    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
+}
+EOF3
+    $block->set_value("request", "GET /t");
     $block->set_value("http_config", <<"EOF2");
 lua_ssl_trusted_certificate \$TEST_NGINX_LUA_CERTS/$ca;
 lua_ssl_verify_depth 2;
@@ -37,25 +37,11 @@ run_tests();
 __DATA__
 
 === TEST 1: verified against the CA, SNI from :authority
---- config
-location /t {
-    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1;scheme=https;authority=localhost") }
-    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
-}
---- request
-GET /t
 --- response_body
 x-call=200/tls ok localhost
 
 === TEST 2: a certificate from an untrusted CA fails the call; the plugin gets no status
 --- ca: other.crt
---- config
-location /t {
-    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1;scheme=https;authority=localhost") }
-    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
-}
---- request
-GET /t
 --- response_body
 x-call=NONE/
 --- error_log
@@ -64,13 +50,7 @@ http call failed: TLS handshake with 127.0.0.1:
 exited on signal
 
 === TEST 3: a certificate for another name fails the call
---- config
-location /t {
-    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1;scheme=https;authority=wrong.example") }
-    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
-}
---- request
-GET /t
+--- authority: wrong.example
 --- response_body
 x-call=NONE/
 --- error_log
@@ -81,12 +61,5 @@ exited on signal
 === TEST 4: ssl_verify = false accepts any certificate
 --- ca: other.crt
 --- init_lua: require("resty.proxy-wasm").ssl_verify = false;
---- config
-location /t {
-    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:$TEST_NGINX_RAND_PORT_1;scheme=https;authority=localhost") }
-    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
-}
---- request
-GET /t
 --- response_body
 x-call=200/tls ok localhost
