@@ -4,7 +4,7 @@
 #   TEST_NGINX_LUA_MODULES       load_module paths, ';'-separated (default: Debian's ndk + lua)
 #   TEST_NGINX_WASM_MODULE       our .so (empty: built in statically)
 #   TEST_NGINX_FILTERS           the test filters
-# Use:  use Test::Nginx::Socket;  use ProxyWasmLua;  run_tests();
+# Use:  use Test::Nginx::Socket;  use ProxyWasmLua;  [ProxyWasmLua::load_by_default(...);]  run_tests();
 package ProxyWasmLua;
 use strict;
 use warnings;
@@ -38,6 +38,18 @@ sub import {
         if (!defined $block->no_error_log && !defined $block->must_die && !defined $block->error_log) {
             $block->set_value("no_error_log", "[error]\n[crit]\n[alert]\n[emerg]\nexited on signal");
         }
+    });
+}
+
+# Blocks without an http_config load filter FILE (in TEST_NGINX_FILTERS) as plugin NAME in
+# init_worker_by_lua, through t/lua/lib/apisix_like.lua.
+sub load_by_default {
+    my ($name, $file) = @_;
+    Test::Nginx::Socket::add_block_preprocessor(sub {
+        my $block = shift;
+        $block->set_value("http_config",
+            qq{init_worker_by_lua_block { require("apisix_like").load("$name", "\$TEST_NGINX_FILTERS/$file") }})
+            unless defined $block->http_config;
     });
 }
 

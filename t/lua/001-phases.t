@@ -4,13 +4,13 @@ use lib 't/lib';
 use Test::Nginx::Socket;
 use ProxyWasmLua;
 
+ProxyWasmLua::load_by_default("testbed", "testbed.wasm");
+
 run_tests();
 
 __DATA__
 
 === TEST 1: request and response headers added from access and header_filter
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "req_add=x-a:1;resp_add=x-b:2") }
@@ -25,8 +25,6 @@ x-a=1
 x-b: 2
 
 === TEST 2: a local response from on_http_request_headers: status, headers, body as given
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "local=403:denied") }
@@ -43,8 +41,6 @@ Content-Type: text/plain
 Content-Length: 6
 
 === TEST 3: a local response with no body is empty, not nginx's error page
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "local=401:") }
@@ -58,8 +54,6 @@ GET /t
 Content-Length: 0
 
 === TEST 4: request header rewrites reach the upstream (set, remove)
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "req_set=x-a:new;req_remove=x-gone") }
@@ -77,8 +71,6 @@ X-Gone: 1
 x-a=new x-gone=nil
 
 === TEST 5: :path and :method are settable and reach the upstream
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "req_set=:path:/echo/x?q=1;req_set=:method:PUT") }
@@ -93,8 +85,6 @@ GET /t
 PUT /echo/x?q=1
 
 === TEST 6: :authority is settable (api7 set :method instead); method unchanged
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "req_set=:authority:new.example") }
@@ -110,8 +100,6 @@ GET /t
 GET host=new.example
 
 === TEST 7: one plugin ctx per route configuration, created on first use and reused
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /a {
     access_by_lua_block { require("apisix_like").access("testbed", "req_add=x-a:route-a") }
@@ -130,8 +118,6 @@ location /b {
 qr/\Acreate plugin context \d+\ncreate plugin context \d+\n\z/
 
 === TEST 8: response header rewrites: set, remove, :status
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     header_filter_by_lua_block { require("apisix_like").header_filter("testbed", "resp_set=x-up:changed;resp_remove=x-drop;resp_set=:status:202") }
@@ -147,8 +133,6 @@ x-up: changed
 ok
 
 === TEST 9: on_http_request_body sees the body with end_of_stream
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block {
@@ -167,8 +151,6 @@ hello body
 req body size=10 eos=true
 
 === TEST 10: a request body rewritten by the plugin reaches the upstream
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").request_body("testbed", "req_body_upper") }
@@ -184,8 +166,6 @@ make me loud
 MAKE ME LOUD len=12
 
 === TEST 11: on_http_response_body per chunk; a rewritten chunk replaces ngx.arg[1]
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     body_filter_by_lua_block { require("apisix_like").body_filter("testbed", "resp_body_upper;resp_body_log") }
@@ -201,8 +181,6 @@ resp body size=6 eos=false
 resp body size=0 eos=true
 
 === TEST 12: a local response from on_http_response_headers replaces status, headers and body
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     header_filter_by_lua_block { require("apisix_like").header_filter("testbed", "resp_local=502:replaced") }
@@ -219,8 +197,6 @@ x-local: testbed
 replaced
 
 === TEST 13: on_log from log_by_lua runs on_done and on_log; on_delete when the request ends
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "log_done;lprop=request.path") }
@@ -238,8 +214,6 @@ lprop request.path=/t?x=1
 testbed on_delete
 
 === TEST 14: without on_log, on_done and on_delete still run when the request is freed
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "log_done") }
@@ -255,8 +229,6 @@ testbed on_done
 testbed on_delete
 
 === TEST 15: properties: a one-word path writes the nginx variable (APISIX's wasm_process_req_body)
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     set $wasm_process_req_body '';
@@ -287,8 +259,6 @@ prop plugin_root_id=my_root
 prop plugin_name=my_root
 
 === TEST 17: a response-phase local response over an upstream body with Content-Length
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     header_filter_by_lua_block { require("apisix_like").header_filter("testbed", "resp_local=503:short") }
@@ -305,8 +275,6 @@ x-local: testbed
 short
 
 === TEST 18: rewrite_by_lua (APISIX's http_request_phase = rewrite) answers locally as well
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     rewrite_by_lua_block { require("apisix_like").access("testbed", "local=429:slow down") }
@@ -319,8 +287,6 @@ GET /t
 slow down
 
 === TEST 19: a local response from on_http_request_body
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").request_body("testbed", "req_body_local=413:body refused") }
@@ -334,8 +300,6 @@ some body
 body refused
 
 === TEST 20: proxy_close_stream from on_http_request_headers closes the connection (444)
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "close_request") }

@@ -4,6 +4,8 @@ use lib 't/lib';
 use Test::Nginx::Socket;
 use ProxyWasmLua;
 
+ProxyWasmLua::load_by_default("testbed", "testbed.wasm");
+
 run_tests();
 
 __DATA__
@@ -49,8 +51,6 @@ failed to load wasm plugin: miss wasm_vm configuration: add "wasm_vm wasmer;" to
 miss wasm_vm configuration
 
 === TEST 3: on_configure: bad plugin, empty or non-string conf, a plugin ctx as the plugin
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     content_by_lua_block {
@@ -76,8 +76,6 @@ bad plugin: on_configure takes what load returned
 cdata
 
 === TEST 4: on_configure rejected by the plugin
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     content_by_lua_block {
@@ -93,8 +91,6 @@ failed to run proxy_on_configure: testbed: proxy_on_configure returned false
 on_configure: rejecting configuration
 
 === TEST 5: callbacks in the wrong phase, or given something else than a plugin ctx
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block {
@@ -123,8 +119,6 @@ bad plugin ctx: on_http_request_headers takes what on_configure returned
 bad body: a string or nil is required
 
 === TEST 6: request callbacks from header_filter are refused
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     header_filter_by_lua_block {
@@ -141,8 +135,6 @@ GET /t
 X-Err: on_http_request_headers called in the header_filter phase: call it from rewrite_by_lua or access_by_lua
 
 === TEST 7: a trap fails the request with the error; the next request gets a fresh instance
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /trap {
     access_by_lua_block { require("apisix_like").access("testbed", "trap_request") }
@@ -186,8 +178,6 @@ exceeded its CPU budget of 10000000 wasm instructions
 exited on signal
 
 === TEST 9: a trap in on_http_response_headers is reported (the response goes on, as in APISIX)
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     header_filter_by_lua_block { require("apisix_like").header_filter("testbed", "trap_response") }
@@ -201,8 +191,6 @@ ok
 failed to run wasm plugin: failed to run proxy_on_http_response_headers
 
 === TEST 10: a plugin that traps on every request is restarted with a back-off
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /trap {
     access_by_lua_block { require("apisix_like").access("testbed", "trap_request") }

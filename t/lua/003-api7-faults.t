@@ -5,6 +5,8 @@ use lib 't/lib';
 use Test::Nginx::Socket;
 use ProxyWasmLua;
 
+ProxyWasmLua::load_by_default("testbed", "testbed.wasm");
+
 run_tests();
 
 __DATA__
@@ -50,8 +52,6 @@ abc
 rc=0
 
 === TEST 3: Pause with nothing pending: rc 0, no call to fetch, call_get writes an empty call
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block {
@@ -124,8 +124,6 @@ kept
 testbed: unloaded wasm plugin
 
 === TEST 6: a deleted plugin ctx pointer is refused, not dereferenced
---- http_config
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block {

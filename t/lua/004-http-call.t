@@ -5,11 +5,7 @@ use lib 't/lib';
 use Test::Nginx::Socket;
 use ProxyWasmLua;
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value("http_config", 'init_worker_by_lua_block { require("apisix_like").load("callout", "$TEST_NGINX_FILTERS/lua_callout.wasm") }')
-        unless defined $block->http_config;
-});
+ProxyWasmLua::load_by_default("callout", "lua_callout.wasm");
 
 run_tests();
 
