@@ -6,7 +6,7 @@ local wasm = require("resty.proxy-wasm")
 local _M = { plugins = {}, ctxs = {} }
 
 function _M.load(name, file)
-    local plugin, err = wasm.load(name, os.getenv("TEST_NGINX_FILTERS_DIR") and file or file)
+    local plugin, err = wasm.load(name, file)
     if not plugin then
         ngx.log(ngx.ERR, "load ", name, ": ", err)
         return nil, err
