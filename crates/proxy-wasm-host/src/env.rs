@@ -30,6 +30,7 @@ pub enum Callback {
     ResponseBody,
     ResponseTrailers,
     Tick,
+    QueueReady,
     Log,
     Done,
     Delete,
@@ -49,6 +50,7 @@ impl Callback {
             Callback::ResponseBody => "proxy_on_response_body",
             Callback::ResponseTrailers => "proxy_on_response_trailers",
             Callback::Tick => "proxy_on_tick",
+            Callback::QueueReady => "proxy_on_queue_ready",
             Callback::Log => "proxy_on_log",
             Callback::Done => "proxy_on_done",
             Callback::Delete => "proxy_on_delete",
@@ -156,6 +158,17 @@ pub struct HostEnv {
     /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
     pub(crate) scratch: Vec<u8>,
     pub(crate) map_scratch: crate::maps::MapBuilder,
+    /// Shared data, queues and metrics (None: those hostcalls answer UNIMPLEMENTED).
+    pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
+    /// Queues registered by this instance's root contexts, polled for on_queue_ready.
+    pub(crate) queue_regs: Vec<QueueReg>,
+}
+
+/// A root context waiting on a queue; `seen` is the queue's sequence number last announced.
+pub(crate) struct QueueReg {
+    pub root: u32,
+    pub queue: u32,
+    pub seen: u64,
 }
 
 impl HostEnv {
@@ -175,6 +188,8 @@ impl HostEnv {
             waiting: Default::default(),
             scratch: Vec::new(),
             map_scratch: Default::default(),
+            shared: crate::shared_store::process_store(),
+            queue_regs: Vec::new(),
         }
     }
 

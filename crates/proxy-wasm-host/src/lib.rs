@@ -14,6 +14,7 @@ pub mod limits;
 pub mod maps;
 mod memory;
 pub mod runtime;
+pub mod shared_store;
 pub mod stream;
 
 pub use abi::{Action, LogLevel, MapType, Status};
@@ -21,4 +22,5 @@ pub use env::{Callback, Logger, StreamOps};
 pub use instance::{HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
 pub use runtime::{compile, compile_cached, new_engine, CacheOutcome, CompiledModule, Compiler, Engine};
+pub use shared_store::SharedStore;
 pub use stream::{HttpStream, LocalResponse, MemoryStream};
