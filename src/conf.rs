@@ -64,6 +64,9 @@ pub(crate) struct MainConf {
     /// wasm_max_memory / wasm_max_instructions (None = default).
     pub max_memory: Option<u64>,
     pub max_instructions: Option<u64>,
+    /// wasm_shm_size, and the zone declared in postconfiguration (see shm.rs).
+    pub shm_size: Option<usize>,
+    pub shm_zone: Option<std::ptr::NonNull<ngx_shm_zone_t>>,
 }
 
 impl MainConf {

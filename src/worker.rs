@@ -247,7 +247,14 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
         if ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t {
             return NGX_OK as ngx_int_t;
         }
-        match load(mcf) {
+        if let Err(msg) = crate::shm::add_zone(cf, mcf) {
+            emerg(cf, &msg);
+            return NGX_ERROR as ngx_int_t;
+        }
+        crate::shm::install_check_store();
+        let loaded = load(mcf);
+        proxy_wasm_host::shared_store::set_process_store(None);
+        match loaded {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(msg) => {
                 emerg(cf, &msg);
@@ -308,6 +315,7 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
             return NGX_OK as ngx_int_t;
         }
         let t0 = std::time::Instant::now();
+        crate::shm::install_worker_store(mcf);
         let mut w = Worker::new(mcf);
         let mut started = 0;
         for mi in 0..mcf.modules.len() {
@@ -324,6 +332,7 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
         );
         ngx::log::log_error(NGX_LOG_NOTICE as ngx_uint_t, (*cycle).log, 0, msg.as_bytes());
         WORKER.with(|s| *s.borrow_mut() = Some(w));
+        crate::queue_poll::start();
         NGX_OK as ngx_int_t
     })
 }
@@ -335,6 +344,7 @@ pub(crate) unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
                 w.stop_ticks();
             }
         });
+        crate::queue_poll::stop();
     })
 }
 
