@@ -2,7 +2,7 @@
 # seen across workers, Envoy's CAS semantics, kept across `nginx -s reload`.
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
-use ProxyWasmTest;
+use ProxyWasmTest 'shared_state';
 use NginxReload;
 
 workers(2);
@@ -12,8 +12,6 @@ run_tests();
 __DATA__
 
 === TEST 1: set, get, CAS: a stale cas gets CAS_MISMATCH, the current one writes, cas 0 always writes
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /t { proxy_wasm shared_state; empty_gif; }
 --- request
@@ -35,8 +33,6 @@ setcas new: Ok
 get new: x cas=nonzero
 
 === TEST 2: two workers see the same data: each adds itself to `members` with CAS, then reads what the other wrote
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /t { proxy_wasm shared_state "tick=20"; empty_gif; }
 --- init
@@ -54,8 +50,6 @@ worker 1 numbered
 worker 2 numbered
 
 === TEST 3: data survives nginx -s reload (the zone is reused with its contents)
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /t { proxy_wasm shared_state; empty_gif; }
 --- init

@@ -2,7 +2,7 @@
 # delivered by each worker's poll timer (every 100 ms) to the root context that registered.
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
-use ProxyWasmTest;
+use ProxyWasmTest 'shared_state';
 
 workers(2);
 
@@ -11,8 +11,6 @@ run_tests();
 __DATA__
 
 === TEST 1: a queue registered in worker 1 is filled by worker 2 and drained by worker 1's on_queue_ready, in order
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /t { proxy_wasm shared_state "tick=20;queue=jobs"; empty_gif; }
 --- request
@@ -29,8 +27,6 @@ worker 1 queue empty
 worker 2 enqueued to jobs: Ok(())
 
 === TEST 2: from requests: unknown queue NOT_FOUND, EMPTY when empty, FIFO order
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /t { proxy_wasm shared_state; empty_gif; }
 --- request

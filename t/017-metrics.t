@@ -2,7 +2,7 @@
 # the Prometheus text format by `proxy_wasm_metrics`.
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
-use ProxyWasmTest;
+use ProxyWasmTest 'shared_state';
 
 workers(2);
 
@@ -22,8 +22,6 @@ run_tests();
 __DATA__
 
 === TEST 1: each of two workers updates a counter, a gauge and a histogram; the scrape shows the sums
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /t { proxy_wasm shared_state "tick=20"; empty_gif; }
 location /metrics { proxy_wasm_metrics; }
@@ -41,8 +39,6 @@ worker 1 numbered
 worker 2 numbered
 
 === TEST 2: from requests (on either worker): counters only grow, gauges move and are set, get_metric reads, histograms cannot be read
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /t { proxy_wasm shared_state; empty_gif; }
 location /metrics { proxy_wasm_metrics; }
@@ -63,8 +59,6 @@ location /metrics { proxy_wasm_metrics; }
  . main::histogram("lat_ms", 3000003, 5 => 1, '+Inf' => 2)]
 
 === TEST 3: the metrics location answers GET and HEAD only
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
 --- config
 location /metrics { proxy_wasm_metrics; }
 --- request
