@@ -58,3 +58,18 @@ location /b { proxy_wasm other; empty_gif; }
 ["x-ops: register=q", "x-ops: enqueue=q:x;register=q", "x-ops: register=q;enqueue=q:for a", "x-ops: dequeue=q", "x-ops: dequeue=q"]
 --- response_body eval
 ["register q: id=1\n", "enqueue q: NOT_FOUND\nregister q: id=2\n", "register q: id=1\nenqueue q: Ok(())\n", "dequeue q: EMPTY\n", "dequeue q: for a\n"]
+
+=== TEST 4: a trap in on_queue_ready is logged as that callback's failure; the worker keeps serving
+--- http_config
+wasm_module queue_trap $TEST_NGINX_FILTERS/queue_trap.wat;
+--- config
+location /t { proxy_wasm queue_trap; empty_gif; }
+--- request
+GET /t
+--- wait: 0.5
+--- error_code: 200
+--- error_log
+queue_trap: proxy_on_queue_ready failed
+--- no_error_log
+exited on signal
+[alert]
