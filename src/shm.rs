@@ -41,7 +41,8 @@ pub(crate) extern "C" fn set_shm_size(cf: *mut ngx_conf_t, _cmd: *mut ngx_comman
 /// it later, once per cycle, in the master.
 pub(crate) unsafe fn add_zone(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let mut name = ngx::ngx_string!("proxy_wasm");
-    let size = mcf.shm_size.unwrap_or(DEFAULT_SIZE);
+    // The store gets the whole configured size, after nginx's slab header (see region()).
+    let size = mcf.shm_size.unwrap_or(DEFAULT_SIZE) + header_size();
     let tag = addr_of_mut!(crate::ngx_http_proxy_wasm_module) as *mut c_void;
     let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
     let Some(z) = NonNull::new(zone) else { return Err("cannot add the \"proxy_wasm\" shared memory zone".into()) };
@@ -50,10 +51,14 @@ pub(crate) unsafe fn add_zone(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result
     Ok(())
 }
 
+fn header_size() -> usize {
+    (std::mem::size_of::<ngx_slab_pool_t>() + 63) & !63
+}
+
 /// Where the store goes in the zone: after nginx's slab pool header, which nginx itself may
 /// still touch (its master force-unlocks every zone's slab mutex when a worker dies).
 unsafe fn region(zone: *mut ngx_shm_zone_t) -> (*mut u8, usize) {
-    let skip = (std::mem::size_of::<ngx_slab_pool_t>() + 63) & !63;
+    let skip = header_size();
     let shm = &(*zone).shm;
     (shm.addr.add(skip), shm.size.saturating_sub(skip))
 }
