@@ -102,3 +102,25 @@ x-ops: set=a:1;get=a
 --- response_body
 set a: Ok
 get a: 1 cas=nonzero
+
+=== TEST 7: a full zone evicts the least recently written entries, with a warning
+--- http_config
+wasm_shm_size 1m;
+wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
+--- config
+location /t { proxy_wasm shared_state; empty_gif; }
+--- request
+GET /t
+--- more_headers
+x-ops: set=first:1;fill=p:40:20000;get=first;count=p0;count=p38;count=p39
+--- response_body
+set first: Ok
+fill p: Ok
+get first: NOT_FOUND
+count p0: NOT_FOUND
+count p38: 1
+count p39: 1
+--- error_log
+shared memory zone full: evicted
+--- no_error_log
+[error]

@@ -462,39 +462,51 @@ impl SharedStore {
     }
 
     /// Makes room for `need` bytes: compacts, then evicts the least recently written entries.
-    fn ensure_space(&self, need: usize) -> Result<(), Status> {
+    /// Returns how many were evicted. Evicts nothing when even all of them would not do.
+    fn ensure_space(&self, need: usize) -> Result<u64, Status> {
         if need > self.get_u64(H_HEAP_LEN) as usize / 2 {
             return Err(Status::BadArgument);
         }
         if self.free() >= need {
-            return Ok(());
+            return Ok(0);
         }
         if self.get_u64(H_DEAD) > 0 {
             self.compact();
             if self.free() >= need {
-                return Ok(());
+                return Ok(0);
             }
         }
-        // The log is in write order: its oldest live entries were written least recently.
         let heap = self.heap_off();
         let end = self.get_u64(H_LOG_END) as usize;
-        let mut off = 0;
-        let mut evicted = 0u64;
-        while off < end && self.free() + (self.get_u64(H_DEAD) as usize) < need {
-            let h = heap + off;
-            if self.get_u8(h + 4) == KIND_KV && self.get_u8(h + 5) == 1 {
-                self.kill(off);
-                evicted += 1;
+        let live_entries = |mut f: Box<dyn FnMut(usize, usize) -> bool + '_>| {
+            let mut off = 0;
+            while off < end {
+                let h = heap + off;
+                let total = self.get_u32(h) as usize;
+                if self.get_u8(h + 4) == KIND_KV && self.get_u8(h + 5) == 1 && !f(off, total) {
+                    break;
+                }
+                off += total;
             }
-            off += self.get_u32(h) as usize;
+        };
+        let mut evictable = 0;
+        live_entries(Box::new(|_, total| {
+            evictable += total;
+            true
+        }));
+        if self.free() + evictable < need {
+            return Err(Status::InternalFailure);
         }
+        // The log is in write order: its oldest live entries were written least recently.
+        let mut evicted = 0u64;
+        live_entries(Box::new(|off, _| {
+            self.kill(off);
+            evicted += 1;
+            self.free() + (self.get_u64(H_DEAD) as usize) < need
+        }));
         self.set_u64(H_EVICTIONS, self.get_u64(H_EVICTIONS) + evicted);
         self.compact();
-        if self.free() >= need {
-            Ok(())
-        } else {
-            Err(Status::InternalFailure)
-        }
+        Ok(evicted)
     }
 
     // --- shared data --------------------------------------------------------------------
@@ -515,8 +527,8 @@ impl SharedStore {
     /// Envoy's semantics: cas 0 writes unconditionally; a nonzero cas must be the entry's
     /// current one (CAS_MISMATCH otherwise); a missing key is created whatever the cas.
     /// BAD_ARGUMENT past the size bounds; INTERNAL_FAILURE if the zone cannot hold it even
-    /// after evicting.
-    pub fn set(&self, key: &[u8], value: &[u8], cas: u32) -> Result<(), Status> {
+    /// after evicting. Returns how many entries were evicted to make room.
+    pub fn set(&self, key: &[u8], value: &[u8], cas: u32) -> Result<u64, Status> {
         if key.len() > MAX_KEY || value.len() > MAX_VALUE {
             return Err(Status::BadArgument);
         }
@@ -529,7 +541,7 @@ impl SharedStore {
                 }
             }
         }
-        self.ensure_space(align8(R_HDR + key.len() + value.len()))?;
+        let evicted = self.ensure_space(align8(R_HDR + key.len() + value.len()))?;
         let mut next = self.get_u32(H_NEXT_CAS);
         if next == 0 {
             next = 1;
@@ -542,7 +554,7 @@ impl SharedStore {
         }
         let rec = self.append(KIND_KV, key, value, hash, u64::from(next));
         self.set_u32(slot, rec as u32 + 1);
-        Ok(())
+        Ok(evicted)
     }
 
     /// Entries evicted since the zone was created.
@@ -604,8 +616,9 @@ impl SharedStore {
     }
 
     /// Appends an item. NOT_FOUND for an unknown id; BAD_ARGUMENT past MAX_VALUE;
-    /// INTERNAL_FAILURE when the queue holds MAX_QUEUE_ITEMS or the zone is full.
-    pub fn enqueue(&self, id: u32, data: &[u8]) -> Result<(), Status> {
+    /// INTERNAL_FAILURE when the queue holds MAX_QUEUE_ITEMS or the zone is full. Returns how
+    /// many shared-data entries were evicted to make room.
+    pub fn enqueue(&self, id: u32, data: &[u8]) -> Result<u64, Status> {
         let q = self.queue_index(id)?;
         if data.len() > MAX_VALUE {
             return Err(Status::BadArgument);
@@ -615,7 +628,7 @@ impl SharedStore {
         if self.get_u64(s + Q_LEN) >= MAX_QUEUE_ITEMS {
             return Err(Status::InternalFailure);
         }
-        self.ensure_space(align8(R_HDR + data.len()))?;
+        let evicted = self.ensure_space(align8(R_HDR + data.len()))?;
         let rec = self.append(KIND_ITEM, &[], data, id, 0);
         self.set_u64(s + Q_LEN, self.get_u64(s + Q_LEN) + 1);
         self.set_u64(s + Q_BYTES, self.get_u64(s + Q_BYTES) + data.len() as u64);
@@ -623,7 +636,7 @@ impl SharedStore {
             self.set_u64(s + Q_HEAD, rec as u64);
         }
         self.atomic_u64(s + Q_SEQ).fetch_add(1, Ordering::Release);
-        Ok(())
+        Ok(evicted)
     }
 
     /// Takes the oldest item. NOT_FOUND for an unknown id, EMPTY when there is none.
@@ -892,6 +905,21 @@ mod tests {
         assert_eq!(s.get(b"key0").unwrap().0, b"1999");
         assert_eq!(s.get(b"key1999").unwrap().0, val);
         assert_eq!(s.get(b"key1"), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn a_write_that_cannot_fit_evicts_nothing() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        let q = s.register_queue(b"vm\0q").unwrap();
+        // Queue items are never evicted: fill the zone with them.
+        while s.enqueue(q, &[0; 10_000]).is_ok() {}
+        assert_eq!(s.set(b"small", b"x", 0), Ok(0));
+        assert_eq!(s.set(b"big", &[0; 100_000], 0), Err(Status::InternalFailure));
+        assert_eq!(s.get(b"small").unwrap().0, b"x");
+        assert_eq!(s.evictions(), 0);
+        // Draining the queue makes room again.
+        while s.dequeue(q).is_ok() {}
+        assert_eq!(s.set(b"big", &[0; 100_000], 0), Ok(0));
     }
 
     #[test]

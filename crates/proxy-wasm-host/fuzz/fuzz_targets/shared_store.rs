@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
                 match kv.get(&(a % 8)) {
                     Some(e) if cas != 0 && cas != e.1 => assert_eq!(r, Err(Status::CasMismatch)),
                     _ => {
-                        assert_eq!(r, Ok(()));
+                        assert_eq!(r, Ok(0));
                         let (_, new_cas) = s.get(&key).expect("just set");
                         kv.insert(a % 8, (val, new_cas));
                     }
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
                 if let Some((id, q)) = queues.get_mut(&(a % 4)) {
                     if items < 2000 {
                         let item = vec![a; (b % 64) as usize];
-                        assert_eq!(s.enqueue(*id, &item), Ok(()));
+                        assert_eq!(s.enqueue(*id, &item), Ok(0));
                         q.push_back(item);
                         items += 1;
                     }

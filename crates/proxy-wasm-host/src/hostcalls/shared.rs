@@ -35,6 +35,14 @@ fn own_key(env: &FunctionEnvMut<HostEnv>, name: &[u8]) -> Vec<u8> {
     namespaced(env.data().name.as_bytes(), name)
 }
 
+/// A full zone is worth knowing about: eviction is silent to the plugin.
+fn warn_evicted(env: &mut FunctionEnvMut<HostEnv>, evicted: u64) {
+    if evicted > 0 {
+        let msg = format!("shared memory zone full: evicted {evicted} least recently written shared data entries (raise wasm_shm_size)");
+        env.data_mut().log(crate::abi::LogLevel::Warn, msg.as_bytes());
+    }
+}
+
 fn code(r: Result<i32, Status>) -> i32 {
     r.unwrap_or_else(|s| s as i32)
 }
@@ -61,7 +69,9 @@ pub(crate) fn proxy_set_shared_data(mut env: FunctionEnvMut<HostEnv>, key: i32, 
         let s = store(&mut env, "proxy_set_shared_data")?;
         let key = own_key(&env, &read(&env, key, key_len)?);
         let value = read(&env, value, value_len)?;
-        s.set(&key, &value, cas as u32)
+        let evicted = s.set(&key, &value, cas as u32)?;
+        warn_evicted(&mut env, evicted);
+        Ok(())
     })())
 }
 
@@ -112,7 +122,9 @@ pub(crate) fn proxy_enqueue_shared_queue(mut env: FunctionEnvMut<HostEnv>, id: i
     status((|| {
         let s = store(&mut env, "proxy_enqueue_shared_queue")?;
         let value = read(&env, value, value_len)?;
-        s.enqueue(id as u32, &value)
+        let evicted = s.enqueue(id as u32, &value)?;
+        warn_evicted(&mut env, evicted);
+        Ok(())
     })())
 }
 

@@ -16,6 +16,7 @@
 //!   setcas=k:v:CAS     CAS a number, or `last` (the cas of the last get)
 //!   get=k              `get k: <value> cas=<nonzero|0>` or `get k: NOT_FOUND`
 //!   count=k            `count k: <entries of the comma-separated value>`
+//!   fill=p:N:SIZE      sets keys p0..p<N-1> to SIZE bytes each: `fill p: Ok|<first error>`
 //!   register=q         `register q: Ok`
 //!   enqueue=q:item     `enqueue q: Ok|NOT_FOUND|<status>` (resolved in this VM)
 //!   dequeue=q          `dequeue q: <item>|EMPTY|NOT_FOUND`
@@ -191,6 +192,12 @@ impl Http {
                 }
                 (None, _) => format!("{op} {a}: NOT_FOUND"),
             },
+            "fill" => {
+                let (n, size): (usize, usize) = (b.parse().unwrap_or(0), c.parse().unwrap_or(0));
+                let value = vec![b'x'; size];
+                let r = (0..n).try_for_each(|i| self.set_shared_data(&format!("{a}{i}"), Some(&value), None));
+                format!("fill {a}: {}", if r.is_ok() { "Ok".to_string() } else { format!("{:?}", r.unwrap_err()) })
+            }
             "register" => format!("register {a}: id={}", self.register_shared_queue(a)),
             "enqueue" => match self.resolve_shared_queue("", a) {
                 None => format!("enqueue {a}: NOT_FOUND"),
