@@ -202,7 +202,8 @@ impl SharedStore {
         // could read it as a store (no magic yet).
         unsafe { std::ptr::write_bytes(self.base, 0, TABLES) };
         let rest = self.len - TABLES;
-        // About one index slot per 40 heap bytes (the smallest record is 32): load <= 0.5.
+        // One index slot per 16 heap bytes, while a record takes at least 24: the index can
+        // never fill up, so probing always ends on an empty slot (load <= 2/3).
         let index_cap = (rest / 5 / 4).max(16);
         let heap_off = align8(TABLES + index_cap * 4);
         self.set_u64(H_INDEX_OFF, TABLES as u64);
@@ -693,8 +694,9 @@ impl SharedStore {
         HEADER + i * METRIC_SLOT
     }
 
-    /// The id of metric `name`, created if needed: the same in every process. BAD_ARGUMENT
-    /// for an empty or too long name, or a name defined before with another type.
+    /// The id of metric (`kind`, `name`), created if needed: the same in every process. As in
+    /// Envoy, one name may be defined with several types (distinct metrics). BAD_ARGUMENT for
+    /// an empty or too long name.
     pub fn define_metric(&self, kind: MetricKind, name: &[u8]) -> Result<u32, Status> {
         if name.is_empty() || name.len() > MAX_METRIC_NAME {
             return Err(Status::BadArgument);
@@ -703,10 +705,7 @@ impl SharedStore {
         let n = self.atomic_u32(H_N_METRICS).load(Ordering::Relaxed) as usize;
         for i in 0..n {
             let s = self.metric_slot(i);
-            if self.bytes(s + M_NAME, self.get_u16(s + M_NAME_LEN) as usize) == name {
-                if self.get_u8(s + M_KIND) != kind as u8 {
-                    return Err(Status::BadArgument);
-                }
+            if self.get_u8(s + M_KIND) == kind as u8 && self.bytes(s + M_NAME, self.get_u16(s + M_NAME_LEN) as usize) == name {
                 return Ok(i as u32 + 1);
             }
         }
@@ -1013,7 +1012,8 @@ mod tests {
         let g = s.define_metric(MetricKind::Gauge, b"9active").unwrap();
         let h = s.define_metric(MetricKind::Histogram, b"latency_ms").unwrap();
         assert_eq!(s.define_metric(MetricKind::Counter, b"requests.total"), Ok(c));
-        assert_eq!(s.define_metric(MetricKind::Gauge, b"requests.total"), Err(Status::BadArgument));
+        let other = s.define_metric(MetricKind::Gauge, b"requests.total").unwrap();
+        assert_ne!(other, c);
         s.increment_metric(c, 2).unwrap();
         s.record_metric(c, 3).unwrap();
         assert_eq!(s.increment_metric(c, -1), Err(Status::BadArgument));
@@ -1028,6 +1028,7 @@ mod tests {
         }
         let text = prometheus_text(&s.metrics());
         assert!(text.contains("# TYPE requests_total counter\nrequests_total 5\n"), "{text}");
+        assert!(text.contains("# requests_total: another metric has this name once sanitized; skipped\n"), "{text}");
         assert!(text.contains("# TYPE _9active gauge\n_9active -5\n"), "{text}");
         assert!(text.contains("latency_ms_bucket{le=\"1\"} 1\n"), "{text}");
         assert!(text.contains("latency_ms_bucket{le=\"5\"} 2\n"), "{text}");
