@@ -182,7 +182,7 @@ impl SharedStore {
         if len < MIN_SIZE {
             return Err(format!("the shared memory zone needs at least {MIN_SIZE} bytes"));
         }
-        if base as usize % 8 != 0 {
+        if !(base as usize).is_multiple_of(8) {
             return Err("the shared memory zone is not 8-byte aligned".into());
         }
         let s = SharedStore { base, len: len & !7, pid: std::process::id(), _owned: None };
@@ -266,18 +266,18 @@ impl SharedStore {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(off), data.len()) }
     }
     fn atomic_u32(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= self.len);
+        assert!(off.is_multiple_of(4) && off + 4 <= self.len);
         // SAFETY: aligned and in bounds (asserted); this word is only ever accessed atomically.
         unsafe { AtomicU32::from_ptr(self.base.add(off) as *mut u32) }
     }
     fn atomic_u64(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: aligned and in bounds (asserted); this word is only accessed atomically once
         // the region is published.
         unsafe { AtomicU64::from_ptr(self.base.add(off) as *mut u64) }
     }
     fn atomic_i64(&self, off: usize) -> &AtomicI64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: as atomic_u64.
         unsafe { AtomicI64::from_ptr(self.base.add(off) as *mut i64) }
     }
@@ -294,7 +294,7 @@ impl SharedStore {
                 Err(h) => h,
             };
             spins = spins.wrapping_add(1);
-            if spins % 256 != 0 {
+            if !spins.is_multiple_of(256) {
                 std::hint::spin_loop();
                 continue;
             }
@@ -323,7 +323,7 @@ impl SharedStore {
             let total = self.get_u32(h) as usize;
             let kind = self.get_u8(h + 4);
             let need = R_HDR + self.get_u16(h + 6) as usize + self.get_u32(h + 8) as usize;
-            if total < R_HDR || total % 8 != 0 || off + total > end || need > total || !(kind == KIND_KV || kind == KIND_ITEM)
+            if total < R_HDR || !total.is_multiple_of(8) || off + total > end || need > total || !(kind == KIND_KV || kind == KIND_ITEM)
             {
                 end = off;
                 break;
