@@ -48,8 +48,11 @@ pub(crate) fn stop() {
     });
 }
 
+/// The timer's handler; `ev` is the event in TIMER.
 unsafe extern "C" fn poll_handler(ev: *mut ngx_event_t) {
     crate::guard("queue poll", (), || {
+        // SAFETY (ev, ngx_exiting, ngx_quit): nginx calls this on the worker thread with the
+        // event we armed, which lives in TIMER until stop() removes it from the timer tree.
         let _ = WORKER.try_with(|s| {
             let Ok(mut w) = s.try_borrow_mut() else { return };
             let Some(w) = w.as_mut() else { return };

@@ -18,6 +18,8 @@ const MAX_SIZE: usize = 1 << 30;
 
 /// `wasm_shm_size SIZE;`
 pub(crate) extern "C" fn set_shm_size(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with the live ngx_conf_t and this module's main
+    // conf (NGX_HTTP_MAIN_CONF_OFFSET), a MainConf; the directive takes exactly one argument.
     crate::guard("wasm_shm_size", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let arg: ngx_str_t = (*(*cf).args).as_slice()[1];
@@ -39,6 +41,9 @@ pub(crate) extern "C" fn set_shm_size(cf: *mut ngx_conf_t, _cmd: *mut ngx_comman
 
 /// Declares the zone (postconfiguration, when any module is declared). Cheap: nginx creates
 /// it later, once per cycle, in the master.
+///
+/// # Safety
+/// `cf` is the configuration being loaded (postconfiguration's argument).
 pub(crate) unsafe fn add_zone(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let mut name = ngx::ngx_string!("proxy_wasm");
     // The store gets the whole configured size, after nginx's slab header (see region()).
@@ -57,6 +62,9 @@ fn header_size() -> usize {
 
 /// Where the store goes in the zone: after nginx's slab pool header, which nginx itself may
 /// still touch (its master force-unlocks every zone's slab mutex when a worker dies).
+///
+/// # Safety
+/// `zone` is our zone, mapped (shm.addr set by nginx); its size includes header_size().
 unsafe fn region(zone: *mut ngx_shm_zone_t) -> (*mut u8, usize) {
     let skip = header_size();
     let shm = &(*zone).shm;
@@ -67,6 +75,8 @@ unsafe fn region(zone: *mut ngx_shm_zone_t) -> (*mut u8, usize) {
 /// with the same size) or already holds one.
 unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
     crate::guard("wasm shm init", NGX_ERROR as ngx_int_t, || {
+        // SAFETY: nginx calls this with our zone once it is mapped, page-aligned, for the whole
+        // cycle; nothing but SharedStore handles uses the part after the slab header.
         let (addr, len) = region(zone);
         match SharedStore::attach(addr, len) {
             Ok(_) => {
@@ -82,6 +92,9 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> 
 }
 
 /// In a worker: instances created from now on use the zone.
+///
+/// # Safety
+/// Called in init_process: the cycle's zones are mapped (`shm_zone` is this cycle's).
 pub(crate) unsafe fn install_worker_store(mcf: &MainConf) {
     let store = mcf.shm_zone.and_then(|z| {
         let zone = z.as_ptr();
