@@ -161,14 +161,7 @@ pub struct HostEnv {
     /// Shared data, queues and metrics (None: those hostcalls answer UNIMPLEMENTED).
     pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
     /// Queues registered by this instance's root contexts, polled for on_queue_ready.
-    pub(crate) queue_regs: Vec<QueueReg>,
-}
-
-/// A root context waiting on a queue; `seen` is the queue's sequence number last announced.
-pub(crate) struct QueueReg {
-    pub root: u32,
-    pub queue: u32,
-    pub seen: u64,
+    pub(crate) queue_regs: Vec<crate::shared_store::QueueReg>,
 }
 
 impl HostEnv {

@@ -799,6 +799,14 @@ impl SharedStore {
     }
 }
 
+/// A root context of an instance waiting on a queue (kept in the instance's HostEnv); `seen`
+/// is the queue's sequence number last announced to it.
+pub(crate) struct QueueReg {
+    pub root: u32,
+    pub queue: u32,
+    pub seen: u64,
+}
+
 static PROCESS_STORE: std::sync::Mutex<Option<std::sync::Arc<SharedStore>>> = std::sync::Mutex::new(None);
 
 /// Sets the store that instances created from now on in this process use (the embedder's

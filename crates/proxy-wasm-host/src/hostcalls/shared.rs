@@ -5,10 +5,10 @@
 use wasmer::FunctionEnvMut;
 
 use crate::abi::Status;
-use crate::env::{HostEnv, QueueReg};
+use crate::env::HostEnv;
 use crate::hostcalls::status;
 use crate::memory::{read, return_bytes, write_u32, write_u64};
-use crate::shared_store::{MetricKind, SharedStore};
+use crate::shared_store::{MetricKind, QueueReg, SharedStore};
 
 /// The store, or UNIMPLEMENTED with a warning naming the call when the embedder gave none.
 fn store(env: &mut FunctionEnvMut<HostEnv>, call: &str) -> Result<std::sync::Arc<SharedStore>, Status> {
