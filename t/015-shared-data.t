@@ -89,21 +89,7 @@ location /t { proxy_wasm shared_state; empty_gif; }
 --- error_log eval
 qr/invalid size "100k" in "wasm_shm_size": use 1m\.\.1g in .*nginx\.conf:\d+/
 
-=== TEST 6: wasm_shm_size sets the zone size; the store works in it
---- http_config
-wasm_shm_size 2m;
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
---- config
-location /t { proxy_wasm shared_state; empty_gif; }
---- request
-GET /t
---- more_headers
-x-ops: set=a:1;get=a
---- response_body
-set a: Ok
-get a: 1 cas=nonzero
-
-=== TEST 7: a full zone evicts the least recently written entries, with a warning
+=== TEST 6: wasm_shm_size 1m: a full zone evicts the least recently written entries, with a warning
 --- http_config
 wasm_shm_size 1m;
 wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
