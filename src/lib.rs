@@ -11,6 +11,8 @@
 //! - `log_phase`: on_done / on_log / on_delete at the end of a request.
 //! - `request`: the host core's `HttpStream` over `ngx_http_request_t`.
 //! - `ngx_log`: plugin logs into nginx's error log.
+//! - `shm`, `queue_poll`, `metrics_handler`: the shared-memory zone (shared data, queues,
+//!   metrics), the per-worker timer delivering on_queue_ready, the Prometheus endpoint.
 
 use std::ffi::c_char;
 use std::ptr::{addr_of, addr_of_mut, null_mut};

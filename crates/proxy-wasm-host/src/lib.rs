@@ -5,6 +5,7 @@
 //! - `instance`: one plugin instance, its contexts and the callback lifecycle.
 //! - `hostcalls`: the functions plugins import (Proxy-Wasm and WASI).
 //! - `stream`: the `HttpStream` trait an embedder implements for one request.
+//! - `shared_store`: shared data, queues and metrics in a raw (shared) memory region.
 
 pub mod abi;
 mod env;
