@@ -2,6 +2,7 @@
 # cargo fuzz on the host core (crates/proxy-wasm-host/fuzz) for a bounded time per target:
 #   codec      the header-map codec, header name/value checks, property paths
 #   hostcalls  every hostcall with fuzzer-chosen arguments through a WAT plugin
+#   shared_store  the shared store (data, queues, metrics) against a model
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET=30]. Longer runs by hand: scripts/fuzz.sh 3600.
 # cargo-fuzz is installed if missing; the stable toolchain runs it with RUSTC_BOOTSTRAP=1
 # (cargo fuzz passes -Zsanitizer=address). A crash leaves its input in fuzz/artifacts/<target>/:
@@ -15,7 +16,7 @@ export RUSTC_BOOTSTRAP=1
 # wasmer handles its own signals (wasm traps); let ASan leave them to it.
 export ASAN_OPTIONS=allow_user_segv_handler=1:detect_leaks=1
 status=0
-for t in codec hostcalls; do
+for t in codec hostcalls shared_store; do
     echo "== fuzz $t for ${SECS}s"
     log=$(mktemp)
     # wasm traps are wasmer's signals: libFuzzer must not take them over.

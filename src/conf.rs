@@ -70,6 +70,9 @@ pub(crate) struct MainConf {
     pub call_trusted: Option<String>,
     /// The generated HTTP-call location's configuration (a `void **`), 0 if none.
     pub call_loc_conf: usize,
+    /// wasm_shm_size, and the zone declared in postconfiguration (see shm.rs).
+    pub shm_size: Option<usize>,
+    pub shm_zone: Option<std::ptr::NonNull<ngx_shm_zone_t>>,
 }
 
 impl MainConf {

@@ -14,6 +14,8 @@
 //! - `request`: the host core's `HttpStream` over `ngx_http_request_t`.
 //! - `ngx_log`: plugin logs into nginx's error log.
 //! - `lua_ffi`, `lua_call`: the C functions OpenResty's `resty.proxy-wasm` calls (api7's ABI).
+//! - `shm`, `queue_poll`, `metrics_handler`: the shared-memory zone (shared data, queues,
+//!   metrics), the per-worker timer delivering on_queue_ready, the Prometheus endpoint.
 
 use std::ptr::{addr_of, addr_of_mut, null_mut};
 
@@ -30,10 +32,13 @@ mod local_response;
 mod log_phase;
 mod lua_call;
 mod lua_ffi;
+mod metrics_handler;
 mod ngx_log;
 mod properties;
+mod queue_poll;
 mod request;
 mod root_calls;
+mod shm;
 mod worker;
 
 pub(crate) struct Module;
@@ -61,7 +66,7 @@ impl HttpModule for Module {
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 12] = [
+static mut COMMANDS: [ngx_command_t; 14] = [
     ngx_command_t {
         name: ngx::ngx_string!("wasm_vm"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
@@ -147,6 +152,22 @@ static mut COMMANDS: [ngx_command_t; 12] = [
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(conf::set_call_trusted),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("wasm_shm_size"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(shm::set_shm_size),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("proxy_wasm_metrics"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(metrics_handler::set_metrics),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: null_mut(),
     },

@@ -33,7 +33,7 @@ pub(crate) struct Worker {
     /// Indexed like MainConf::filters: the root context's tick timer, when it set a period.
     ticks: Vec<Option<Box<Tick>>>,
     /// HTTP calls root contexts made while starting, to send once the worker state is free.
-    root_calls: Vec<(usize, u64, HttpCallRequest)>,
+    pub root_calls: Vec<(usize, u64, HttpCallRequest)>,
 }
 
 /// One root context's proxy_on_tick timer (a boxed nginx event: its address must not move
@@ -279,7 +279,14 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
             emerg(cf, &format!("proxy_wasm: {msg}"));
             return NGX_ERROR as ngx_int_t;
         }
-        match load(mcf) {
+        if let Err(msg) = crate::shm::add_zone(cf, mcf) {
+            emerg(cf, &msg);
+            return NGX_ERROR as ngx_int_t;
+        }
+        crate::shm::install_check_store();
+        let loaded = load(mcf);
+        proxy_wasm_host::shared_store::set_process_store(None);
+        match loaded {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(msg) => {
                 emerg(cf, &msg);
@@ -340,6 +347,7 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
             return NGX_OK as ngx_int_t;
         }
         let t0 = std::time::Instant::now();
+        crate::shm::install_worker_store(mcf);
         let mut w = Worker::new(mcf);
         let mut started = 0;
         for mi in 0..mcf.modules.len() {
@@ -357,6 +365,7 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
         ngx::log::log_error(NGX_LOG_NOTICE as ngx_uint_t, (*cycle).log, 0, msg.as_bytes());
         WORKER.with(|s| *s.borrow_mut() = Some(w));
         flush_root_calls();
+        crate::queue_poll::start();
         NGX_OK as ngx_int_t
     })
 }
@@ -369,6 +378,7 @@ pub(crate) unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
             }
         });
         crate::root_calls::drop_all();
+        crate::queue_poll::stop();
     })
 }
 

@@ -31,6 +31,7 @@ pub enum Callback {
     ResponseTrailers,
     Tick,
     HttpCallResponse,
+    QueueReady,
     Log,
     Done,
     Delete,
@@ -51,6 +52,7 @@ impl Callback {
             Callback::ResponseTrailers => "proxy_on_response_trailers",
             Callback::Tick => "proxy_on_tick",
             Callback::HttpCallResponse => "proxy_on_http_call_response",
+            Callback::QueueReady => "proxy_on_queue_ready",
             Callback::Log => "proxy_on_log",
             Callback::Done => "proxy_on_done",
             Callback::Delete => "proxy_on_delete",
@@ -78,6 +80,7 @@ impl Callback {
                 | Callback::RequestBody
                 | Callback::HttpCallResponse
                 | Callback::Tick
+                | Callback::QueueReady
                 | Callback::VmStart
                 | Callback::Configure
         )
@@ -192,6 +195,10 @@ pub struct HostEnv {
     /// Calls taken by the embedder and not yet answered.
     pub(crate) calls_in_flight: usize,
     pub(crate) next_call_token: u32,
+    /// Shared data, queues and metrics (None: those hostcalls answer UNIMPLEMENTED).
+    pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
+    /// Queues registered by this instance's root contexts, polled for on_queue_ready.
+    pub(crate) queue_regs: Vec<crate::shared_store::QueueReg>,
 }
 
 impl HostEnv {
@@ -215,6 +222,8 @@ impl HostEnv {
             http_calls: Vec::new(),
             calls_in_flight: 0,
             next_call_token: 1,
+            shared: crate::shared_store::process_store(),
+            queue_regs: Vec::new(),
         }
     }
 

@@ -89,6 +89,7 @@ struct Callbacks {
     done: Option<TypedFunction<i32, i32>>,
     tick: Option<TypedFunction<i32, ()>>,
     http_call_response: Option<TypedFunction<(i32, i32, i32, i32, i32), ()>>,
+    queue_ready: Option<TypedFunction<(i32, i32), ()>>,
     log: Option<TypedFunction<i32, ()>>,
     delete: Option<TypedFunction<i32, ()>>,
 }
@@ -183,6 +184,7 @@ impl PluginInstance {
             done: typed(&instance, &store, "proxy_on_done")?,
             tick: typed(&instance, &store, "proxy_on_tick")?,
             http_call_response: typed(&instance, &store, "proxy_on_http_call_response")?,
+            queue_ready: typed(&instance, &store, "proxy_on_queue_ready")?,
             log: typed(&instance, &store, "proxy_on_log")?,
             delete: typed(&instance, &store, "proxy_on_delete")?,
         };
@@ -534,6 +536,50 @@ impl PluginInstance {
             }
         })?;
         Ok(Outcome { action: Action::Continue, local_response: after.local_response, ops: after.ops })
+    }
+
+    /// on_queue_ready for a root context.
+    pub fn on_queue_ready(&mut self, root: u32, queue_id: u32) -> Result<(), HostError> {
+        if self.cb.queue_ready.is_none() {
+            return Ok(());
+        }
+        self.invoke(Callback::QueueReady, root, None, |cb, st| match &cb.queue_ready {
+            Some(f) => f.call(st, root as i32, queue_id as i32),
+            None => Ok(()),
+        })?;
+        Ok(())
+    }
+
+    /// Calls on_queue_ready for every queue this instance's root contexts registered that
+    /// was enqueued to since the last poll (the embedder calls this from a timer: there is no
+    /// cross-process wake-up). Stops at the first failing callback.
+    pub fn poll_queues(&mut self) -> Result<(), HostError> {
+        let data = self.env.as_mut(&mut self.store);
+        let Some(store) = data.shared.clone() else { return Ok(()) };
+        let mut due = Vec::new();
+        for r in data.queue_regs.iter_mut() {
+            if let Some(seq) = store.queue_seq(r.queue) {
+                if seq != r.seen {
+                    r.seen = seq;
+                    due.push((r.root, r.queue));
+                }
+            }
+        }
+        for (root, queue) in due {
+            self.on_queue_ready(root, queue)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any root context registered a queue (the embedder polls only then).
+    pub fn has_queues(&self) -> bool {
+        !self.env.as_ref(&self.store).queue_regs.is_empty()
+    }
+
+    /// Replaces the shared store (by default the process store, see
+    /// `shared_store::set_process_store`).
+    pub fn set_shared_store(&mut self, store: Option<std::sync::Arc<crate::shared_store::SharedStore>>) {
+        self.env.as_mut(&mut self.store).shared = store;
     }
 
     /// on_response_trailers with `num_trailers` trailers in the response trailer map.

@@ -6,6 +6,7 @@
 //! - `hostcalls`: the functions plugins import (Proxy-Wasm and WASI).
 //! - `http_call`: calls plugins dispatch and the responses the embedder hands back.
 //! - `stream`: the `HttpStream` trait an embedder implements for one request.
+//! - `shared_store`: shared data, queues and metrics in a raw (shared) memory region.
 
 pub mod abi;
 mod env;
@@ -16,6 +17,7 @@ pub mod limits;
 pub mod maps;
 mod memory;
 pub mod runtime;
+pub mod shared_store;
 pub mod stream;
 
 pub use abi::{Action, LogLevel, MapType, Status};
@@ -24,4 +26,5 @@ pub use http_call::{HttpCallRequest, HttpCallResponse};
 pub use instance::{HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
 pub use runtime::{compile, compile_cached, new_engine, CacheOutcome, CompiledModule, Compiler, Engine};
+pub use shared_store::SharedStore;
 pub use stream::{HttpStream, LocalResponse, MemoryStream};

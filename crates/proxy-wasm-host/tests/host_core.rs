@@ -1475,3 +1475,75 @@ fn http_calls_in_flight_are_bounded() {
     assert_eq!(sts, [st((cap / 10) as u32), st((100 + cap + 100) as u32)]);
     inst.forget_http_calls(cap);
 }
+
+// ---------------------------------------------------------------------------------------------
+// shared data, shared queues, metrics (over a heap-backed SharedStore)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn shared_data_queues_and_metrics_hostcalls() {
+    let engine = engine();
+    let mut w = Wat::new();
+    for c in [
+        "proxy_set_shared_data",
+        "proxy_get_shared_data",
+        "proxy_register_shared_queue",
+        "proxy_resolve_shared_queue",
+        "proxy_enqueue_shared_queue",
+        "proxy_dequeue_shared_queue",
+        "proxy_define_metric",
+        "proxy_increment_metric",
+        "proxy_get_metric",
+    ] {
+        w.env(c);
+    }
+    let (k, v1, v2, nope, q, empty, hello, c) = (w.s("k"), w.s("v1"), w.s("v2"), w.s("nope"), w.s("q"), w.s(""), w.s("hello"), w.s("c"));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (call $st (call $proxy_set_shared_data {k} {v1} (i32.const 0)))
+    (call $st_ret (call $proxy_get_shared_data {k} (i32.const 100) (i32.const 104) (i32.const 108)))
+    (call $st (call $proxy_set_shared_data {k} {v2} (i32.const 999)))
+    (call $st (call $proxy_set_shared_data {k} {v2} (i32.load (i32.const 108))))
+    (call $st (call $proxy_get_shared_data {nope} (i32.const 100) (i32.const 104) (i32.const 108)))
+    (call $st (call $proxy_register_shared_queue {q} (i32.const 112)))
+    (call $st (call $proxy_resolve_shared_queue {empty} {q} (i32.const 116)))
+    (call $st (i32.sub (i32.load (i32.const 112)) (i32.load (i32.const 116))))
+    (call $st (call $proxy_dequeue_shared_queue (i32.load (i32.const 112)) (i32.const 100) (i32.const 104)))
+    (call $st (call $proxy_dequeue_shared_queue (i32.const 12345) (i32.const 100) (i32.const 104)))
+    (call $st (call $proxy_enqueue_shared_queue (i32.load (i32.const 112)) {hello}))
+    (call $st (call $proxy_define_metric (i32.const 0) {c} (i32.const 120)))
+    (call $st (call $proxy_increment_metric (i32.load (i32.const 120)) (i64.const 3)))
+    (call $st (call $proxy_increment_metric (i32.load (i32.const 120)) (i64.const -1)))
+    (call $st (call $proxy_get_metric (i32.load (i32.const 120)) (i32.const 128)))
+    (call $st (i32.wrap_i64 (i64.load (i32.const 128))))
+    (i32.const 1))
+  (func (export "proxy_on_queue_ready") (param $root i32) (param $q i32)
+    (call $st_ret (call $proxy_dequeue_shared_queue (local.get $q) (i32.const 100) (i32.const 104)))
+    (call $st (call $proxy_dequeue_shared_queue (local.get $q) (i32.const 100) (i32.const 104))))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, records) = instantiate(&engine, &m, b"", LogLevel::Trace);
+    let store = Arc::new(proxy_wasm_host::SharedStore::new_private(proxy_wasm_host::shared_store::MIN_SIZE));
+    inst.set_shared_store(Some(store.clone()));
+    inst.create_root_context(Some(Vec::new())).expect("no trap");
+    let got = |records: &Records| messages(records);
+    assert_eq!(
+        got(&records),
+        strs(&[
+            "st=0000", "st=0000", "v1", "st=0008", "st=0000", "st=0001", "st=0000", "st=0000", "st=0000", "st=0007",
+            "st=0001", "st=0000", "st=0000", "st=0000", "st=0002", "st=0000", "st=0003",
+        ])
+    );
+    // Keys are namespaced by vm_id (the module's name, "test").
+    assert_eq!(store.get(b"test\0k").unwrap().0, b"v2");
+    assert!(inst.has_queues());
+    records.lock().unwrap().clear();
+    inst.poll_queues().expect("no trap");
+    assert_eq!(got(&records), strs(&["st=0000", "hello", "st=0007"]));
+    // Nothing new: no callback.
+    records.lock().unwrap().clear();
+    inst.poll_queues().expect("no trap");
+    assert!(got(&records).is_empty());
+}

@@ -20,6 +20,7 @@ mod http_call;
 mod local_response;
 mod log;
 mod properties;
+mod shared;
 mod wasi;
 
 use Type::{I32, I64};
@@ -204,6 +205,16 @@ fn proxy_function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> 
         }
         "proxy_get_property" => t(Function::new_typed_with_env(store, env, properties::proxy_get_property)),
         "proxy_set_property" => t(Function::new_typed_with_env(store, env, properties::proxy_set_property)),
+        "proxy_get_shared_data" => t(Function::new_typed_with_env(store, env, shared::proxy_get_shared_data)),
+        "proxy_set_shared_data" => t(Function::new_typed_with_env(store, env, shared::proxy_set_shared_data)),
+        "proxy_register_shared_queue" => t(Function::new_typed_with_env(store, env, shared::proxy_register_shared_queue)),
+        "proxy_resolve_shared_queue" => t(Function::new_typed_with_env(store, env, shared::proxy_resolve_shared_queue)),
+        "proxy_enqueue_shared_queue" => t(Function::new_typed_with_env(store, env, shared::proxy_enqueue_shared_queue)),
+        "proxy_dequeue_shared_queue" => t(Function::new_typed_with_env(store, env, shared::proxy_dequeue_shared_queue)),
+        "proxy_define_metric" => t(Function::new_typed_with_env(store, env, shared::proxy_define_metric)),
+        "proxy_increment_metric" => t(Function::new_typed_with_env(store, env, shared::proxy_increment_metric)),
+        "proxy_record_metric" => t(Function::new_typed_with_env(store, env, shared::proxy_record_metric)),
+        "proxy_get_metric" => t(Function::new_typed_with_env(store, env, shared::proxy_get_metric)),
         "proxy_call_foreign_function" => {
             t(Function::new_typed_with_env(store, env, context::proxy_call_foreign_function))
         }

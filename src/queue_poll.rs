@@ -1,0 +1,82 @@
+//! proxy_on_queue_ready across workers. nginx has no cross-process wake-up, so each worker
+//! polls: one timer per worker reads, every POLL_MS, the sequence number (an atomic in shared
+//! memory) of each queue its instances registered, and calls on_queue_ready for the changed
+//! ones. An item enqueued in another worker is thus announced within POLL_MS.
+
+use std::cell::RefCell;
+
+use ngx::ffi::*;
+
+use crate::worker::WORKER;
+
+pub(crate) const POLL_MS: ngx_msec_t = 100;
+
+thread_local! {
+    // Boxed: the event must not move while it is in nginx's timer tree.
+    static TIMER: RefCell<Option<Box<ngx_event_t>>> = const { RefCell::new(None) };
+}
+
+/// Starts this worker's poll timer (init_process).
+pub(crate) fn start() {
+    TIMER.with(|t| {
+        let mut t = t.borrow_mut();
+        // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
+        let mut ev: Box<ngx_event_t> = Box::new(unsafe { std::mem::zeroed() });
+        ev.handler = Some(poll_handler);
+        // SAFETY: ngx_cycle is valid in a worker.
+        ev.log = unsafe { (*ngx_cycle).log };
+        // Graceful shutdown does not wait for the poller.
+        ev.set_cancelable(1);
+        // SAFETY: the event lives in the Box held by TIMER until stop().
+        unsafe { ngx_add_timer(&mut *ev, POLL_MS) };
+        *t = Some(ev);
+    });
+}
+
+/// Stops it (exit_process).
+pub(crate) fn stop() {
+    let _ = TIMER.try_with(|t| {
+        if let Some(mut ev) = t.borrow_mut().take() {
+            // SAFETY: the event is ours; removing it from the timer tree before freeing it
+            // leaves no dangling node.
+            unsafe {
+                if ev.timer_set() != 0 {
+                    ngx_del_timer(&mut *ev);
+                }
+            }
+        }
+    });
+}
+
+/// The timer's handler; `ev` is the event in TIMER.
+unsafe extern "C" fn poll_handler(ev: *mut ngx_event_t) {
+    crate::guard("queue poll", (), || {
+        // SAFETY (ev, ngx_exiting, ngx_quit): nginx calls this on the worker thread with the
+        // event we armed, which lives in TIMER until stop() removes it from the timer tree.
+        let _ = WORKER.try_with(|s| {
+            let Ok(mut w) = s.try_borrow_mut() else { return };
+            let Some(w) = w.as_mut() else { return };
+            for mi in 0..w.instances.len() {
+                if w.poisoned[mi] {
+                    continue;
+                }
+                let Some(inst) = w.instances[mi].as_mut() else { continue };
+                if !inst.has_queues() {
+                    continue;
+                }
+                if let Err(e) = inst.poll_queues() {
+                    crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
+                    w.poison(mi);
+                    continue;
+                }
+                w.apply_ticks(mi);
+                let calls = w.take_root_calls(mi);
+                w.root_calls.extend(calls);
+            }
+        });
+        crate::worker::flush_root_calls();
+        if ngx_exiting == 0 && ngx_quit == 0 && (*ev).timer_set() == 0 {
+            ngx_add_timer(ev, POLL_MS);
+        }
+    })
+}

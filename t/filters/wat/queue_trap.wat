@@ -1,0 +1,22 @@
+;; Registers queue "q" and enqueues one item in on_configure; traps in proxy_on_queue_ready
+;; (t/016-shared-queues.t: a failing on_queue_ready is a logged callback failure, not a crash).
+(module
+  (import "env" "proxy_register_shared_queue" (func $register (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_enqueue_shared_queue" (func $enqueue (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 4096))
+  (data (i32.const 64) "q")
+  (data (i32.const 80) "item")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $n)))
+    (local.get $p))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $register (i32.const 64) (i32.const 1) (i32.const 16)))
+    (drop (call $enqueue (i32.load (i32.const 16)) (i32.const 80) (i32.const 4)))
+    (i32.const 1))
+  (func (export "proxy_on_queue_ready") (param i32 i32) unreachable))
