@@ -61,17 +61,12 @@ unsafe fn apply(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, res: ChainResu
             );
             run_from(r, ctx, i + 1)
         }
-        ChainResult::Failed => {
-            answered(ctx);
-            crate::conf::failure_status(r) as ngx_int_t
-        }
-        ChainResult::Closed => {
-            answered(ctx);
-            // nginx's 444: close the connection without a response.
-            NGX_HTTP_CLOSE as ngx_int_t
+        res @ (ChainResult::Failed | ChainResult::Closed) => {
+            chain::mark_answered(ctx);
+            chain::end_status(r, &res)
         }
         ChainResult::Local(lr) => {
-            answered(ctx);
+            chain::mark_answered(ctx);
             ctx.properties.code_details = Some(lr.details.clone());
             let rc = crate::local_response::send(r, &lr);
             // We answered, like a content handler: finalize here and stop the phases.
@@ -79,10 +74,4 @@ unsafe fn apply(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, res: ChainResu
             NGX_DONE as ngx_int_t
         }
     }
-}
-
-fn answered(ctx: &mut RequestCtx) {
-    ctx.answered = true;
-    // SAFETY: the request is alive (we are in its handler).
-    unsafe { http_call::cancel_all(ctx) };
 }

@@ -34,19 +34,24 @@ unsafe fn next(r: *mut ngx_http_request_t, cl: *mut ngx_chain_t) -> ngx_int_t {
 /// filter wants it. Returns None to go on with the phases, or the handler's return code.
 pub(crate) unsafe fn read_for_filters(r: *mut ngx_http_request_t) -> Option<ngx_int_t> {
     let ctx = chain::get(r)?;
-    if !ctx.request_body_wanted || !chain::request_has_body(r) || !(*r).request_body.is_null() {
-        return None;
-    }
     match ctx.request_body_read {
         BodyRead::Done => return None,
         BodyRead::Reading => return Some(NGX_DONE as ngx_int_t),
         BodyRead::NotStarted => {}
+    }
+    if !ctx.request_body_wanted || !chain::request_has_body(r) || !(*r).request_body.is_null() {
+        return None;
     }
     ctx.request_body_read = BodyRead::Reading;
     // The request body filter runs inside this call (and later, as data arrives).
     let rc = ngx_http_read_client_request_body(r, Some(body_read_done));
     if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
         return Some(rc);
+    }
+    if ctx.waiting_in_body {
+        // Parked while nginx read the part that came with the headers: nginx has set its
+        // reader's handler (and timer) only now.
+        park_reader(r, ctx);
     }
     // Like a content handler that read the body: the reader holds a reference (r->count).
     ngx_http_finalize_request(r, NGX_DONE as ngx_int_t);
@@ -128,9 +133,11 @@ unsafe fn run_chain(
         match res {
             ChainResult::Continue => data = std::mem::take(&mut ctx.filters[i].request_body),
             ChainResult::Paused(_) if eos && crate::http_call::pending(ctx, i) > 0 => {
-                // Held whole until the calls are answered (access_handler -> resume).
+                // Held whole until the calls are answered (access_handler -> resume). The
+                // body is all read: nginx's reader must not time the client out meanwhile.
                 ctx.waiting = Some(i);
                 ctx.waiting_in_body = true;
+                park_reader(r, ctx);
                 return Ok(None);
             }
             ChainResult::Paused(_) if eos => data = std::mem::take(&mut ctx.filters[i].request_body),
@@ -139,7 +146,7 @@ unsafe fn run_chain(
                     chain::log_at(r, NGX_LOG_ERR, "chain", &format!(
                         "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of request body"
                     ));
-                    answered(ctx);
+                    chain::mark_answered(ctx);
                     return Err(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as ngx_int_t);
                 }
                 return Ok(None);
@@ -148,25 +155,16 @@ unsafe fn run_chain(
                 // Stopping the read makes nginx finalize with this code; the header
                 // filter then sends the local response instead of the error page.
                 ctx.pending_local = Some(lr);
-                answered(ctx);
+                chain::mark_answered(ctx);
                 return Err(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
             }
-            ChainResult::Failed => {
-                answered(ctx);
-                return Err(crate::conf::failure_status(r) as ngx_int_t);
-            }
-            ChainResult::Closed => {
-                answered(ctx);
-                return Err(NGX_HTTP_CLOSE as ngx_int_t);
+            res @ (ChainResult::Failed | ChainResult::Closed) => {
+                chain::mark_answered(ctx);
+                return Err(chain::end_status(r, &res));
             }
         }
     }
     Ok(Some(data))
-}
-
-unsafe fn answered(ctx: &mut chain::RequestCtx) {
-    ctx.answered = true;
-    crate::http_call::cancel_all(ctx);
 }
 
 /// Passes the filtered bytes on to nginx's next request body filter.
@@ -199,7 +197,10 @@ pub(crate) unsafe fn resume(r: *mut ngx_http_request_t, ctx: &mut chain::Request
                 Ok(Some(data)) => {
                     let rc = pass(r, ctx, data, true);
                     if rc == NGX_OK as ngx_int_t {
-                        // nginx's reader waits for the end of the body: let it see it.
+                        // nginx's reader waits for the end of the body: let it see it. It
+                        // runs the phases again when done; until then they stay parked.
+                        (*r).read_event_handler = ctx.saved_read_handler.take();
+                        (*r).write_event_handler = Some(ngx_http_request_empty_handler);
                         post_event((*(*r).connection).read);
                         return NGX_DONE as ngx_int_t;
                     }
@@ -211,20 +212,39 @@ pub(crate) unsafe fn resume(r: *mut ngx_http_request_t, ctx: &mut chain::Request
         }
         ChainResult::Local(lr) => {
             ctx.pending_local = Some(lr);
-            answered(ctx);
+            chain::mark_answered(ctx);
             NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
         }
-        ChainResult::Failed => {
-            answered(ctx);
-            crate::conf::failure_status(r) as ngx_int_t
-        }
-        ChainResult::Closed => {
-            answered(ctx);
-            NGX_HTTP_CLOSE as ngx_int_t
+        res @ (ChainResult::Failed | ChainResult::Closed) => {
+            chain::mark_answered(ctx);
+            chain::end_status(r, &res)
         }
     };
     ngx_http_finalize_request(r, rc);
     NGX_DONE as ngx_int_t
+}
+
+/// While a filter holds the (completely read) body for its HTTP calls, nginx's body reader
+/// must not run: it would time the client out (client_body_timeout). Its handler is set
+/// aside (restored by `resume`) and ours ignores read events and that timer.
+unsafe fn park_reader(r: *mut ngx_http_request_t, ctx: &mut chain::RequestCtx) {
+    let current = (*r).read_event_handler;
+    if current.map(|h| h as usize) != Some(parked_read as *const () as usize) {
+        ctx.saved_read_handler = current;
+        (*r).read_event_handler = Some(parked_read);
+    }
+    let rev = (*(*r).connection).read;
+    if (*rev).timer_set() != 0 {
+        ngx_del_timer(rev);
+    }
+}
+
+unsafe extern "C" fn parked_read(r: *mut ngx_http_request_t) {
+    let rev = (*(*r).connection).read;
+    (*rev).set_timedout(0);
+    if (*rev).timer_set() != 0 {
+        ngx_del_timer(rev);
+    }
 }
 
 /// ngx_post_event (a C macro): runs `ev`'s handler from the event loop's posted queue.

@@ -71,6 +71,8 @@ pub(crate) struct RequestCtx {
     /// (waiting_in_body) with the whole request body held at that filter.
     pub waiting: Option<usize>,
     pub waiting_in_body: bool,
+    /// nginx's body reader's read handler, set aside while the body is held for calls.
+    pub saved_read_handler: ngx_http_event_handler_pt,
     /// The end of the request body went on to nginx: the request body filter is done.
     pub request_body_passed: bool,
     /// How the parked filter went on, for the access handler to apply.
@@ -97,6 +99,7 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
     crate::guard("request cleanup", (), || {
         // SAFETY: data is the Box leaked in `get_or_create`, freed exactly once here.
         let mut ctx = Box::from_raw(data as *mut RequestCtx);
+        crate::http_call::forget_pending(&mut ctx);
         if !ctx.finished {
             delete_all(&mut ctx);
         }
@@ -177,6 +180,22 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
     (*cln).data = raw as *mut c_void;
     *ctx_slot(r) = raw as *mut c_void;
     Some(&mut *raw)
+}
+
+/// The chain answered the request itself (local response, failure, close): later phases
+/// skip it and its pending HTTP calls are cancelled.
+pub(crate) unsafe fn mark_answered(ctx: &mut RequestCtx) {
+    ctx.answered = true;
+    crate::http_call::cancel_all(ctx);
+}
+
+/// The status that ends a request a filter failed (the failure policy's) or closed (nginx's
+/// 444: close the connection without a response).
+pub(crate) unsafe fn end_status(r: *mut ngx_http_request_t, res: &ChainResult) -> ngx_int_t {
+    match res {
+        ChainResult::Closed => NGX_HTTP_CLOSE as ngx_int_t,
+        _ => crate::conf::failure_status(r) as ngx_int_t,
+    }
 }
 
 pub(crate) unsafe fn log_at(r: *mut ngx_http_request_t, level: u32, label: &str, msg: &str) {

@@ -157,6 +157,8 @@ macro_rules! conf_error {
 
 /// `wasm_vm wasmer [cranelift|singlepass];`
 pub(crate) extern "C" fn set_wasm_vm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_vm", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let a = args(cf);
@@ -189,6 +191,8 @@ pub(crate) extern "C" fn set_wasm_vm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
 
 /// `wasm_module NAME PATH [VM_CONFIG];`
 pub(crate) extern "C" fn set_wasm_module(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_module", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let a = args(cf);
@@ -217,6 +221,8 @@ pub(crate) extern "C" fn set_wasm_module(cf: *mut ngx_conf_t, _cmd: *mut ngx_com
 
 /// `proxy_wasm NAME [PLUGIN_CONFIG];` — appends a filter to this level's chain.
 pub(crate) extern "C" fn set_proxy_wasm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("proxy_wasm", core::NGX_CONF_ERROR, || unsafe {
         let lcf = &mut *(conf as *mut LocConf);
         let Some(mcf) = Module::main_conf_mut(&*cf) else {
@@ -237,6 +243,8 @@ pub(crate) extern "C" fn set_proxy_wasm(cf: *mut ngx_conf_t, _cmd: *mut ngx_comm
 
 /// `proxy_wasm_body_buffer_limit SIZE;`
 pub(crate) extern "C" fn set_body_buffer_limit(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("proxy_wasm_body_buffer_limit", core::NGX_CONF_ERROR, || unsafe {
         let lcf = &mut *(conf as *mut LocConf);
         if lcf.body_buffer_limit.is_some() {
@@ -254,6 +262,8 @@ pub(crate) extern "C" fn set_body_buffer_limit(cf: *mut ngx_conf_t, _cmd: *mut n
 
 /// `wasm_compile_cache PATH;` — an on-disk cache of compiled modules.
 pub(crate) extern "C" fn set_compile_cache(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_compile_cache", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         if mcf.cache_dir.is_some() {
@@ -270,6 +280,8 @@ pub(crate) extern "C" fn set_compile_cache(cf: *mut ngx_conf_t, _cmd: *mut ngx_c
 
 /// `wasm_max_memory SIZE;`
 pub(crate) extern "C" fn set_max_memory(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_max_memory", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let mut v = args(cf)[1];
@@ -285,6 +297,8 @@ pub(crate) extern "C" fn set_max_memory(cf: *mut ngx_conf_t, _cmd: *mut ngx_comm
 
 /// `wasm_max_instructions NUMBER;` (0 = off)
 pub(crate) extern "C" fn set_max_instructions(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_max_instructions", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let text = arg_string(&args(cf)[1]);
@@ -307,6 +321,8 @@ pub(crate) extern "C" fn set_max_instructions(cf: *mut ngx_conf_t, _cmd: *mut ng
 
 /// `proxy_wasm_failure_policy closed [STATUS] | open;`
 pub(crate) extern "C" fn set_failure_policy(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("proxy_wasm_failure_policy", core::NGX_CONF_ERROR, || unsafe {
         let lcf = &mut *(conf as *mut LocConf);
         let a = args(cf);
@@ -333,6 +349,8 @@ pub(crate) unsafe fn failure_status(r: *mut ngx_http_request_t) -> u32 {
 
 /// `wasm_call_timeout TIME;` — for calls made with timeout 0, and nginx's proxy timeouts.
 pub(crate) extern "C" fn set_call_timeout(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_call_timeout", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let mut v = args(cf)[1];
@@ -347,6 +365,8 @@ pub(crate) extern "C" fn set_call_timeout(cf: *mut ngx_conf_t, _cmd: *mut ngx_co
 
 /// `wasm_call_ssl_verify on|off;` (default on)
 pub(crate) extern "C" fn set_call_ssl_verify(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_call_ssl_verify", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         mcf.call_ssl_verify = Some(match arg_string(&args(cf)[1]).as_str() {
@@ -360,6 +380,8 @@ pub(crate) extern "C" fn set_call_ssl_verify(cf: *mut ngx_conf_t, _cmd: *mut ngx
 
 /// `wasm_call_ssl_trusted_certificate FILE;` (default: the system bundle)
 pub(crate) extern "C" fn set_call_trusted(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
     crate::guard("wasm_call_ssl_trusted_certificate", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let mut path = args(cf)[1];

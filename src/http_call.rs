@@ -50,6 +50,7 @@ pub(crate) struct Call {
     upstream: String,
     url: Vec<u8>,
     host: Vec<u8>,
+    method: Vec<u8>,
     /// The request the subrequest hangs off (the client's, or a fake one).
     main: *mut ngx_http_request_t,
     sr: *mut ngx_http_request_t,
@@ -89,6 +90,10 @@ unsafe extern "C" fn var_host(r: *mut ngx_http_request_t, v: *mut ngx_http_varia
     set_var(r, v, |c| &c.host)
 }
 
+unsafe extern "C" fn var_method(r: *mut ngx_http_request_t, v: *mut ngx_http_variable_value_t, _: usize) -> ngx_int_t {
+    set_var(r, v, |c| &c.method)
+}
+
 unsafe fn set_var(r: *mut ngx_http_request_t, v: *mut ngx_http_variable_value_t, f: fn(&Call) -> &Vec<u8>) -> ngx_int_t {
     crate::guard("call variable", NGX_ERROR as ngx_int_t, || {
         match call_of(r) {
@@ -107,10 +112,14 @@ unsafe fn set_var(r: *mut ngx_http_request_t, v: *mut ngx_http_variable_value_t,
     })
 }
 
-/// Registers $proxy_wasm_call_url and $proxy_wasm_call_host (preconfiguration).
+/// Registers $proxy_wasm_call_url, _host and _method (preconfiguration).
 pub(crate) unsafe fn add_variables(cf: *mut ngx_conf_t) -> bool {
     type Get = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_http_variable_value_t, usize) -> ngx_int_t;
-    let vars: [(&'static [u8], Get); 2] = [(b"proxy_wasm_call_url", var_url), (b"proxy_wasm_call_host", var_host)];
+    let vars: [(&'static [u8], Get); 3] = [
+        (b"proxy_wasm_call_url", var_url),
+        (b"proxy_wasm_call_host", var_host),
+        (b"proxy_wasm_call_method", var_method),
+    ];
     for (name, get) in vars {
         let mut n = ngx_str_t { len: name.len(), data: name.as_ptr() as *mut u8 };
         let v = ngx_http_add_variable(cf, &mut n, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t);
@@ -133,7 +142,11 @@ fn location_text(mcf: &MainConf) -> String {
          proxy_set_header Connection \"\";\n\
          proxy_pass_request_headers on;\n\
          proxy_pass_request_body on;\n\
-         proxy_max_temp_file_size 0;\n\
+         proxy_method $proxy_wasm_call_method;\n\
+         proxy_buffering off;\n\
+         proxy_cache off;\n\
+         proxy_store off;\n\
+         proxy_ignore_headers X-Accel-Redirect X-Accel-Buffering X-Accel-Limit-Rate X-Accel-Expires X-Accel-Charset;\n\
          proxy_intercept_errors off;\n\
          proxy_ignore_client_abort on;\n\
          proxy_connect_timeout {t}ms;\n\
@@ -287,6 +300,7 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
         upstream: String::from_utf8_lossy(&req.upstream).into_owned(),
         url,
         host,
+        method: req.header(b":method").unwrap_or(b"GET").to_vec(),
         main,
         sr: ptr::null_mut(),
         headers: None,
@@ -306,6 +320,10 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
     let delay = match start_subrequest(main, &mut call, &req, mcf) {
         Ok(()) => call.timeout,
         Err(why) => {
+            if !call.sr.is_null() {
+                // Created but not set up: it must end without running.
+                (*call.sr).write_event_handler = Some(end_cancelled);
+            }
             call.fail = Some(why);
             0
         }
@@ -511,31 +529,35 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_v
                 HttpCallResponse::failed()
             }
         };
-        complete_call(call, resp);
+        complete_call(data as *mut Call, resp);
         NGX_OK as ngx_int_t
     })
 }
 
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
     crate::guard("http call timer", (), || {
-        let call = &mut *((*ev).data as *mut Call);
-        if call.done {
-            return;
-        }
-        let timed_out = call.fail.is_none();
-        match call.fail.take() {
-            Some(why) => log(call, NGX_LOG_ERR, &format!("failed: {why}")),
-            None => log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout)),
-        }
-        let c = (*call.main).connection;
-        let woke = complete_call(call, HttpCallResponse::failed());
+        let ptr = (*ev).data as *mut Call;
+        let (timed_out, c, is_request) = {
+            let call = &mut *ptr;
+            if call.done {
+                return;
+            }
+            let timed_out = call.fail.is_none();
+            match call.fail.take() {
+                Some(why) => log(call, NGX_LOG_ERR, &format!("failed: {why}")),
+                None => log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout)),
+            }
+            (timed_out, (*call.main).connection, matches!(call.owner, Owner::Filter(_)))
+        };
+        complete_call(ptr, HttpCallResponse::failed());
         if timed_out {
             // Last: ending the subrequest may end the request it hangs off (when that one
-            // is not parked), and free `call`.
-            abort(call);
+            // is not parked), and free the call.
+            abort(&mut *ptr);
         }
-        if woke {
-            // The parked request is alive (it holds its own reference) and runs now.
+        if is_request {
+            // The woken request, or calls dispatched from the callback, run now. `c` is
+            // still connection memory; nginx marks it destroyed if the request ended.
             ngx_http_run_posted_requests(c);
         }
     })
@@ -546,18 +568,20 @@ unsafe fn log(call: &Call, level: u32, msg: &str) {
     crate::ngx_log::write((*(*call.main).connection).log, level as ngx_uint_t, "proxy_wasm", text.as_bytes());
 }
 
-/// Delivers the response; true when it woke a parked request (posted to run).
-unsafe fn complete_call(call: &mut Call, resp: HttpCallResponse) -> bool {
-    call.done = true;
-    if call.ev.timer_set() != 0 {
-        ngx_del_timer(&mut call.ev);
-    }
-    match call.owner {
-        Owner::Filter(i) => deliver_to_request(call.main, i, call.token, &resp),
-        Owner::Root { fi, generation } => {
-            crate::root_calls::deliver(fi, generation, call.main, call.token, &resp);
-            false
+/// Delivers the response. Takes a pointer: delivering runs the owner's chain, which reads
+/// the request's list of calls (this one among them).
+unsafe fn complete_call(ptr: *mut Call, resp: HttpCallResponse) {
+    let (owner, token, main) = {
+        let call = &mut *ptr;
+        call.done = true;
+        if call.ev.timer_set() != 0 {
+            ngx_del_timer(&mut call.ev);
         }
+        (call.owner, call.token, call.main)
+    };
+    match owner {
+        Owner::Filter(i) => deliver_to_request(main, i, token, &resp),
+        Owner::Root { fi, generation } => crate::root_calls::deliver(fi, generation, main, token, &resp),
     }
 }
 
@@ -581,7 +605,7 @@ pub(crate) unsafe fn send_new(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) 
 /// Cancels every call of the request that is still pending (it was answered or failed):
 /// their callbacks never run.
 pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
-    let mut forgotten: Vec<usize> = Vec::new();
+    let mut owners: Vec<usize> = Vec::new();
     for call in ctx.calls.iter_mut().filter(|c| !c.done) {
         call.done = true;
         if call.ev.timer_set() != 0 {
@@ -589,16 +613,34 @@ pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
         }
         abort(call);
         if let Owner::Filter(i) = call.owner {
-            forgotten.push(i);
+            owners.push(i);
         }
     }
-    if forgotten.is_empty() {
+    forget(ctx, &owners);
+}
+
+/// The request ends (cleanup): calls still pending or never sent will not be answered.
+/// Their subrequests are gone already (nginx frees a request after its subrequests).
+pub(crate) fn forget_pending(ctx: &mut RequestCtx) {
+    let mut owners: Vec<usize> = ctx.new_calls.drain(..).map(|(i, _)| i).collect();
+    for call in ctx.calls.iter_mut().filter(|c| !c.done) {
+        call.done = true;
+        if let Owner::Filter(i) = call.owner {
+            owners.push(i);
+        }
+    }
+    forget(ctx, &owners);
+}
+
+/// Tells each owning filter's instance that one call per entry will never be answered.
+fn forget(ctx: &RequestCtx, owners: &[usize]) {
+    if owners.is_empty() {
         return;
     }
     let _ = WORKER.try_with(|w| {
         let Ok(mut w) = w.try_borrow_mut() else { return };
         let Some(w) = w.as_mut() else { return };
-        for i in forgotten {
+        for &i in owners {
             let fc = &ctx.filters[i];
             let mi = w.filter_module[fc.filter];
             if let Some(inst) = w.instance_for(mi, fc.generation) {
@@ -608,10 +650,12 @@ pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
     });
 }
 
-unsafe fn deliver_to_request(r: *mut ngx_http_request_t, i: usize, token: u32, resp: &HttpCallResponse) -> bool {
-    let Some(ctx) = chain::get(r) else { return false };
+unsafe fn deliver_to_request(r: *mut ngx_http_request_t, i: usize, token: u32, resp: &HttpCallResponse) {
+    let Some(ctx) = chain::get(r) else { return };
     if ctx.finished || ctx.answered {
-        return false;
+        // Nobody to tell any more; the instance stops counting the call.
+        forget(ctx, &[i]);
+        return;
     }
     let res = chain::step(r, ctx, i, &mut |inst, id, _fc, seed| {
         let mut stream = seed.stream(Phase::Request);
@@ -630,10 +674,10 @@ unsafe fn deliver_to_request(r: *mut ngx_http_request_t, i: usize, token: u32, r
         if let ChainResult::Local(_) = res {
             chain::log_at(r, NGX_LOG_WARN, "proxy_wasm", "a local response from on_http_call_response came after the request went on: ignored");
         }
-        return false;
+        return;
     }
     let resume = match res {
-        ChainResult::Paused(_) if pending(ctx, i) > 0 => return false,
+        ChainResult::Paused(_) if pending(ctx, i) > 0 => return,
         ChainResult::Paused(_) | ChainResult::Continue => ChainResult::Continue,
         other => {
             cancel_all(ctx);
@@ -646,8 +690,9 @@ unsafe fn deliver_to_request(r: *mut ngx_http_request_t, i: usize, token: u32, r
         (*r).write_event_handler = Some(ngx_http_core_run_phases);
     }
     // Wake the request: its access handler runs again and applies `resume`.
-    ngx_http_post_request(r, ptr::null_mut());
-    true
+    if ngx_http_post_request(r, ptr::null_mut()) != NGX_OK as ngx_int_t {
+        chain::log_at(r, NGX_LOG_ALERT, "proxy_wasm", "could not wake the request after its HTTP calls");
+    }
 }
 
 /// A parked request's access handler ran again: Some(result) once its filter may go on.

@@ -128,6 +128,9 @@ pub(crate) fn drop_all() {
     drop(all);
 }
 
+/// The fake connection's read and write handlers: it has no socket, nothing to do.
+unsafe extern "C" fn no_event(_ev: *mut ngx_event_t) {}
+
 fn event(handler: unsafe extern "C" fn(*mut ngx_event_t), data: *mut c_void, log: *mut ngx_log_t) -> ngx_event_t {
     // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
     let mut ev: ngx_event_t = unsafe { std::mem::zeroed() };
@@ -195,8 +198,13 @@ unsafe fn create() -> Option<Box<Fake>> {
     let text = b"127.0.0.1";
     (*c).addr_text = ngx_str_t { len: text.len(), data: text.as_ptr() as *mut u8 };
     (*c).data = r as *mut c_void;
+    // No socket to tune (unbuffered proxying sets TCP_NODELAY on the client connection).
+    (*c).set_tcp_nodelay(ngx_connection_tcp_nodelay_e_NGX_TCP_NODELAY_DISABLED);
+    (*c).set_tcp_nopush(ngx_connection_tcp_nopush_e_NGX_TCP_NOPUSH_DISABLED);
     (*rev).log = log;
     (*rev).data = c as *mut c_void;
+    (*rev).handler = Some(no_event);
+    (*wev).handler = Some(no_event);
     // Never registered with the event method: there is no socket.
     (*rev).set_active(1);
     (*wev).log = log;
@@ -233,6 +241,10 @@ unsafe fn create() -> Option<Box<Fake>> {
     (*r).set_uri_changes(NGX_HTTP_MAX_URI_CHANGES + 1);
     (*r).set_http_state(ngx_http_state_e_NGX_HTTP_PROCESS_REQUEST_STATE);
     (*r).set_logged(1);
+    // limit_req / limit_conn at http{} level apply to requests, not to a plugin's calls
+    // (and would delay them on this connection's events).
+    (*r).set_limit_req_status(1);
+    (*r).set_limit_conn_status(1);
     let uri = b"/proxy_wasm_root_call";
     (*r).uri = ngx_str_t { len: uri.len(), data: uri.as_ptr() as *mut u8 };
     (*r).read_event_handler = Some(ngx_http_block_reading);

@@ -12,6 +12,8 @@ location /backend {
 location /deny { return 401 "no\n"; }
 location /slow { limit_rate 50; alias $TEST_NGINX_HTML_DIR/big.txt; }
 location /app { return 200 "app got x-auth=$http_x_auth\n"; }
+location /large { alias $TEST_NGINX_HTML_DIR/large.txt; }
+location /redirect { add_header X-Accel-Redirect /app; return 200 "not redirected\n"; }
 _EOC_
 
 # A CA, a server certificate for "localhost" signed by it, and an unrelated CA, made now.
@@ -37,7 +39,8 @@ add_block_preprocessor(sub {
             . $block->tls . $TlsServer);
     }
     if (!defined $block->user_files) {
-        $block->set_value("user_files", ">>> big.txt\n" . ("x" x 4000) . "\n");
+        $block->set_value("user_files", ">>> big.txt\n" . ("x" x 4000) . "\n"
+            . ">>> large.txt\n" . ("0123456789abcdef" x 20000) . "\n");
     }
 });
 
@@ -424,3 +427,84 @@ location /t { empty_gif; }
 --- must_die
 --- error_log eval
 qr/wasm_call_ssl_trusted_certificate: "\/nonexistent\/ca.pem" is not a readable file in .*nginx\.conf:\d+/
+
+=== TEST 26: a large response (320 KB, more than nginx's proxy buffers) arrives whole
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /large";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=
+--- error_log eval
+qr/call response token=\d+ status=200 headers=\d+ body=0123456789abcdef.* size=320001/
+
+=== TEST 27: X-Accel-Redirect from a call's target is not followed (the plugin gets what it sent)
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /redirect; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=200:not redirected
+
+=== TEST 28: a call chained from the answer to a timed-out call still goes out
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /slow timeout=200; call_chain=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend?after=timeout; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=NONE:, 200:backend saw GET /backend?after=timeout len=
+--- error_log
+timed out after 200 ms
+
+=== TEST 29: a body held for calls longer than client_body_timeout is not timed out
+--- config
+client_body_timeout 300ms;
+location /t {
+    proxy_wasm testbed "body_call=127.0.0.1:$TEST_NGINX_SERVER_PORT /slow timeout=800; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+POST /t
+hello
+--- response_body
+app got x-auth=NONE:
+--- error_log
+timed out after 800 ms
+--- no_error_log
+client timed out
+[alert]
+
+=== TEST 30: root calls are not subject to limit_req at http{} level
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;
+limit_req_zone $binary_remote_addr zone=fast:1m rate=1000r/s;
+limit_req zone=one burst=5;
+--- config
+location /t {
+    proxy_wasm testbed "name=ticker; tick=50; tick_max=3; tick_call=127.0.0.1:$TEST_NGINX_SERVER_PORT /free";
+    empty_gif;
+}
+location /free { limit_req zone=fast burst=100 nodelay; return 200 "free\n"; }
+--- request
+GET /t
+--- wait: 1
+--- grep_error_log eval
+qr/root ticker call response token=\d+ status=\d+/
+--- grep_error_log_out
+root ticker call response token=1 status=200
+root ticker call response token=2 status=200
+root ticker call response token=3 status=200
+--- no_error_log
+[alert]
+[crit]
+exited on signal

@@ -1341,6 +1341,7 @@ fn http_call_is_recorded_and_its_response_delivered() {
     let hdrs = maps::serialize([(&b":method"[..], &b"POST"[..]), (b":path", b"/auth"), (b":authority", b"auth")]);
     let no_path = maps::serialize([(&b":method"[..], &b"GET"[..])]);
     let crlf = maps::serialize([(&b":method"[..], &b"GET"[..]), (b":path", b"/"), (b"x", b"a\r\nb")]);
+    let split = maps::serialize([(&b":method"[..], &b"GET"[..]), (b":path", b"/a HTTP/1.0\tx")]);
     let call = |w: &mut Wat, up: &str, h: &[u8], body: &str, timeout: i32| {
         format!(
             "(call $st (call $proxy_http_call {} {} {} (i32.const 0) (i32.const 0) (i32.const {timeout}) (i32.const 200)))",
@@ -1354,6 +1355,7 @@ fn http_call_is_recorded_and_its_response_delivered() {
     let bad_up = call(&mut w, "", &hdrs, "", 0);
     let bad_path = call(&mut w, "up", &no_path, "", 0);
     let bad_hdr = call(&mut w, "up", &crlf, "", 0);
+    let bad_path_sp = call(&mut w, "up", &split, "", 0);
     let from_response = call(&mut w, "up", &hdrs, "", 0);
     let status = w.s(":status");
     let x_add = w.s("x-auth");
@@ -1366,6 +1368,7 @@ fn http_call_is_recorded_and_its_response_delivered() {
     {bad_up}
     {bad_path}
     {bad_hdr}
+    {bad_path_sp}
     (i32.const 1))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
     {from_response}
@@ -1390,7 +1393,7 @@ fn http_call_is_recorded_and_its_response_delivered() {
     let o = inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
     assert_eq!(o.action, Action::Pause);
     let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
-    assert_eq!(sts, ["st=0000", "st=0000", "st=0002", "st=0002", "st=0002"]);
+    assert_eq!(sts, ["st=0000", "st=0000", "st=0002", "st=0002", "st=0002", "st=0002"]);
     assert!(inst.has_http_calls());
     let calls = inst.take_http_calls();
     assert!(!inst.has_http_calls());

@@ -33,7 +33,8 @@ pub(crate) fn proxy_http_call(
     timeout_ms: i32,
     token_ptr: i32,
 ) -> i32 {
-    let r = build(&env, upstream, upstream_len, headers, headers_len, body, body_len, trailers, trailers_len, timeout_ms);
+    let args = [upstream, upstream_len, headers, headers_len, body, body_len, trailers, trailers_len];
+    let r = build(&env, args, timeout_ms);
     let mut call = match r {
         Ok(c) => c,
         Err((s, why)) => {
@@ -53,19 +54,10 @@ pub(crate) fn proxy_http_call(
     Status::Ok as i32
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build(
-    env: &FunctionEnvMut<HostEnv>,
-    upstream: i32,
-    upstream_len: i32,
-    headers: i32,
-    headers_len: i32,
-    body: i32,
-    body_len: i32,
-    trailers: i32,
-    trailers_len: i32,
-    timeout_ms: i32,
-) -> Result<HttpCallRequest, (Status, &'static str)> {
+/// Validates and reads a call: `args` are the (pointer, length) pairs of the upstream,
+/// headers, body and trailers.
+fn build(env: &FunctionEnvMut<HostEnv>, args: [i32; 8], timeout_ms: i32) -> Result<HttpCallRequest, (Status, &'static str)> {
+    let [upstream, upstream_len, headers, headers_len, body, body_len, trailers, trailers_len] = args;
     let data = env.data();
     if !data.call.callback.may_dispatch_http_call() {
         return Err((Status::BadArgument, "not allowed in this callback"));
@@ -87,6 +79,16 @@ fn build(
     for required in [&b":method"[..], b":path"] {
         if !headers.iter().any(|(k, v)| k.as_slice() == required && !v.is_empty()) {
             return Err((Status::BadArgument, "missing :method or :path"));
+        }
+    }
+    // They become the request line and Host: nothing that could split them.
+    for (k, v) in headers.iter().filter(|(k, _)| k.starts_with(b":")) {
+        let ok = match k.as_slice() {
+            b":method" => v.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)),
+            _ => v.iter().all(|&b| b > b' ' && b != 0x7f),
+        };
+        if !ok {
+            return Err((Status::BadArgument, "a pseudo-header holds a space or control byte"));
         }
     }
     Ok(HttpCallRequest {

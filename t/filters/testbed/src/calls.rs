@@ -13,7 +13,8 @@
 //!   tick_call=SPEC       (root) dispatches from on_tick
 //!   configure_call=SPEC  (root) dispatches from on_configure
 //! Each response logs `call response token=T status=S headers=N body=B` (or `root call
-//! response ...`), with S = NONE for a failed call; hdr=<x-call-echo value> if present.
+//! response ...`), with S = NONE for a failed call; hdr=<x-call-echo value> if present, and
+//! size=<body size> last.
 
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ pub fn log_response(ctx: &dyn Context, who: &str, token: u32, num_headers: usize
         .map(|b| String::from_utf8_lossy(&b).trim_end().chars().take(60).collect::<String>())
         .unwrap_or_default();
     log::warn!(
-        "{who} call response token={token} status={} headers={num_headers} body={body}{}",
+        "{who} call response token={token} status={} headers={num_headers} body={body}{} size={body_size}",
         status.as_deref().unwrap_or("NONE"),
         echo.map(|e| format!(" hdr={e}")).unwrap_or_default()
     );
