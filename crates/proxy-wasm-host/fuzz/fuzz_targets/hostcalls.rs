@@ -1,13 +1,17 @@
 //! Every hostcall with arguments the fuzzer chooses (wild pointers, huge or negative
 //! lengths, malformed serialized maps), through a WAT plugin that runs the input as a
 //! program (hostcalls.wat). The host must answer with statuses: a trap, a panic or a hang is a
-//! bug. Ticks and stream closes are recorded, never acted on here.
+//! bug. Ticks and stream closes are recorded, never acted on here; HTTP calls the program
+//! dispatches are answered (with a response made of the input, or as failed), which runs the
+//! program again with the call-response maps and buffer in reach; shared data, queues and
+//! metrics go to a heap-backed store.
 #![no_main]
 
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_host::{compile, new_engine, Compiler, LogLevel, Logger, MemoryStream, PluginInstance, Limits};
+use proxy_wasm_host::shared_store::{SharedStore, MIN_SIZE};
+use proxy_wasm_host::{compile, new_engine, Compiler, HttpCallResponse, Limits, LogLevel, Logger, MemoryStream, PluginInstance};
 
 struct Quiet;
 impl Logger for Quiet {
@@ -26,6 +30,7 @@ fn fresh() -> (PluginInstance, u32) {
     let engine = new_engine(Compiler::Cranelift, &limits).expect("engine");
     let module = compile(&engine, include_bytes!("hostcalls.wat")).expect("the fuzz plugin compiles");
     let mut inst = PluginInstance::new(&module, "fuzz", b"vm".to_vec(), Box::new(Quiet), &limits).expect("instance");
+    inst.set_shared_store(Some(std::sync::Arc::new(SharedStore::new_private(MIN_SIZE))));
     let root = inst.create_root_context(Some(b"config".to_vec())).expect("root");
     (inst, root)
 }
@@ -44,6 +49,21 @@ fuzz_target!(|data: &[u8]| {
             let ctx = inst.create_http_context(*root).ok()?;
             inst.on_request_headers(ctx, &mut stream, 2, false).ok()?;
             inst.on_body(true, ctx, &mut stream, data.len(), true).ok()?;
+            for (n, call) in inst.take_http_calls().into_iter().enumerate() {
+                let resp = if n % 2 == 0 {
+                    HttpCallResponse {
+                        headers: vec![(b":status".to_vec(), b"200".to_vec()), (b"x".to_vec(), data.to_vec())],
+                        body: data.to_vec(),
+                        trailers: vec![(b"t".to_vec(), b"1".to_vec())],
+                    }
+                } else {
+                    HttpCallResponse::failed()
+                };
+                inst.on_http_call_response(call.context_id, call.token, &resp, Some(&mut stream)).ok()?;
+            }
+            // Calls made from the responses are never answered: the instance stops counting them.
+            let late = inst.take_http_calls().len();
+            inst.forget_http_calls(late);
             inst.on_delete(ctx).ok()
         })();
         // A host error can only be the plugin's own (the CPU budget): start over cleanly.
