@@ -135,7 +135,13 @@ pub unsafe extern "C" fn ngx_http_wasm_call_get(
             lua_ffi::record_error("call_get: no HTTP call pending for this request".into());
             return;
         };
+        if let Some(old) = lr.calls.fetched.take() {
+            // Fetched but never answered (a Lua error in between): it never will be.
+            forget(vec![old]);
+        }
         let c = &lr.calls.fetched.insert(call).req;
+        // :authority is the Host header; a plugin's own `host` header would be a second one.
+        let has_authority = c.headers.iter().any(|(k, _)| k.as_slice() == b":authority");
         put(host, ngx_str(&c.upstream));
         put(body, if c.body.is_empty() { EMPTY } else { ngx_str(&c.body) });
         if !timeout.is_null() {
@@ -148,6 +154,7 @@ pub unsafe extern "C" fn ngx_http_wasm_call_get(
                 b":path" => put(path, ngx_str(v)),
                 b":scheme" => put(scheme, ngx_str(v)),
                 k if k.starts_with(b":") && k != b":authority" => {}
+                k if has_authority && k.eq_ignore_ascii_case(b"host") => {}
                 k if !headers.is_null() => {
                     let key: &[u8] = if k == b":authority" { b"host" } else { k };
                     *headers.add(n) = TableElt { key: ffi_str(key), value: ffi_str(v) };

@@ -69,6 +69,9 @@ pub(crate) struct Plugin {
     poisoned: bool,
     /// Restarts after failures are rate-limited as on the native path.
     backoff: crate::worker::Backoff,
+    /// The process whose shared store (shared data, queues, metrics) the instance uses: a
+    /// plugin loaded in the master (init_by_lua) gets its worker's store at first use there.
+    store_pid: Option<u32>,
 }
 
 type PluginRef = Rc<RefCell<Plugin>>;
@@ -85,8 +88,11 @@ impl Plugin {
         // api7's module reports the name given to load() as plugin_root_id; SDKs that look up
         // their root context by it (AssemblyScript) rely on that.
         inst.set_root_id(&self.name);
-        inst.create_root_context(None).map_err(|e| e.to_string())?;
+        let started = inst.create_root_context(None);
+        drop_root_calls(&mut inst, &self.name);
+        started.map_err(|e| e.to_string())?;
         self.inst = Some(inst);
+        self.store_pid = None;
         Ok(())
     }
 
@@ -99,7 +105,25 @@ impl Plugin {
             crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: starting a fresh instance after a failure", self.name));
             self.start()?;
         }
-        self.inst.as_mut().ok_or_else(|| "no instance".to_string())
+        let inst = self.inst.as_mut().ok_or_else(|| "no instance".to_string())?;
+        let pid = std::process::id();
+        if self.store_pid != Some(pid) {
+            inst.set_shared_store(proxy_wasm_host::shared_store::process_store());
+            self.store_pid = Some(pid);
+        }
+        Ok(inst)
+    }
+}
+
+/// HTTP calls made outside a request (on_vm_start, on_configure): api7's contract runs calls
+/// from Lua for requests only, so they are dropped (and never answered), with a log line.
+fn drop_root_calls(inst: &mut PluginInstance, name: &str) {
+    let n = inst.take_http_calls().len();
+    if n > 0 {
+        inst.forget_http_calls(n);
+        crate::ngx_log::cycle_error(&format!(
+            "[proxy_wasm] {name}: {n} http call(s) from on_vm_start/on_configure dropped: on the Lua path calls run for requests only"
+        ));
     }
 }
 
@@ -126,7 +150,19 @@ impl RootCtx {
         let conf = self.conf.clone();
         let generation = p.generation;
         let inst = p.inst.as_mut().ok_or("no instance")?;
-        let id = inst.create_configured_root(conf).map_err(|e| e.to_string())?;
+        let created = inst.create_configured_root(conf);
+        drop_root_calls(inst, &p.name);
+        let id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                // A trap or an exhausted CPU budget leaves the instance unusable; a refused
+                // configuration does not.
+                if !matches!(e, HostError::ConfigureFailed) {
+                    p.poisoned = true;
+                }
+                return Err(e.to_string());
+            }
+        };
         self.id.set(Some(id));
         self.generation.set(generation);
         Ok(id)
@@ -281,7 +317,7 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
                 return std::ptr::null_mut();
             }
         };
-        let mut plugin = Plugin { name: name.clone(), compiled, limits: engine.limits, inst: None, generation: 0, poisoned: false, backoff: Default::default() };
+        let mut plugin = Plugin { name: name.clone(), compiled, limits: engine.limits, inst: None, generation: 0, poisoned: false, backoff: Default::default(), store_pid: None };
         if let Err(e) = plugin.start() {
             fail(format!("failed to load wasm plugin \"{name}\": {e}"));
             return std::ptr::null_mut();
@@ -327,10 +363,8 @@ pub unsafe extern "C" fn ngx_http_wasm_on_configure(plugin: *mut c_void, conf: *
             let name = p.name.clone();
             match p.instance().map(|_| ()).and_then(|()| root.id_in(&mut p)) {
                 Ok(id) => Ok(id),
-                Err(e) => {
-                    p.poisoned = p.poisoned || !e.contains("proxy_on_configure returned false");
-                    Err(format!("failed to run proxy_on_configure: {name}: {e}"))
-                }
+                // id_in marked the instance failed if it trapped (not if it refused the conf).
+                Err(e) => Err(format!("failed to run proxy_on_configure: {name}: {e}")),
             }
         };
         match res {

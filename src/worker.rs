@@ -261,6 +261,14 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
         // The Lua path's engine, now with the final wasm_max_* limits.
         crate::lua_ffi::set_vm(mcf.lua_engine());
         if mcf.filters.is_empty() && mcf.modules.is_empty() {
+            // `wasm_vm` alone: plugins come from Lua (resty.proxy-wasm); they get the shared
+            // zone for shared data, queues and metrics too.
+            if mcf.compiler.is_some() && ngx_process != NGX_PROCESS_SIGNALLER as ngx_uint_t {
+                if let Err(msg) = crate::shm::add_zone(cf, mcf) {
+                    emerg(cf, &msg);
+                    return NGX_ERROR as ngx_int_t;
+                }
+            }
             return NGX_OK as ngx_int_t;
         }
         if !push_phase_handler(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, Some(crate::access::access_handler))
@@ -343,11 +351,13 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
 pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     crate::guard("init_process", NGX_OK as ngx_int_t, || {
         let Some(mcf) = Module::main_conf(&*cycle) else { return NGX_OK as ngx_int_t };
+        // This cycle's Lua engine (a rejected reload may have left the master's another).
+        crate::lua_ffi::set_vm(mcf.lua_engine());
+        crate::shm::install_worker_store(mcf);
         if !mcf.loaded {
             return NGX_OK as ngx_int_t;
         }
         let t0 = std::time::Instant::now();
-        crate::shm::install_worker_store(mcf);
         let mut w = Worker::new(mcf);
         let mut started = 0;
         for mi in 0..mcf.modules.len() {

@@ -166,21 +166,29 @@ local function split_host(host, default_port)
     return host, default_port
 end
 
+-- The largest call response body we read (as the native path's).
+local MAX_CALL_BODY = 16 * 1024 * 1024
+
 local function read_body(sock, headers, method, status)
     if method == "HEAD" or status == 204 or status == 304 or (status >= 100 and status < 200) then
         return ""
     end
     local te = headers["transfer-encoding"]
     if te and te:lower():find("chunked", 1, true) then
-        local parts = {}
+        local parts, total = {}, 0
         while true do
             local line, err = sock:receive("*l")
             if not line then
                 return nil, err
             end
-            local size = tonumber(line:match("^%s*(%x+)"), 16)
+            local hex = line:match("^%s*(%x+)")
+            local size = hex and tonumber(hex, 16)
             if not size then
                 return nil, "bad chunk size line: " .. line
+            end
+            total = total + size
+            if total > MAX_CALL_BODY then
+                return nil, "response body over " .. MAX_CALL_BODY .. " bytes"
             end
             if size == 0 then
                 repeat
@@ -200,11 +208,30 @@ local function read_body(sock, headers, method, status)
             sock:receive("*l")
         end
     end
-    local len = tonumber(headers["content-length"])
-    if len then
+    local cl = headers["content-length"]
+    if cl then
+        local len = cl:match("^%d+$") and tonumber(cl)
+        if not len or len > MAX_CALL_BODY then
+            return nil, "bad or too large Content-Length: " .. cl
+        end
         return sock:receive(len)
     end
-    return sock:receive("*a")
+    -- Until the server closes (we sent Connection: close), within the bound.
+    local parts, total = {}, 0
+    while true do
+        local data, err = sock:receiveany(65536)
+        if not data then
+            if err == "closed" then
+                return concat(parts)
+            end
+            return nil, err
+        end
+        total = total + #data
+        if total > MAX_CALL_BODY then
+            return nil, "response body over " .. MAX_CALL_BODY .. " bytes"
+        end
+        parts[#parts + 1] = data
+    end
 end
 
 -- Sends one HTTP/1.1 request; returns status, headers (list of {name, value}), body.
@@ -319,7 +346,12 @@ local function run_http_call(ctx, r)
     if ms <= 0 then
         ms = 60000
     end
-    local status, resp_headers, resp_body = send_request(method, scheme, host, path, headers, body, ms)
+    -- A Lua error in the client (a malformed response) is a failed call, not a failed request:
+    -- the plugin's callback still runs.
+    local pok, status, resp_headers, resp_body = pcall(send_request, method, scheme, host, path, headers, body, ms)
+    if not pok then
+        status, resp_headers = nil, "http call error: " .. tostring(status)
+    end
     local out_n, out, out_body = 0, nil, nil
     local keep = {} -- the Lua strings the cdata points to stay alive until the call returns
     if status then
@@ -392,8 +424,9 @@ function _M.on_http_request_body(ctx, body, end_of_body)
     body = body or ""
     local eob = (end_of_body == nil or end_of_body) and 1 or 0
     local rc = tonumber(C.ngx_http_wasm_on_http(ctx, r, HTTP_REQUEST_BODY, body, #body, eob))
-    if rc == 0 and ours and C.ngx_proxy_wasm_lua_body(r, str_buf) == 1 then
-        -- The plugin rewrote the body: the upstream gets the new one (needs ngx.req.read_body()).
+    if (rc == 0 or rc == 1) and ours and C.ngx_proxy_wasm_lua_body(r, str_buf) == 1 then
+        -- The plugin rewrote the body (maybe while dispatching a call): the upstream gets the
+        -- new one (needs ngx.req.read_body()).
         local ok, e = pcall(ngx.req.set_body_data, ffi_string(str_buf[0].data, str_buf[0].len))
         if not ok then
             ngx.log(ngx.WARN, "proxy-wasm: cannot replace the request body: ", e)

@@ -97,3 +97,31 @@ ok
 x-native: ok
 --- error_log
 load broken: failed to load wasm plugin "broken"
+
+=== TEST 6: with wasm_vm alone, Lua-driven plugins get the shared zone: data set by one request is read by the next
+--- http_config
+init_worker_by_lua_block { require("apisix_like").load("shared_state", "$TEST_NGINX_FILTERS/shared_state.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("shared_state", "lua") }
+}
+--- request eval
+["GET /t", "GET /t"]
+--- more_headers eval
+["x-ops: set=k:from-lua", "x-ops: get=k"]
+--- response_body eval
+["set k: Ok\n", "get k: from-lua cas=nonzero\n"]
+
+=== TEST 7: a plugin loaded in init_by_lua (the master) uses its worker's shared zone
+--- http_config
+init_by_lua_block { require("apisix_like").load("shared_state", "$TEST_NGINX_FILTERS/shared_state.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("shared_state", "lua") }
+}
+--- request eval
+["GET /t", "GET /t"]
+--- more_headers eval
+["x-ops: set=m:master-loaded", "x-ops: get=m"]
+--- response_body eval
+["set m: Ok\n", "get m: master-loaded cas=nonzero\n"]
