@@ -231,7 +231,7 @@ pub(crate) unsafe fn step(
     f: &mut dyn FnMut(&mut PluginInstance, u32, &mut FilterCtx, Seed<'_>) -> Option<Result<Outcome, HostError>>,
 ) -> ChainResult {
     let fail_open = crate::conf::failure_status(r) == 0;
-    WORKER.with(|w| {
+    let res = WORKER.with(|w| {
         let mut w = w.borrow_mut();
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
         let fc = &mut ctx.filters[i];
@@ -252,13 +252,31 @@ pub(crate) unsafe fn step(
         let seed = Seed { r, label: &label, properties: &mut ctx.properties };
         let res = f(inst, id, fc, seed);
         let calls = if inst.has_http_calls() { inst.take_http_calls() } else { Vec::new() };
+        let mut root_calls = Vec::new();
         if matches!(res, Some(Err(_))) {
             // A failed filter's calls are never sent.
             inst.forget_http_calls(calls.len());
         } else {
-            ctx.new_calls.extend(calls.into_iter().map(|c| (i, c)));
+            for c in calls {
+                if c.context_id == id {
+                    ctx.new_calls.push((i, c));
+                } else {
+                    // Made with the root context effective (proxy_set_effective_context):
+                    // the root context gets the answer, as for its own calls.
+                    root_calls.push(c);
+                }
+            }
         }
         let fc = &mut ctx.filters[i];
+        let generation = fc.generation;
+        let fi = fc.filter;
+        for c in root_calls {
+            if w.roots[fi] == Some(c.context_id) {
+                w.root_calls.push((fi, generation, c));
+            } else if let Some(inst) = w.instance_for(mi, generation) {
+                inst.forget_http_calls(1);
+            }
+        }
         w.apply_ticks(mi);
         match res {
             None => ChainResult::Continue,
@@ -282,7 +300,10 @@ pub(crate) unsafe fn step(
                 ChainResult::Failed
             }
         }
-    })
+    });
+    // Calls a root context made in the callback (sent once the worker state is free).
+    crate::worker::flush_root_calls();
+    res
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
