@@ -39,6 +39,16 @@ const H_INDEX_OFF: usize = 56;
 const H_INDEX_CAP: usize = 64;
 const H_HEAP_OFF: usize = 72;
 const H_HEAP_LEN: usize = 80;
+/// Flags word (atomic u32): F_RECOVER, F_COMPACTING.
+const H_FLAGS: usize = 88;
+/// Times recover() ran, and times it had to drop the heap.
+const H_RECOVERIES: usize = 96;
+const H_HEAP_DROPS: usize = 104;
+
+/// A holder panicked (its process lives on): the next holder must repair before trusting.
+const F_RECOVER: u32 = 1;
+/// compact() is moving records: a holder dying now leaves the heap unwalkable.
+const F_COMPACTING: u32 = 2;
 
 /// Most metrics (of every module together).
 pub const MAX_METRICS: usize = 1024;
@@ -124,6 +134,8 @@ pub struct SharedStore {
     base: *mut u8,
     len: usize,
     pid: u32,
+    /// Repairs not yet reported (take_events), this process only.
+    events: std::sync::Mutex<Vec<Event>>,
     /// Owns the memory when the store lives on the heap (tests, the master's check).
     _owned: Option<Box<[u64]>>,
 }
@@ -147,6 +159,37 @@ fn align8(n: usize) -> usize {
     (n + 7) & !7
 }
 
+/// (index offset, index capacity, heap offset, heap length) of a region of `len` bytes: a
+/// function of the size only, so recover() can check the header against it.
+fn layout(len: usize) -> (usize, usize, usize, usize) {
+    let rest = len - TABLES;
+    // One index slot per 16 heap bytes, while a record takes at least 24: the index can
+    // never fill up, so probing always ends on an empty slot (load <= 2/3).
+    let index_cap = (rest / 5 / 4).max(16);
+    let heap_off = align8(TABLES + index_cap * 4);
+    (TABLES, index_cap, heap_off, len - heap_off)
+}
+
+/// Repairs a store made, for the embedder to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A lock holder died or panicked: the log was checked (truncated at the first malformed
+    /// record) and the index and queues rebuilt.
+    Recovered,
+    /// A lock holder died mid-compaction (or the header was corrupt): every shared-data entry
+    /// and queue item was dropped.
+    HeapDropped,
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Event::Recovered => "shared memory zone: a process died or panicked holding its lock; repaired (the operation in progress may be lost)",
+            Event::HeapDropped => "shared memory zone: a process died or panicked while compacting it; every shared data entry and queue item was dropped",
+        })
+    }
+}
+
 fn pid_alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -156,6 +199,11 @@ struct Guard<'a>(&'a SharedStore);
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
+        // A panic may have left a half-done operation behind (the store's own asserts firing
+        // on corrupt offsets, say): whoever takes the lock next repairs first.
+        if std::thread::panicking() {
+            self.0.atomic_u32(H_FLAGS).fetch_or(F_RECOVER, Ordering::Relaxed);
+        }
         self.0.atomic_u32(H_LOCK).store(0, Ordering::Release);
     }
 }
@@ -185,7 +233,7 @@ impl SharedStore {
         if !(base as usize).is_multiple_of(8) {
             return Err("the shared memory zone is not 8-byte aligned".into());
         }
-        let s = SharedStore { base, len: len & !7, pid: std::process::id(), _owned: None };
+        let s = SharedStore { base, len: len & !7, pid: std::process::id(), events: Default::default(), _owned: None };
         if s.get_u64(H_MAGIC) != MAGIC || s.get_u64(H_SIZE) != s.len as u64 {
             s.format();
         }
@@ -201,15 +249,11 @@ impl SharedStore {
         // SAFETY: the region is ours (attach's contract) and not yet shared with anyone who
         // could read it as a store (no magic yet).
         unsafe { std::ptr::write_bytes(self.base, 0, TABLES) };
-        let rest = self.len - TABLES;
-        // One index slot per 16 heap bytes, while a record takes at least 24: the index can
-        // never fill up, so probing always ends on an empty slot (load <= 2/3).
-        let index_cap = (rest / 5 / 4).max(16);
-        let heap_off = align8(TABLES + index_cap * 4);
-        self.set_u64(H_INDEX_OFF, TABLES as u64);
+        let (index_off, index_cap, heap_off, heap_len) = layout(self.len);
+        self.set_u64(H_INDEX_OFF, index_off as u64);
         self.set_u64(H_INDEX_CAP, index_cap as u64);
         self.set_u64(H_HEAP_OFF, heap_off as u64);
-        self.set_u64(H_HEAP_LEN, (self.len - heap_off) as u64);
+        self.set_u64(H_HEAP_LEN, heap_len as u64);
         self.set_u32(H_NEXT_CAS, 1);
         self.clear_index();
         self.set_u64(H_SIZE, self.len as u64);
@@ -218,50 +262,58 @@ impl SharedStore {
 
     // --- raw access -------------------------------------------------------------------
 
+    // Offsets may come from the shared region (written by another process, possibly one that
+    // died mid-write): the bounds checks are real in release builds too (cheap next to the
+    // lock), so a corrupt offset panics instead of touching memory outside the region.
+
     fn get_u64(&self, off: usize) -> u64 {
-        debug_assert!(off + 8 <= self.len);
+        assert!(off <= self.len && self.len - off >= 8);
         // SAFETY: off is inside the region (layout constants and checked record offsets).
         unsafe { std::ptr::read_unaligned(self.base.add(off) as *const u64) }
     }
     fn set_u64(&self, off: usize, v: u64) {
-        debug_assert!(off + 8 <= self.len);
+        assert!(off <= self.len && self.len - off >= 8);
         // SAFETY: as get_u64; writers hold the lock (or own the unformatted region).
         unsafe { std::ptr::write_unaligned(self.base.add(off) as *mut u64, v) }
     }
     fn get_u32(&self, off: usize) -> u32 {
-        debug_assert!(off + 4 <= self.len);
+        assert!(off <= self.len && self.len - off >= 4);
         // SAFETY: as get_u64.
         unsafe { std::ptr::read_unaligned(self.base.add(off) as *const u32) }
     }
     fn set_u32(&self, off: usize, v: u32) {
-        debug_assert!(off + 4 <= self.len);
+        assert!(off <= self.len && self.len - off >= 4);
         // SAFETY: as set_u64.
         unsafe { std::ptr::write_unaligned(self.base.add(off) as *mut u32, v) }
     }
     fn get_u8(&self, off: usize) -> u8 {
+        assert!(off < self.len);
         // SAFETY: as get_u64.
         unsafe { *self.base.add(off) }
     }
     fn set_u8(&self, off: usize, v: u8) {
+        assert!(off < self.len);
         // SAFETY: as set_u64.
         unsafe { *self.base.add(off) = v }
     }
     fn get_u16(&self, off: usize) -> u16 {
+        assert!(off <= self.len && self.len - off >= 2);
         // SAFETY: as get_u64.
         unsafe { std::ptr::read_unaligned(self.base.add(off) as *const u16) }
     }
     fn set_u16(&self, off: usize, v: u16) {
+        assert!(off <= self.len && self.len - off >= 2);
         // SAFETY: as set_u64.
         unsafe { std::ptr::write_unaligned(self.base.add(off) as *mut u16, v) }
     }
     fn bytes(&self, off: usize, len: usize) -> &[u8] {
-        assert!(off + len <= self.len);
+        assert!(off <= self.len && self.len - off >= len);
         // SAFETY: in bounds (asserted); callers hold the lock, so no process writes these bytes
         // while the slice is alive, or they are immutable once published (names).
         unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
     }
     fn write_bytes(&self, off: usize, data: &[u8]) {
-        assert!(off + data.len() <= self.len);
+        assert!(off <= self.len && self.len - off >= data.len());
         // SAFETY: in bounds (asserted); the caller holds the lock; `data` is host memory.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.base.add(off), data.len()) }
     }
@@ -290,7 +342,13 @@ impl SharedStore {
         let mut spins: u32 = 0;
         loop {
             let holder = match lock.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Guard(self),
+                Ok(_) => {
+                    let g = Guard(self);
+                    if self.atomic_u32(H_FLAGS).load(Ordering::Relaxed) & (F_RECOVER | F_COMPACTING) != 0 {
+                        self.recover();
+                    }
+                    return g;
+                }
                 Err(h) => h,
             };
             spins = spins.wrapping_add(1);
@@ -312,28 +370,98 @@ impl SharedStore {
         }
     }
 
-    /// Makes the log walkable again after a holder died mid-operation, then rebuilds every
-    /// derived structure from it.
+    /// Makes the log walkable again after a holder died mid-operation (or panicked), then
+    /// rebuilds every derived structure from it. Trusts nothing read from the region: a
+    /// layout that is not the one format() writes for this size, or a compaction cut short,
+    /// drops the whole heap (every entry and queue item; metrics and the queue table stay).
     fn recover(&self) {
-        let heap_len = self.get_u64(H_HEAP_LEN) as usize;
-        let mut end = (self.get_u64(H_LOG_END) as usize).min(heap_len);
-        let mut off = 0;
-        while off < end {
-            let h = self.heap_off() + off;
-            let total = self.get_u32(h) as usize;
-            let kind = self.get_u8(h + 4);
-            let need = R_HDR + self.get_u16(h + 6) as usize + self.get_u32(h + 8) as usize;
-            if total < R_HDR || !total.is_multiple_of(8) || off + total > end || need > total || !(kind == KIND_KV || kind == KIND_ITEM)
-            {
-                end = off;
-                break;
+        self.set_u64(H_RECOVERIES, self.get_u64(H_RECOVERIES).wrapping_add(1));
+        let flags = self.atomic_u32(H_FLAGS).load(Ordering::Relaxed);
+        let (index_off, index_cap, heap_off, heap_len) = layout(self.len);
+        let layout_ok = self.get_u64(H_INDEX_OFF) == index_off as u64
+            && self.get_u64(H_INDEX_CAP) == index_cap as u64
+            && self.get_u64(H_HEAP_OFF) == heap_off as u64
+            && self.get_u64(H_HEAP_LEN) == heap_len as u64;
+        // Equal to format()'s layout, so also: index_off + cap*4 <= heap_off and
+        // heap_off + heap_len == len.
+        debug_assert!(index_off + index_cap * 4 <= heap_off && heap_off + heap_len == self.len);
+        let drop_heap = flags & F_COMPACTING != 0 || !layout_ok;
+        let mut end = 0;
+        if drop_heap {
+            self.set_u64(H_INDEX_OFF, index_off as u64);
+            self.set_u64(H_INDEX_CAP, index_cap as u64);
+            self.set_u64(H_HEAP_OFF, heap_off as u64);
+            self.set_u64(H_HEAP_LEN, heap_len as u64);
+            self.set_u64(H_HEAP_DROPS, self.get_u64(H_HEAP_DROPS).wrapping_add(1));
+        } else {
+            end = (self.get_u64(H_LOG_END) as usize).min(heap_len);
+            let mut off = 0;
+            while off < end {
+                let h = heap_off + off;
+                // Room for the header itself before reading it.
+                if end - off < R_HDR {
+                    end = off;
+                    break;
+                }
+                let total = self.get_u32(h) as usize;
+                let kind = self.get_u8(h + 4);
+                let live = self.get_u8(h + 5);
+                let key_len = self.get_u16(h + 6) as usize;
+                let val_len = self.get_u32(h + 8) as usize;
+                let need = R_HDR + key_len + val_len;
+                let sane = match kind {
+                    KIND_KV => key_len <= MAX_KEY && val_len <= MAX_VALUE,
+                    KIND_ITEM => key_len == 0 && val_len <= MAX_VALUE,
+                    _ => false,
+                };
+                if !sane || live > 1 || total < R_HDR || !total.is_multiple_of(8) || total > end - off || need > total {
+                    end = off;
+                    break;
+                }
+                off += total;
             }
-            off += total;
         }
         self.set_u64(H_LOG_END, end as u64);
         self.atomic_u32(H_N_METRICS).fetch_min(MAX_METRICS as u32, Ordering::Relaxed);
         self.atomic_u32(H_N_QUEUES).fetch_min(MAX_QUEUES as u32, Ordering::Relaxed);
+        self.atomic_u32(H_FLAGS).fetch_and(!(F_RECOVER | F_COMPACTING), Ordering::Relaxed);
+        // Also resets every queue's head, length and bytes from what is left (nothing when
+        // the heap was dropped).
         self.compact();
+        if drop_heap {
+            // Pollers compare sequence numbers: bump them so no worker keeps waiting on items
+            // that are gone (they get EMPTY, as when another worker won them).
+            let nq = self.atomic_u32(H_N_QUEUES).load(Ordering::Relaxed) as usize;
+            for q in 0..nq {
+                self.atomic_u64(self.queue_slot(q) + Q_SEQ).fetch_add(1, Ordering::Release);
+            }
+        }
+        self.note(if drop_heap {
+            Event::HeapDropped
+        } else {
+            Event::Recovered
+        });
+    }
+
+    /// Records an event for the embedder to log (see take_events).
+    fn note(&self, e: Event) {
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if ev.len() < 16 {
+            ev.push(e);
+        }
+    }
+
+    /// What the store had to repair since the last call, in this process (for the embedder to
+    /// log: the store itself has no logger).
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Times the store was repaired after a dead or panicking lock holder, and how many of
+    /// those dropped every entry and queue item (zone-wide, since the zone was created).
+    pub fn recoveries(&self) -> (u64, u64) {
+        let _g = self.lock();
+        (self.get_u64(H_RECOVERIES), self.get_u64(H_HEAP_DROPS))
     }
 
     // --- heap and index -----------------------------------------------------------------
@@ -344,6 +472,7 @@ impl SharedStore {
 
     fn clear_index(&self) {
         let (off, cap) = (self.get_u64(H_INDEX_OFF) as usize, self.get_u64(H_INDEX_CAP) as usize);
+        assert!(off <= self.len && cap <= (self.len - off) / 4);
         // SAFETY: the index lies inside the region (format); the caller holds the lock.
         unsafe { std::ptr::write_bytes(self.base.add(off), 0, cap * 4) };
     }
@@ -402,12 +531,18 @@ impl SharedStore {
     fn compact(&self) {
         let heap = self.heap_off();
         let end = self.get_u64(H_LOG_END) as usize;
+        // Records are moved over each other: a death from here to the flag's clearing leaves
+        // half-moved bytes, which recover() must not walk (it drops the heap instead).
+        self.atomic_u32(H_FLAGS).fetch_or(F_COMPACTING, Ordering::Relaxed);
         let (mut src, mut dst) = (0, 0);
         while src < end {
             let total = self.get_u32(heap + src) as usize;
+            // A zero-length record would loop forever; recover() guarantees none is reachable.
+            assert!(total >= R_HDR && heap + src + total <= self.len);
             if self.get_u8(heap + src + 5) == 1 {
                 if src != dst {
-                    // SAFETY: both ranges are inside the heap; copy handles the overlap.
+                    // SAFETY: both ranges are inside the region (asserted, dst < src); copy
+                    // handles the overlap.
                     unsafe { std::ptr::copy(self.base.add(heap + src), self.base.add(heap + dst), total) };
                 }
                 dst += total;
@@ -416,6 +551,7 @@ impl SharedStore {
         }
         self.set_u64(H_LOG_END, dst as u64);
         self.set_u64(H_DEAD, 0);
+        self.atomic_u32(H_FLAGS).fetch_and(!F_COMPACTING, Ordering::Relaxed);
         self.rebuild();
     }
 
@@ -966,6 +1102,73 @@ mod tests {
         assert_eq!(s.get(b"a").unwrap().0, b"1");
         s.set(b"b", b"2", 0).unwrap();
         assert_eq!(s.get(b"b").unwrap().0, b"2");
+    }
+
+    #[test]
+    fn recover_rejects_a_corrupt_layout_and_short_records() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        s.set(b"a", b"1", 0).unwrap();
+        // A record header cut by the log's end: fewer than R_HDR bytes left.
+        let end = s.get_u64(H_LOG_END) as usize;
+        s.set_u64(H_LOG_END, (end + 16) as u64);
+        s.set_u32(s.heap_off() + end, 24);
+        s.atomic_u32(H_FLAGS).fetch_or(F_RECOVER, Ordering::Relaxed);
+        assert_eq!(s.get(b"a").unwrap().0, b"1");
+        assert_eq!(s.get_u64(H_LOG_END) as usize, end);
+        assert_eq!(s.take_events(), vec![Event::Recovered]);
+        // A heap offset pointing outside the region: the heap is dropped, the layout restored.
+        s.set_u64(H_HEAP_OFF, (s.len + 4096) as u64);
+        s.atomic_u32(H_FLAGS).fetch_or(F_RECOVER, Ordering::Relaxed);
+        assert_eq!(s.get(b"a"), Err(Status::NotFound));
+        assert_eq!(s.take_events(), vec![Event::HeapDropped]);
+        s.set(b"b", b"2", 0).unwrap();
+        assert_eq!(s.get(b"b").unwrap().0, b"2");
+        assert_eq!(s.recoveries(), (2, 1));
+    }
+
+    #[test]
+    fn panic_holding_the_lock_marks_for_recovery() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        s.set(b"a", b"1", 0).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = s.lock();
+            // Half an append: bytes after the log's end, then the panic.
+            let end = s.get_u64(H_LOG_END) as usize;
+            s.set_u32(s.heap_off() + end, 3);
+            s.set_u64(H_LOG_END, (end + 8) as u64);
+            panic!("in the middle");
+        }));
+        assert!(r.is_err());
+        assert_ne!(s.atomic_u32(H_FLAGS).load(Ordering::Relaxed) & F_RECOVER, 0);
+        assert_eq!(s.get(b"a").unwrap().0, b"1");
+        assert_eq!(s.atomic_u32(H_FLAGS).load(Ordering::Relaxed), 0);
+        assert_eq!(s.take_events(), vec![Event::Recovered]);
+        s.set(b"b", b"2", 0).unwrap();
+    }
+
+    #[test]
+    fn death_mid_compaction_drops_the_heap_but_keeps_tables() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        let m = s.define_metric(MetricKind::Counter, b"c").unwrap();
+        s.increment_metric(m, 3).unwrap();
+        let q = s.register_queue(b"vm\0q").unwrap();
+        s.enqueue(q, b"item").unwrap();
+        s.set(b"a", b"1", 0).unwrap();
+        let seq = s.queue_seq(q).unwrap();
+        // A holder that died with the compaction flag set.
+        s.atomic_u32(H_FLAGS).fetch_or(F_COMPACTING, Ordering::Relaxed);
+        s.atomic_u32(H_LOCK).store(u32::MAX - 1, Ordering::Relaxed);
+        assert_eq!(s.get(b"a"), Err(Status::NotFound));
+        assert_eq!(s.take_events(), vec![Event::HeapDropped]);
+        assert_eq!(s.queue_len(q), Some(0));
+        assert_eq!(s.dequeue(q), Err(Status::Empty));
+        assert!(s.queue_seq(q).unwrap() > seq);
+        assert_eq!(s.resolve_queue(b"vm\0q"), Some(q));
+        assert_eq!(s.get_metric(m), Ok(3));
+        s.enqueue(q, b"again").unwrap();
+        s.set(b"a", b"2", 0).unwrap();
+        assert_eq!(s.dequeue(q).unwrap(), b"again");
+        assert_eq!(s.get(b"a").unwrap().0, b"2");
     }
 
     #[test]

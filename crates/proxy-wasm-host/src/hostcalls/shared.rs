@@ -13,7 +13,13 @@ use crate::shared_store::{MetricKind, QueueReg, SharedStore};
 /// The store, or UNIMPLEMENTED with a warning naming the call when the embedder gave none.
 fn store(env: &mut FunctionEnvMut<HostEnv>, call: &str) -> Result<std::sync::Arc<SharedStore>, Status> {
     match env.data().shared.clone() {
-        Some(s) => Ok(s),
+        Some(s) => {
+            // Repairs done under earlier calls in this process (the store has no logger).
+            for e in s.take_events() {
+                env.data_mut().log(crate::abi::LogLevel::Error, e.to_string().as_bytes());
+            }
+            Ok(s)
+        }
         None => {
             let msg = format!("env.{call} is not available: this host has no shared memory store: returned UNIMPLEMENTED");
             env.data_mut().log(crate::abi::LogLevel::Warn, msg.as_bytes());
