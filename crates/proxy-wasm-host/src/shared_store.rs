@@ -13,8 +13,9 @@
 //! when a process died holding the lock.
 //!
 //! Locking: a spin lock in the header holds the holder's pid. A waiter that sees the holder
-//! gone (`/proc/<pid>` absent, or its own pid: a lock can never be held across calls) takes the
-//! lock over, validates the log (truncating at the first malformed record) and rebuilds.
+//! gone (`kill(pid, 0)` fails with ESRCH, or its own pid outside the unit tests: a lock is
+//! never held across calls) takes the lock over, validates the log (truncating at the first
+//! malformed record) and rebuilds.
 //! Metric values are atomics updated without the lock; queue sequence numbers are atomics
 //! read without it (by the pollers).
 
@@ -190,8 +191,20 @@ impl std::fmt::Display for Event {
     }
 }
 
+/// Whether process `pid` exists. kill(pid, 0) rather than /proc: /proc may be unmounted (or
+/// another pid namespace's) in a container. Only ESRCH means gone: EPERM is a live process
+/// of another user.
 fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    // Not a pid a process can have (kill would read it as a process group): nobody holds it.
+    let Ok(p) = i32::try_from(pid) else { return false };
+    if p <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
+    if unsafe { libc::kill(p, 0) } == 0 {
+        return true;
+    }
+    std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Held lock; released on drop (also when a panic unwinds through the holder).
@@ -351,15 +364,18 @@ impl SharedStore {
                 }
                 Err(h) => h,
             };
+            // The lock is never held across calls and a worker uses the store from one thread,
+            // so our own pid in the lock word is a previous process that had our (reused) pid
+            // and died holding it. (The unit tests share one pid among threads: not there.)
+            let stale_self = !cfg!(test) && holder == me;
             spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(256) {
+            if !stale_self && !spins.is_multiple_of(256) {
                 std::hint::spin_loop();
                 continue;
             }
-            // A holder that is gone will never release it: take over and repair. (Our own pid
-            // may be another thread of this process, as in the tests: it is alive.)
+            // A holder that is gone will never release it: take over and repair.
             if holder != 0
-                && !pid_alive(holder)
+                && (stale_self || !pid_alive(holder))
                 && lock.compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed).is_ok()
             {
                 let g = Guard(self);
@@ -1102,6 +1118,20 @@ mod tests {
         assert_eq!(s.get(b"a").unwrap().0, b"1");
         s.set(b"b", b"2", 0).unwrap();
         assert_eq!(s.get(b"b").unwrap().0, b"2");
+    }
+
+    #[test]
+    fn pid_liveness() {
+        assert!(pid_alive(std::process::id()));
+        // pid 1 exists (maybe not ours to signal: EPERM still means alive).
+        assert!(pid_alive(1));
+        assert!(!pid_alive(0));
+        assert!(!pid_alive(u32::MAX - 1));
+        // A child that has been reaped is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!pid_alive(pid));
     }
 
     #[test]
