@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use crate::abi::Status;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"PWSHM001");
+// 002: keyed index hash, flags and counters in the header. A zone of another format (a reload
+// into a newer build) is formatted anew.
+const MAGIC: u64 = u64::from_le_bytes(*b"PWSHM002");
 const HEADER: usize = 4096;
 
 // Header fields (byte offsets).
@@ -46,6 +48,8 @@ const H_FLAGS: usize = 88;
 const H_RECOVERIES: usize = 96;
 const H_HEAP_DROPS: usize = 104;
 const H_COMPACTIONS: usize = 112;
+/// 128-bit key of the index hash, random per zone (format).
+const H_SEED: usize = 128;
 
 /// A holder panicked (its process lives on): the next holder must repair before trusting.
 const F_RECOVER: u32 = 1;
@@ -149,12 +153,28 @@ unsafe impl Send for SharedStore {}
 // SAFETY: as above.
 unsafe impl Sync for SharedStore {}
 
-fn fnv(key: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in key {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+/// SipHash-2-4 of `key` under `seed`: plugins pass keys from remote clients, and with an
+/// unkeyed hash those could be chosen to land in one probe cluster of the open-addressing
+/// index (every lookup then walks it, under the lock that every worker waits on).
+fn keyed_hash(seed: (u64, u64), key: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    // std's SipHasher is deprecated only in favour of RandomState, which is per-process: the
+    // hash must be the same in every worker, hence an explicit key stored in the zone.
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new_with_keys(seed.0, seed.1);
+    h.write(key);
+    h.finish()
+}
+
+/// A random seed for a new zone; the time and pid if the OS has no randomness to give.
+fn new_seed() -> (u64, u64) {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
     }
-    h
+    let (lo, hi) = b.split_at(8);
+    (u64::from_le_bytes(lo.try_into().expect("8 bytes")), u64::from_le_bytes(hi.try_into().expect("8 bytes")))
 }
 
 fn align8(n: usize) -> usize {
@@ -269,6 +289,9 @@ impl SharedStore {
         self.set_u64(H_HEAP_OFF, heap_off as u64);
         self.set_u64(H_HEAP_LEN, heap_len as u64);
         self.set_u32(H_NEXT_CAS, 1);
+        let (k0, k1) = new_seed();
+        self.set_u64(H_SEED, k0);
+        self.set_u64(H_SEED + 8, k1);
         self.clear_index();
         self.set_u64(H_SIZE, self.len as u64);
         self.atomic_u64(H_MAGIC).store(MAGIC, Ordering::Release);
@@ -494,10 +517,16 @@ impl SharedStore {
         unsafe { std::ptr::write_bytes(self.base.add(off), 0, cap * 4) };
     }
 
-    /// Index slot holding `key`, or the empty slot where it would go.
-    fn find_slot(&self, key: &[u8], hash: u32) -> (usize, Option<usize>) {
+    fn hash(&self, key: &[u8]) -> u64 {
+        keyed_hash((self.get_u64(H_SEED), self.get_u64(H_SEED + 8)), key)
+    }
+
+    /// Index slot holding `key`, or the empty slot where it would go. `hash` is self.hash(key):
+    /// its low bits pick the slot, its high 32 bits are the tag kept in the record.
+    fn find_slot(&self, key: &[u8], hash: u64) -> (usize, Option<usize>) {
         let (ioff, cap) = (self.get_u64(H_INDEX_OFF) as usize, self.get_u64(H_INDEX_CAP) as usize);
-        let mut i = hash as usize % cap;
+        let tag = (hash >> 32) as u32;
+        let mut i = (hash % cap as u64) as usize;
         loop {
             let slot = ioff + i * 4;
             let v = self.get_u32(slot);
@@ -506,7 +535,7 @@ impl SharedStore {
             }
             let rec = v as usize - 1;
             let h = self.heap_off() + rec;
-            if self.get_u32(h + 12) == hash && self.bytes(h + R_HDR, self.get_u16(h + 6) as usize) == key {
+            if self.get_u32(h + 12) == tag && self.bytes(h + R_HDR, self.get_u16(h + 6) as usize) == key {
                 return (slot, Some(rec));
             }
             i = (i + 1) % cap;
@@ -593,7 +622,11 @@ impl SharedStore {
             if self.get_u8(h + 5) == 1 {
                 if self.get_u8(h + 4) == KIND_KV {
                     let key = self.bytes(h + R_HDR, self.get_u16(h + 6) as usize).to_vec();
-                    let (slot, old) = self.find_slot(&key, self.get_u32(h + 12));
+                    // Hashed again rather than trusting the stored tag (this also runs in
+                    // recovery): the tag must agree with the key for lookups to find it.
+                    let hash = self.hash(&key);
+                    self.set_u32(h + 12, (hash >> 32) as u32);
+                    let (slot, old) = self.find_slot(&key, hash);
                     if let Some(old) = old {
                         self.kill(old);
                     }
@@ -682,7 +715,7 @@ impl SharedStore {
             return Err(Status::BadArgument);
         }
         let _g = self.lock();
-        let (_, rec) = self.find_slot(key, fnv(key));
+        let (_, rec) = self.find_slot(key, self.hash(key));
         let rec = rec.ok_or(Status::NotFound)?;
         let h = self.heap_off() + rec;
         let val = self.bytes(h + R_HDR + key.len(), self.get_u32(h + 8) as usize).to_vec();
@@ -697,8 +730,8 @@ impl SharedStore {
         if key.len() > MAX_KEY || value.len() > MAX_VALUE {
             return Err(Status::BadArgument);
         }
-        let hash = fnv(key);
         let _g = self.lock();
+        let hash = self.hash(key);
         if cas != 0 {
             if let (_, Some(rec)) = self.find_slot(key, hash) {
                 if self.get_u64(self.heap_off() + rec + 16) as u32 != cas {
@@ -717,7 +750,7 @@ impl SharedStore {
         if let Some(old) = old {
             self.kill(old);
         }
-        let rec = self.append(KIND_KV, key, value, hash, u64::from(next));
+        let rec = self.append(KIND_KV, key, value, (hash >> 32) as u32, u64::from(next));
         self.set_u32(slot, rec as u32 + 1);
         Ok(evicted)
     }
@@ -1095,6 +1128,24 @@ mod tests {
         // heap/16 is ~80 such records: about one compaction per 80 writes, not one per write.
         assert!(compactions <= 1000 / 40, "{compactions} compactions for 1000 writes");
         assert_eq!(s.get(b"new999").unwrap().0, val);
+    }
+
+    #[test]
+    fn index_hash_is_seeded_per_zone() {
+        let a = SharedStore::new_private(MIN_SIZE);
+        let b = SharedStore::new_private(MIN_SIZE);
+        let seed = |s: &SharedStore| (s.get_u64(H_SEED), s.get_u64(H_SEED + 8));
+        assert_ne!(seed(&a), seed(&b));
+        assert_ne!(a.hash(b"some key"), b.hash(b"some key"));
+        assert_eq!(a.hash(b"some key"), keyed_hash(seed(&a), b"some key"));
+        // Keys still found after a rebuild (the tags are recomputed from the keys).
+        for i in 0..100 {
+            a.set(format!("k{i}").as_bytes(), b"v", 0).unwrap();
+        }
+        a.atomic_u32(H_FLAGS).fetch_or(F_RECOVER, Ordering::Relaxed);
+        for i in 0..100 {
+            assert_eq!(a.get(format!("k{i}").as_bytes()).unwrap().0, b"v");
+        }
     }
 
     #[test]
