@@ -50,6 +50,8 @@ const H_HEAP_DROPS: usize = 104;
 const H_COMPACTIONS: usize = 112;
 /// 128-bit key of the index hash, random per zone (format).
 const H_SEED: usize = 128;
+/// Heap bytes (whole records) held by queue items, all queues together.
+const H_QBYTES: usize = 144;
 
 /// A holder panicked (its process lives on): the next holder must repair before trusting.
 const F_RECOVER: u32 = 1;
@@ -80,6 +82,7 @@ pub const MAX_QUEUES: usize = 256;
 const QUEUE_SLOT: usize = 512;
 const Q_SEQ: usize = 0;
 const Q_LEN: usize = 8;
+/// Heap bytes (whole records) of the queue's items.
 const Q_BYTES: usize = 16;
 const Q_HEAD: usize = 24;
 const Q_NAME_LEN: usize = 32;
@@ -88,6 +91,10 @@ const Q_NAME: usize = 40;
 pub const MAX_QUEUE_NAME: usize = QUEUE_SLOT - Q_NAME;
 /// Most items waiting in one queue.
 pub const MAX_QUEUE_ITEMS: u64 = 10_000;
+/// Share of the heap one queue's items may take (1/4), and all queues' items together (1/2):
+/// a consumer that stopped must not starve shared data or the other queues.
+const QUEUE_HEAP_DIV: u64 = 4;
+const QUEUES_HEAP_DIV: u64 = 2;
 const NO_HEAD: u64 = u64::MAX;
 
 /// Longest shared-data key (with its vm_id prefix), and longest value or queue item.
@@ -606,6 +613,7 @@ impl SharedStore {
     /// keeps its later record.
     fn rebuild(&self) {
         self.clear_index();
+        self.set_u64(H_QBYTES, 0);
         let nq = self.atomic_u32(H_N_QUEUES).load(Ordering::Relaxed) as usize;
         for q in 0..nq {
             let s = self.queue_slot(q);
@@ -636,7 +644,8 @@ impl SharedStore {
                     if q >= 1 && q <= nq {
                         let s = self.queue_slot(q - 1);
                         self.set_u64(s + Q_LEN, self.get_u64(s + Q_LEN) + 1);
-                        self.set_u64(s + Q_BYTES, self.get_u64(s + Q_BYTES) + u64::from(self.get_u32(h + 8)));
+                        self.set_u64(s + Q_BYTES, self.get_u64(s + Q_BYTES) + total as u64);
+                        self.set_u64(H_QBYTES, self.get_u64(H_QBYTES) + total as u64);
                         if self.get_u64(s + Q_HEAD) == NO_HEAD {
                             self.set_u64(s + Q_HEAD, off as u64);
                         }
@@ -814,8 +823,9 @@ impl SharedStore {
     }
 
     /// Appends an item. NOT_FOUND for an unknown id; BAD_ARGUMENT past MAX_VALUE;
-    /// INTERNAL_FAILURE when the queue holds MAX_QUEUE_ITEMS or the zone is full. Returns how
-    /// many shared-data entries were evicted to make room.
+    /// INTERNAL_FAILURE when the queue holds MAX_QUEUE_ITEMS, its items would take more than
+    /// a quarter of the heap, all queues' items more than half, or the zone is full (queue
+    /// items never evict shared-data entries). Returns how many entries were evicted: 0.
     pub fn enqueue(&self, id: u32, data: &[u8]) -> Result<u64, Status> {
         let q = self.queue_index(id)?;
         if data.len() > MAX_VALUE {
@@ -826,10 +836,18 @@ impl SharedStore {
         if self.get_u64(s + Q_LEN) >= MAX_QUEUE_ITEMS {
             return Err(Status::InternalFailure);
         }
-        let evicted = self.ensure_space(align8(R_HDR + data.len()), true)?;
+        let total = align8(R_HDR + data.len());
+        let heap_len = self.get_u64(H_HEAP_LEN);
+        if self.get_u64(s + Q_BYTES) + total as u64 > heap_len / QUEUE_HEAP_DIV
+            || self.get_u64(H_QBYTES) + total as u64 > heap_len / QUEUES_HEAP_DIV
+        {
+            return Err(Status::InternalFailure);
+        }
+        let evicted = self.ensure_space(total, false)?;
         let rec = self.append(KIND_ITEM, &[], data, id, 0);
         self.set_u64(s + Q_LEN, self.get_u64(s + Q_LEN) + 1);
-        self.set_u64(s + Q_BYTES, self.get_u64(s + Q_BYTES) + data.len() as u64);
+        self.set_u64(s + Q_BYTES, self.get_u64(s + Q_BYTES) + total as u64);
+        self.set_u64(H_QBYTES, self.get_u64(H_QBYTES) + total as u64);
         if self.get_u64(s + Q_HEAD) == NO_HEAD {
             self.set_u64(s + Q_HEAD, rec as u64);
         }
@@ -859,7 +877,8 @@ impl SharedStore {
                 self.kill(off);
                 let len = self.get_u64(s + Q_LEN) - 1;
                 self.set_u64(s + Q_LEN, len);
-                self.set_u64(s + Q_BYTES, self.get_u64(s + Q_BYTES).saturating_sub(data.len() as u64));
+                self.set_u64(s + Q_BYTES, self.get_u64(s + Q_BYTES).saturating_sub(total as u64));
+                self.set_u64(H_QBYTES, self.get_u64(H_QBYTES).saturating_sub(total as u64));
                 // Items are in order: the next one of this queue is further on.
                 self.set_u64(s + Q_HEAD, if len == 0 { NO_HEAD } else { (off + total) as u64 });
                 return Ok(data);
@@ -1149,18 +1168,64 @@ mod tests {
     }
 
     #[test]
-    fn a_write_that_cannot_fit_evicts_nothing() {
+    fn queues_cannot_starve_shared_data() {
         let s = SharedStore::new_private(MIN_SIZE);
         let q = s.register_queue(b"vm\0q").unwrap();
-        // Queue items are never evicted: fill the zone with them.
+        let q2 = s.register_queue(b"vm\0q2").unwrap();
+        // Queue items are never evicted: fill the zone with them (each queue up to its cap),
+        // then with entries.
         while s.enqueue(q, &[0; 10_000]).is_ok() {}
-        assert_eq!(s.set(b"small", b"x", 0), Ok(0));
-        assert_eq!(s.set(b"big", &[0; 100_000], 0), Err(Status::InternalFailure));
-        assert_eq!(s.get(b"small").unwrap().0, b"x");
-        assert_eq!(s.evictions(), 0);
-        // Draining the queue makes room again.
-        while s.dequeue(q).is_ok() {}
-        assert_eq!(s.set(b"big", &[0; 100_000], 0), Ok(0));
+        while s.enqueue(q2, &[0; 10_000]).is_ok() {}
+        let (n1, n2) = (s.queue_len(q).unwrap(), s.queue_len(q2).unwrap());
+        let mut i = 0;
+        while s.evictions() == 0 {
+            s.set(format!("k{i}").as_bytes(), &[0; 1000], 0).unwrap();
+            i += 1;
+        }
+        // Queues hold at most half the heap: the largest entry still fits, by evicting.
+        let big = vec![0; s.get_u64(H_HEAP_LEN) as usize / 2 - 64];
+        assert!(s.set(b"big", &big, 0).unwrap() > 0);
+        assert_eq!(s.get(b"big").unwrap().0, big);
+        assert_eq!((s.queue_len(q), s.queue_len(q2)), (Some(n1), Some(n2)));
+        assert_eq!(s.dequeue(q).unwrap(), [0; 10_000]);
+    }
+
+    #[test]
+    fn queue_byte_caps_and_no_eviction_for_items() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        let heap = s.get_u64(H_HEAP_LEN) as usize;
+        let qs: Vec<u32> = (0..3).map(|i| s.register_queue(format!("vm\0q{i}").as_bytes()).unwrap()).collect();
+        // One queue: at most a quarter of the heap.
+        let mut n = 0;
+        while s.enqueue(qs[0], &[1; 1000]).is_ok() {
+            n += 1;
+        }
+        assert!(n * 1024 <= heap / 4 && (n + 1) * 1024 > heap / 4, "{n} items");
+        assert_eq!(s.queue_len(qs[0]), Some(n as u64));
+        // All queues: at most half.
+        while s.enqueue(qs[1], &[1; 1000]).is_ok() {}
+        assert_eq!(s.enqueue(qs[2], &[1; 1000]), Err(Status::InternalFailure));
+        // Fill the rest with entries: an item then fails rather than evicting one.
+        for i in 0..heap / 1024 {
+            let _ = s.set(format!("k{i}").as_bytes(), &[2; 1000], 0);
+        }
+        s.dequeue(qs[0]).unwrap();
+        s.dequeue(qs[1]).unwrap();
+        let before = s.evictions();
+        let mut live = 0;
+        for i in 0..heap / 1024 {
+            live += s.get(format!("k{i}").as_bytes()).is_ok() as usize;
+        }
+        while s.enqueue(qs[2], &[1; 1000]).is_ok() {}
+        assert_eq!(s.evictions(), before);
+        let mut still = 0;
+        for i in 0..heap / 1024 {
+            still += s.get(format!("k{i}").as_bytes()).is_ok() as usize;
+        }
+        assert_eq!(still, live);
+        // Bytes are given back on dequeue.
+        while s.dequeue(qs[0]).is_ok() {}
+        s.enqueue(qs[2], &[1; 1000]).unwrap();
     }
 
     #[test]
@@ -1285,7 +1350,8 @@ mod tests {
 
     #[test]
     fn queues_fifo_empty_not_found_bounds() {
-        let s = SharedStore::new_private(MIN_SIZE);
+        // Big enough for MAX_QUEUE_ITEMS empty items within one queue's byte cap.
+        let s = SharedStore::new_private(16 << 20);
         let q = s.register_queue(b"vm\0q").unwrap();
         assert_eq!(s.register_queue(b"vm\0q"), Ok(q));
         let q2 = s.register_queue(b"vm\0other").unwrap();
