@@ -718,10 +718,11 @@ impl SharedStore {
 
     // --- shared data --------------------------------------------------------------------
 
-    /// The value and cas of `key`.
+    /// The value and cas of `key`. NOT_FOUND also for a key past MAX_KEY: none can exist
+    /// (and the Rust SDK panics on BAD_ARGUMENT from a get).
     pub fn get(&self, key: &[u8]) -> Result<(Vec<u8>, u32), Status> {
         if key.len() > MAX_KEY {
-            return Err(Status::BadArgument);
+            return Err(Status::NotFound);
         }
         let _g = self.lock();
         let (_, rec) = self.find_slot(key, self.hash(key));
@@ -958,7 +959,11 @@ impl SharedStore {
         let (s, kind) = self.metric(id)?;
         match kind {
             MetricKind::Counter if delta < 0 => Err(Status::BadArgument),
-            MetricKind::Counter | MetricKind::Gauge => {
+            MetricKind::Counter => {
+                self.add_saturating(s + M_VALUE, delta);
+                Ok(())
+            }
+            MetricKind::Gauge => {
                 self.atomic_i64(s + M_VALUE).fetch_add(delta, Ordering::Relaxed);
                 Ok(())
             }
@@ -966,12 +971,19 @@ impl SharedStore {
         }
     }
 
-    /// Counter: adds; gauge: sets; histogram: records one observation.
+    /// A counter stops at i64::MAX rather than wrapping negative (it only grows).
+    fn add_saturating(&self, off: usize, delta: i64) {
+        let _ = self.atomic_i64(off).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_add(delta)));
+    }
+
+    /// Counter: adds (BAD_ARGUMENT past i64::MAX, which a counter cannot hold: the ABI's u64
+    /// would read back negative); gauge: sets; histogram: records one observation.
     pub fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
         let (s, kind) = self.metric(id)?;
         match kind {
             MetricKind::Counter => {
-                self.atomic_i64(s + M_VALUE).fetch_add(value as i64, Ordering::Relaxed);
+                let delta = i64::try_from(value).map_err(|_| Status::BadArgument)?;
+                self.add_saturating(s + M_VALUE, delta);
             }
             MetricKind::Gauge => self.atomic_i64(s + M_VALUE).store(value as i64, Ordering::Relaxed),
             MetricKind::Histogram => {
@@ -1113,6 +1125,20 @@ mod tests {
         s.set(b"new", b"x", 12345).unwrap();
         assert_eq!(s.set(&[0; MAX_KEY + 1], b"", 0), Err(Status::BadArgument));
         assert_eq!(s.set(b"big", &vec![0; MAX_VALUE + 1], 0), Err(Status::BadArgument));
+        assert_eq!(s.get(&[0; MAX_KEY + 1]), Err(Status::NotFound));
+    }
+
+    #[test]
+    fn counters_never_wrap_negative() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        let c = s.define_metric(MetricKind::Counter, b"c").unwrap();
+        assert_eq!(s.record_metric(c, i64::MAX as u64 + 1), Err(Status::BadArgument));
+        assert_eq!(s.record_metric(c, u64::MAX), Err(Status::BadArgument));
+        assert_eq!(s.get_metric(c), Ok(0));
+        s.record_metric(c, i64::MAX as u64 - 1).unwrap();
+        s.record_metric(c, 5).unwrap();
+        s.increment_metric(c, 5).unwrap();
+        assert_eq!(s.get_metric(c), Ok(i64::MAX as u64));
     }
 
     #[test]
