@@ -627,6 +627,8 @@ impl SharedStore {
         while off < end {
             let h = heap + off;
             let total = self.get_u32(h) as usize;
+            // recover() and compact() leave only well-formed records; never spin on a zero.
+            assert!(total >= R_HDR, "malformed record in the shared memory zone");
             if self.get_u8(h + 5) == 1 {
                 if self.get_u8(h + 4) == KIND_KV {
                     let key = self.bytes(h + R_HDR, self.get_u16(h + 6) as usize).to_vec();
@@ -690,6 +692,8 @@ impl SharedStore {
             while off < end {
                 let h = heap + off;
                 let total = self.get_u32(h) as usize;
+                // A zero-length record would spin here forever under the lock.
+                assert!(total >= R_HDR, "malformed record in the shared memory zone");
                 if self.get_u8(h + 4) == KIND_KV && self.get_u8(h + 5) == 1 && !f(off, total) {
                     break;
                 }
@@ -873,6 +877,9 @@ impl SharedStore {
         while off < end {
             let h = heap + off;
             let total = self.get_u32(h) as usize;
+            // A corrupt head or record: panic (the guard marks the zone for recovery) rather
+            // than spin forever under the lock on a zero length.
+            assert!(total >= R_HDR, "malformed record in the shared memory zone");
             if self.get_u8(h + 4) == KIND_ITEM && self.get_u8(h + 5) == 1 && self.get_u32(h + 12) == id {
                 let data = self.bytes(h + R_HDR, self.get_u32(h + 8) as usize).to_vec();
                 self.kill(off);
@@ -1347,6 +1354,23 @@ mod tests {
         assert_eq!(s.atomic_u32(H_FLAGS).load(Ordering::Relaxed), 0);
         assert_eq!(s.take_events(), vec![Event::Recovered]);
         s.set(b"b", b"2", 0).unwrap();
+    }
+
+    #[test]
+    fn corrupt_queue_head_panics_then_recovers() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        let q = s.register_queue(b"vm\0q").unwrap();
+        s.enqueue(q, b"a").unwrap();
+        s.enqueue(q, b"b").unwrap();
+        // A head pointing at a zero word (past the log's records): no endless loop.
+        let end = s.get_u64(H_LOG_END);
+        s.set_u64(H_LOG_END, end + 64);
+        s.set_u64(s.queue_slot(0) + Q_HEAD, end);
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.dequeue(q))).is_err());
+        // The panic marked the zone: the next call repairs (drops the zero tail, rebuilds heads).
+        assert_eq!(s.dequeue(q).unwrap(), b"a");
+        assert_eq!(s.dequeue(q).unwrap(), b"b");
+        assert_eq!(s.take_events(), vec![Event::Recovered]);
     }
 
     #[test]
