@@ -75,6 +75,11 @@ unsafe extern "C" fn poll_handler(ev: *mut ngx_event_t) {
             }
         });
         crate::worker::flush_root_calls();
+    });
+    // Re-armed outside the guarded closure: a panic in there (caught and logged by guard)
+    // must not stop this worker's on_queue_ready for good.
+    crate::guard("queue poll re-arm", (), || {
+        // (ev, ngx_exiting, ngx_quit: as above; this fn's body is an unsafe context.)
         if ngx_exiting == 0 && ngx_quit == 0 && (*ev).timer_set() == 0 {
             ngx_add_timer(ev, POLL_MS);
         }

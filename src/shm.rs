@@ -116,7 +116,10 @@ pub(crate) unsafe fn install_worker_store(mcf: &MainConf) {
 }
 
 /// For the load-time check in the master (before the zone exists): a private store, so that
-/// plugins defining metrics or queues in on_configure pass `nginx -t`.
-pub(crate) fn install_check_store() {
-    shared_store::set_process_store(Some(Arc::new(SharedStore::new_private(shared_store::MIN_SIZE))));
+/// plugins defining metrics or queues in on_configure pass `nginx -t`. Of the configured
+/// size, so that what fits in the zone (a large shared-data value written at configure
+/// time, say) also fits in the check.
+pub(crate) fn install_check_store(mcf: &MainConf) {
+    let size = mcf.shm_size.unwrap_or(DEFAULT_SIZE);
+    shared_store::set_process_store(Some(Arc::new(SharedStore::new_private(size))));
 }

@@ -291,7 +291,7 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
             emerg(cf, &msg);
             return NGX_ERROR as ngx_int_t;
         }
-        crate::shm::install_check_store();
+        crate::shm::install_check_store(mcf);
         let loaded = load(mcf);
         proxy_wasm_host::shared_store::set_process_store(None);
         match loaded {

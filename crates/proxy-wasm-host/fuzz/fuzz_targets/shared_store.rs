@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let s = SharedStore::new_private(MIN_SIZE);
     let mut kv: HashMap<u8, (Vec<u8>, u32)> = HashMap::new();
     let mut queues: HashMap<u8, (u32, VecDeque<Vec<u8>>)> = HashMap::new();
+    // Heap bytes of the waiting items (whole records), kept under one queue's byte cap (a
+    // quarter of a MIN_SIZE zone's heap, ~76 KiB) even if all are in one queue.
     let mut items = 0usize;
+    let rec = |len: usize| (24 + len + 7) & !7;
     let mut metrics: HashMap<u8, (u32, MetricKind, i64)> = HashMap::new();
     let mut it = data.chunks_exact(3);
     for c in &mut it {
@@ -49,11 +52,11 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 if let Some((id, q)) = queues.get_mut(&(a % 4)) {
-                    if items < 2000 {
-                        let item = vec![a; (b % 64) as usize];
+                    let item = vec![a; (b % 64) as usize];
+                    if items + rec(item.len()) <= 70_000 {
                         assert_eq!(s.enqueue(*id, &item), Ok(0));
+                        items += rec(item.len());
                         q.push_back(item);
-                        items += 1;
                     }
                 }
             }
@@ -61,8 +64,8 @@ fuzz_target!(|data: &[u8]| {
                 if let Some((id, q)) = queues.get_mut(&(a % 4)) {
                     match q.pop_front() {
                         Some(item) => {
+                            items -= rec(item.len());
                             assert_eq!(s.dequeue(*id), Ok(item));
-                            items -= 1;
                         }
                         None => assert_eq!(s.dequeue(*id), Err(Status::Empty)),
                     }

@@ -8,12 +8,18 @@ use crate::abi::Status;
 use crate::env::HostEnv;
 use crate::hostcalls::status;
 use crate::memory::{read, return_bytes, write_u32, write_u64};
-use crate::shared_store::{MetricKind, QueueReg, SharedStore};
+use crate::shared_store::{MetricKind, QueueReg, SharedStore, MAX_KEY, MAX_METRIC_NAME, MAX_QUEUE_NAME, MAX_VALUE};
 
 /// The store, or UNIMPLEMENTED with a warning naming the call when the embedder gave none.
 fn store(env: &mut FunctionEnvMut<HostEnv>, call: &str) -> Result<std::sync::Arc<SharedStore>, Status> {
     match env.data().shared.clone() {
-        Some(s) => Ok(s),
+        Some(s) => {
+            // Repairs done under earlier calls in this process (the store has no logger).
+            for e in s.take_events() {
+                env.data_mut().log(crate::abi::LogLevel::Error, e.to_string().as_bytes());
+            }
+            Ok(s)
+        }
         None => {
             let msg = format!("env.{call} is not available: this host has no shared memory store: returned UNIMPLEMENTED");
             env.data_mut().log(crate::abi::LogLevel::Warn, msg.as_bytes());
@@ -43,6 +49,16 @@ fn warn_evicted(env: &mut FunctionEnvMut<HostEnv>, evicted: u64) {
     }
 }
 
+/// `Err(status)` when a guest length is past `max` (or negative), checked before copying
+/// anything out of guest memory: a plugin must not make the host allocate and copy up to
+/// 4 GiB for a call that the store would refuse anyway.
+fn check_len(len: i32, max: usize, status: Status) -> Result<(), Status> {
+    if len < 0 || len as usize > max {
+        return Err(status);
+    }
+    Ok(())
+}
+
 fn code(r: Result<i32, Status>) -> i32 {
     r.unwrap_or_else(|s| s as i32)
 }
@@ -57,6 +73,8 @@ pub(crate) fn proxy_get_shared_data(
 ) -> i32 {
     code((|| {
         let s = store(&mut env, "proxy_get_shared_data")?;
+        // No key that long can exist: NOT_FOUND (the Rust SDK panics on BAD_ARGUMENT here).
+        check_len(key_len, MAX_KEY, Status::NotFound)?;
         let key = own_key(&env, &read(&env, key, key_len)?);
         let (value, cas) = s.get(&key)?;
         write_u32(&env, ret_cas, cas)?;
@@ -67,6 +85,8 @@ pub(crate) fn proxy_get_shared_data(
 pub(crate) fn proxy_set_shared_data(mut env: FunctionEnvMut<HostEnv>, key: i32, key_len: i32, value: i32, value_len: i32, cas: i32) -> i32 {
     status((|| {
         let s = store(&mut env, "proxy_set_shared_data")?;
+        check_len(key_len, MAX_KEY, Status::BadArgument)?;
+        check_len(value_len, MAX_VALUE, Status::BadArgument)?;
         let key = own_key(&env, &read(&env, key, key_len)?);
         let value = read(&env, value, value_len)?;
         let evicted = s.set(&key, &value, cas as u32)?;
@@ -79,6 +99,7 @@ pub(crate) fn proxy_set_shared_data(mut env: FunctionEnvMut<HostEnv>, key: i32, 
 pub(crate) fn proxy_register_shared_queue(mut env: FunctionEnvMut<HostEnv>, name: i32, name_len: i32, ret_id: i32) -> i32 {
     status((|| {
         let s = store(&mut env, "proxy_register_shared_queue")?;
+        check_len(name_len, MAX_QUEUE_NAME, Status::BadArgument)?;
         let key = own_key(&env, &read(&env, name, name_len)?);
         let data = env.data();
         let root = *data.contexts.get(&data.call.effective_id).ok_or(Status::BadArgument)?;
@@ -86,10 +107,14 @@ pub(crate) fn proxy_register_shared_queue(mut env: FunctionEnvMut<HostEnv>, name
         write_u32(&env, ret_id, id)?;
         let data = env.data_mut();
         if !data.queue_regs.iter().any(|r| r.root == root && r.queue == id) {
-            // Items already waiting are announced at the next poll.
+            // Items already waiting are announced at the next poll. The sequence number is read
+            // before the length: an enqueue between the two then shows in the length (announced
+            // now) or bumps the number past `seen` (announced at the next poll). Read the
+            // other way round, an enqueue in between would be missed by both.
+            let seq = s.queue_seq(id).unwrap_or(0);
             let seen = match s.queue_len(id) {
                 Some(n) if n > 0 => u64::MAX,
-                _ => s.queue_seq(id).unwrap_or(0),
+                _ => seq,
             };
             data.queue_regs.push(QueueReg { root, queue: id, seen });
         }
@@ -108,6 +133,8 @@ pub(crate) fn proxy_resolve_shared_queue(
 ) -> i32 {
     status((|| {
         let s = store(&mut env, "proxy_resolve_shared_queue")?;
+        check_len(vm_id_len, MAX_QUEUE_NAME, Status::NotFound)?;
+        check_len(name_len, MAX_QUEUE_NAME, Status::NotFound)?;
         let mut vm = read(&env, vm_id, vm_id_len)?;
         if vm.is_empty() {
             vm = env.data().name.as_bytes().to_vec();
@@ -121,6 +148,7 @@ pub(crate) fn proxy_resolve_shared_queue(
 pub(crate) fn proxy_enqueue_shared_queue(mut env: FunctionEnvMut<HostEnv>, id: i32, value: i32, value_len: i32) -> i32 {
     status((|| {
         let s = store(&mut env, "proxy_enqueue_shared_queue")?;
+        check_len(value_len, MAX_VALUE, Status::BadArgument)?;
         let value = read(&env, value, value_len)?;
         let evicted = s.enqueue(id as u32, &value)?;
         warn_evicted(&mut env, evicted);
@@ -140,6 +168,7 @@ pub(crate) fn proxy_define_metric(mut env: FunctionEnvMut<HostEnv>, kind: i32, n
     status((|| {
         let s = store(&mut env, "proxy_define_metric")?;
         let kind = MetricKind::from_i32(kind).ok_or(Status::BadArgument)?;
+        check_len(name_len, MAX_METRIC_NAME, Status::BadArgument)?;
         let id = s.define_metric(kind, &read(&env, name, name_len)?)?;
         write_u32(&env, ret_id, id)
     })())
