@@ -274,6 +274,8 @@ pub(crate) extern "C" fn set_compile_cache(cf: *mut ngx_conf_t, _cmd: *mut ngx_c
             conf_error!(cf, "wasm_compile_cache: bad path \"{}\"", arg_string(&args(cf)[1]));
         }
         mcf.cache_dir = Some(std::path::PathBuf::from(arg_string(&path)));
+        // init_by_lua may load plugins before our postconfiguration runs.
+        crate::lua_ffi::set_cache_dir(mcf.cache_dir.clone());
         core::NGX_CONF_OK
     })
 }

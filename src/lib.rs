@@ -53,6 +53,7 @@ impl HttpModule for Module {
         crate::guard("preconfiguration", NGX_ERROR as ngx_int_t, || {
             // A new http block: forget the previous configuration's wasm_vm (Lua path).
             lua_ffi::set_vm(None);
+            lua_ffi::set_cache_dir(None);
             if http_call::add_variables(cf) {
                 NGX_OK as ngx_int_t
             } else {

@@ -179,6 +179,8 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http_call_resp(
     body: *const ngx_str_t,
 ) -> ngx_int_t {
     crate::guard("ngx_http_wasm_on_http_call_resp", NGX_ERR, || {
+        // An error of an earlier call must not be reported as this one's.
+        lua_ffi::clear_error();
         if lua_ffi::root_of(ctx).is_none() {
             return NGX_ERR;
         }

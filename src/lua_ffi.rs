@@ -55,6 +55,15 @@ fn vm() -> Option<Engine> {
     VM.lock().ok().and_then(|vm| *vm)
 }
 
+/// wasm_compile_cache of the configuration being loaded: Lua-loaded plugins use it too.
+static CACHE_DIR: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+pub(crate) fn set_cache_dir(dir: Option<std::path::PathBuf>) {
+    if let Ok(mut d) = CACHE_DIR.lock() {
+        *d = dir;
+    }
+}
+
 
 /// One loaded plugin: its compiled module and its instance in this process.
 pub(crate) struct Plugin {
@@ -247,7 +256,7 @@ fn fail(msg: String) {
     LAST_ERROR.with(|e| *e.borrow_mut() = msg.into_bytes());
 }
 
-fn clear_error() {
+pub(crate) fn clear_error() {
     LAST_ERROR.with(|e| e.borrow_mut().clear());
 }
 
@@ -310,8 +319,13 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
             fail(format!("failed to load wasm plugin \"{name}\": empty code"));
             return std::ptr::null_mut();
         }
-        let compiled = match proxy_wasm_host::compile(&engine, code) {
-            Ok(c) => c,
+        let dir = CACHE_DIR.lock().ok().and_then(|d| d.clone());
+        let compiled = match proxy_wasm_host::compile_cached(&engine, code, dir.as_deref()) {
+            Ok((c, proxy_wasm_host::CacheOutcome::Miss(why))) => {
+                crate::ngx_log::cycle_error(&format!("wasm_compile_cache: {why}; \"{name}\" compiled without the cache"));
+                c
+            }
+            Ok((c, _)) => c,
             Err(e) => {
                 fail(format!("failed to load wasm plugin \"{name}\": {e}"));
                 return std::ptr::null_mut();

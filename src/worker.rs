@@ -260,6 +260,7 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
         let Some(mcf) = Module::main_conf_mut(&*cf) else { return NGX_ERROR as ngx_int_t };
         // The Lua path's engine, now with the final wasm_max_* limits.
         crate::lua_ffi::set_vm(mcf.lua_engine());
+        crate::lua_ffi::set_cache_dir(mcf.cache_dir.clone());
         if mcf.filters.is_empty() && mcf.modules.is_empty() {
             // `wasm_vm` alone: plugins come from Lua (resty.proxy-wasm); they get the shared
             // zone for shared data, queues and metrics too.
@@ -353,6 +354,7 @@ pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int
         let Some(mcf) = Module::main_conf(&*cycle) else { return NGX_OK as ngx_int_t };
         // This cycle's Lua engine (a rejected reload may have left the master's another).
         crate::lua_ffi::set_vm(mcf.lua_engine());
+        crate::lua_ffi::set_cache_dir(mcf.cache_dir.clone());
         crate::shm::install_worker_store(mcf);
         if !mcf.loaded {
             return NGX_OK as ngx_int_t;

@@ -125,3 +125,21 @@ location /t {
 ["x-ops: set=m:master-loaded", "x-ops: get=m"]
 --- response_body eval
 ["set m: Ok\n", "get m: master-loaded cas=nonzero\n"]
+
+=== TEST 8: Lua-loaded plugins use wasm_compile_cache too
+--- http_config
+wasm_compile_cache $TEST_NGINX_SERVER_ROOT/wasm-cache;
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("testbed", "req_add=x-a:1") }
+    content_by_lua_block {
+        local p = io.popen("ls $TEST_NGINX_SERVER_ROOT/wasm-cache | wc -l")
+        ngx.say("x-a=", ngx.var.http_x_a, " cached=", p:read("*l"))
+        p:close()
+    }
+}
+--- request
+GET /t
+--- response_body
+x-a=1 cached=1
