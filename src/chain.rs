@@ -141,6 +141,7 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
         return None;
     }
     let mut ctx = Box::new(RequestCtx::default());
+    let mut root_calls_queued = false;
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
         for &fi in filters {
@@ -172,9 +173,12 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
             ctx.response_trailers_wanted |= fc.exports.response_trailers;
             ctx.filters.push(fc);
         }
+        root_calls_queued = w.as_ref().is_some_and(|w| !w.root_calls.is_empty());
     });
-    // A module restarted above may have made calls from its root contexts.
-    crate::worker::flush_root_calls();
+    if root_calls_queued {
+        // A module restarted above made calls from its root contexts.
+        crate::worker::flush_root_calls();
+    }
     let raw = Box::into_raw(ctx);
     (*cln).handler = Some(cleanup);
     (*cln).data = raw as *mut c_void;
@@ -231,6 +235,7 @@ pub(crate) unsafe fn step(
     f: &mut dyn FnMut(&mut PluginInstance, u32, &mut FilterCtx, Seed<'_>) -> Option<Result<Outcome, HostError>>,
 ) -> ChainResult {
     let fail_open = crate::conf::failure_status(r) == 0;
+    let mut root_calls_queued = false;
     let res = WORKER.with(|w| {
         let mut w = w.borrow_mut();
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
@@ -273,6 +278,7 @@ pub(crate) unsafe fn step(
         for c in root_calls {
             if w.roots[fi] == Some(c.context_id) {
                 w.root_calls.push((fi, generation, c));
+                root_calls_queued = true;
             } else if let Some(inst) = w.instance_for(mi, generation) {
                 inst.forget_http_calls(1);
             }
@@ -301,8 +307,10 @@ pub(crate) unsafe fn step(
             }
         }
     });
-    // Calls a root context made in the callback (sent once the worker state is free).
-    crate::worker::flush_root_calls();
+    if root_calls_queued {
+        // Calls a root context made in the callback (sent once the worker state is free).
+        crate::worker::flush_root_calls();
+    }
     res
 }
 

@@ -362,7 +362,7 @@ unsafe fn start_subrequest(
     // Method, headers and body are the call's, not the client's.
     let method = req.header(b":method").unwrap_or(b"GET");
     (*sr).method = method_code(method) as ngx_uint_t;
-    (*sr).method_name = pool_str(pool, method).ok_or("out of memory")?;
+    (*sr).method_name = crate::request::pool_str(sr, method).ok_or("out of memory")?;
     ptr::write_bytes(ptr::addr_of_mut!((*sr).headers_in), 0, 1);
     if ngx_list_init_raw(&mut (*sr).headers_in.headers, pool, 8 + req.headers.len(), std::mem::size_of::<ngx_table_elt_t>())
         .is_none()
@@ -403,16 +403,6 @@ unsafe fn start_subrequest(
     (*sr).set_valid_location(1);
     (*sr).write_event_handler = Some(ngx_http_core_run_phases);
     Ok(())
-}
-
-unsafe fn pool_str(pool: *mut ngx_pool_t, data: &[u8]) -> Option<ngx_str_t> {
-    let p = ngx_pnalloc(pool, data.len() + 1) as *mut u8;
-    if p.is_null() {
-        return None;
-    }
-    ptr::copy_nonoverlapping(data.as_ptr(), p, data.len());
-    *p.add(data.len()) = 0;
-    Some(ngx_str_t { len: data.len(), data: p })
 }
 
 /// ngx_list_init (a static inline function in C, so not in the bindings).

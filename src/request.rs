@@ -97,7 +97,7 @@ unsafe fn each_elt(list: *mut ngx_list_t, f: &mut dyn FnMut(*mut ngx_table_elt_t
 }
 
 /// Copies `data` into the request pool (NUL-terminated, as nginx strings usually are).
-unsafe fn pool_str(r: *mut ngx_http_request_t, data: &[u8]) -> Option<ngx_str_t> {
+pub(crate) unsafe fn pool_str(r: *mut ngx_http_request_t, data: &[u8]) -> Option<ngx_str_t> {
     let p = ngx_pnalloc((*r).pool, data.len() + 1) as *mut u8;
     if p.is_null() {
         return None;
