@@ -107,6 +107,7 @@ qr/\[warn\] .*\[proxy_wasm\] testbed: req_get x-foo=ctx, client: 127\.0\.0\.1, s
 === TEST 10: proxy_get_log_level reflects the error_log level
 --- config
 location /t { proxy_wasm testbed "log_level"; empty_gif; }
+--- log_level: info
 --- request
 GET /t
 --- error_log

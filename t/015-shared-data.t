@@ -5,6 +5,7 @@ use Test::Nginx::Socket 'no_plan';
 use ProxyWasmTest 'shared_state';
 use NginxReload;
 
+master_on();    # two workers (and, in 015, a reload) need a master process
 workers(2);
 
 run_tests();

@@ -4,6 +4,7 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use ProxyWasmTest 'shared_state';
 
+master_on();    # two workers (and, in 015, a reload) need a master process
 workers(2);
 
 sub histogram {
