@@ -6,6 +6,8 @@
 #      + `make modules` (build path 1),
 #   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
 #      nginx-dev (build path 3), with t/lua (lua-nginx-module + resty.proxy-wasm) enabled,
+#      twice: with the runner's defaults (those of the real Test::Nginx: master_process off,
+#      error_log debug, one worker), then with master_process on and two workers,
 #   5. reload under load and a 100k-request soak (scripts/reload-under-load, scripts/soak),
 #   6. a valgrind leak check (scripts/leak-check) and cargo fuzz on the host core for a
 #      bounded time (scripts/fuzz.sh).
