@@ -3,6 +3,8 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use ProxyWasmTest;
 
+workers(1);    # the blocks count one worker's ticks
+
 run_tests();
 
 __DATA__
