@@ -108,6 +108,9 @@ pub(crate) struct CallState {
     pub done_called: bool,
     /// The response being delivered by on_http_call_response; same lifetime rule as `stream`.
     pub http_response: CallResponseSlot,
+    /// The host is running the plugin's allocator (return_bytes): a hostcall made from it
+    /// may not allocate again (no unbounded re-entrancy).
+    pub in_allocator: bool,
 }
 
 /// See `StreamSlot`.
@@ -137,6 +140,7 @@ impl CallState {
             stream_ops: StreamOps::default(),
             done_called: false,
             http_response: CallResponseSlot(None),
+            in_allocator: false,
         }
     }
 }
@@ -187,6 +191,12 @@ pub struct HostEnv {
     pub(crate) tick_changes: Vec<(u32, u32)>,
     /// Properties set outside any request (root contexts), by NUL-joined path.
     pub(crate) root_properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// Paths plus values in `root_properties` (bounded by MAX_ROOT_PROPERTY_BYTES).
+    pub(crate) root_property_bytes: usize,
+    /// Header edits per HTTP context and map (indexed by MapType):
+    /// (count, bytes), bounded by MAX_HEADER_EDITS and MAX_HEADER_EDIT_BYTES. Forgotten with
+    /// the context.
+    pub(crate) header_edits: IdMap<[(u32, usize); 8]>,
     /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
     pub(crate) scratch: Vec<u8>,
     pub(crate) map_scratch: crate::maps::MapBuilder,
@@ -208,6 +218,7 @@ impl HostEnv {
             name,
             root_id: String::new(),
             root_properties: HashMap::new(),
+            root_property_bytes: 0,
             tick_changes: Vec::new(),
             memory: None,
             alloc: None,
@@ -217,6 +228,7 @@ impl HostEnv {
             contexts: IdMap::default(),
             roots: IdMap::default(),
             waiting: Default::default(),
+            header_edits: IdMap::default(),
             scratch: Vec::new(),
             map_scratch: Default::default(),
             http_calls: Vec::new(),
@@ -247,6 +259,13 @@ impl HostEnv {
 
     pub(crate) fn stream_ref_is_none(&self) -> bool {
         self.call.stream.0.is_none()
+    }
+
+    /// The most verbose level that is recorded where `log` writes: hostcalls check it before
+    /// copying anything.
+    pub(crate) fn log_level(&mut self) -> LogLevel {
+        let own = self.logger.level();
+        self.stream().and_then(|s| s.log_level()).unwrap_or(own)
     }
 
     /// Logs through the request when there is one, else through the instance logger.

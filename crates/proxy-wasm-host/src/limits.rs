@@ -1,5 +1,58 @@
-//! Resource limits a host puts on plugins: a linear-memory cap (wasmer tunables) and a CPU
-//! budget per callback (wasmer's metering middleware counts executed operators).
+//! Resource limits a host puts on plugins: a linear-memory cap and a table cap (wasmer
+//! tunables), a CPU budget per callback (wasmer's metering middleware counts executed
+//! operators), and the bound of every host-side buffer a plugin can make the host fill.
+//!
+//! Rust aborts the process when an allocation fails, and `catch_unwind` cannot catch that:
+//! every allocation whose size a plugin chooses is bounded by one of the constants below.
+//! With the memory cap (`Limits::max_memory`) they make what one instance can hold finite:
+//! memory + MAX_TABLES * MAX_TABLE_ELEMENTS * 8 bytes + the per-call and per-context bounds.
+
+/// Most elements one table may hold: `table.grow` past it returns -1 inside the plugin, and
+/// a module that declares more at start is refused at load. Real plugins' function tables
+/// hold a few thousand entries; one element is 8 bytes on the host, so 8 MiB per table.
+pub const MAX_TABLE_ELEMENTS: u32 = 1 << 20;
+
+/// Most tables a module may define (reference types allow several; SDKs emit one).
+pub const MAX_TABLES: usize = 4;
+
+/// Longest message `proxy_log` and WASI `fd_write` (stdout/stderr) pass to the log: longer
+/// messages are truncated to it. nginx itself cuts an error-log line at 2 KiB.
+pub const MAX_LOG_MESSAGE: usize = 64 * 1024;
+
+/// Most iovecs one `fd_write` may gather (as Linux's IOV_MAX).
+pub const MAX_IOVS: u32 = 1024;
+
+/// Largest `random_get` request (cpp-host uses the same cap).
+pub const MAX_RANDOM: u32 = 64 * 1024;
+
+/// Largest property value a plugin can set (`proxy_set_property`).
+pub const MAX_PROPERTY_VALUE: usize = 64 * 1024;
+
+/// Longest property path a plugin can set.
+pub const MAX_PROPERTY_PATH: usize = 1024;
+
+/// Most properties the root contexts of one instance may set (outside any request).
+pub const MAX_ROOT_PROPERTIES: usize = 256;
+
+/// Most bytes (paths plus values) the root-context properties of one instance may hold.
+pub const MAX_ROOT_PROPERTY_BYTES: usize = 1 << 20;
+
+/// Most header edits (`proxy_add/replace_header_map_value`, and each pair of
+/// `proxy_set_header_map_pairs`) one HTTP context may make to one map. nginx keeps every
+/// edit in the request's pool until the request ends, replaced values included.
+pub const MAX_HEADER_EDITS: u32 = 1024;
+
+/// Most bytes (names plus values) of the header edits one HTTP context may make to one map.
+pub const MAX_HEADER_EDIT_BYTES: usize = 1 << 20;
+
+/// Largest body a plugin can make a request or response buffer hold (proxy_set_buffer_bytes).
+pub const MAX_BODY_BUFFER: usize = 64 << 20;
+
+/// Largest local-response body a plugin can make us hold.
+pub const MAX_LOCAL_RESPONSE_BODY: usize = 4 << 20;
+
+/// Largest serialized header map a local response may carry (and its details string).
+pub const MAX_LOCAL_RESPONSE_HEADERS: usize = 1 << 20;
 
 use std::ptr::NonNull;
 
@@ -26,8 +79,9 @@ impl Default for Limits {
     }
 }
 
-/// BaseTunables with every memory's maximum clamped to the limit: a `memory.grow` past it
-/// returns -1 inside the plugin, and a module that needs more at start cannot instantiate.
+/// BaseTunables with every memory's maximum clamped to the limit and every table's to
+/// MAX_TABLE_ELEMENTS: a `memory.grow` or `table.grow` past it returns -1 inside the plugin,
+/// and a module that needs more at start cannot instantiate.
 pub(crate) struct LimitingTunables {
     base: BaseTunables,
     max_pages: Pages,
@@ -48,6 +102,22 @@ impl LimitingTunables {
         t
     }
 
+    fn adjust_table(ty: &TableType) -> TableType {
+        let mut t = *ty;
+        t.maximum = Some(ty.maximum.map_or(MAX_TABLE_ELEMENTS, |m| m.min(MAX_TABLE_ELEMENTS)));
+        t
+    }
+
+    fn check_table(ty: &TableType) -> Result<(), String> {
+        if ty.minimum > MAX_TABLE_ELEMENTS {
+            return Err(format!(
+                "the module needs a table of {} elements at start, more than the limit of {MAX_TABLE_ELEMENTS}",
+                ty.minimum
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&self, ty: &MemoryType) -> Result<(), MemoryError> {
         if ty.minimum > self.max_pages {
             return Err(MemoryError::Generic(format!(
@@ -65,7 +135,7 @@ impl Tunables for LimitingTunables {
     }
 
     fn table_style(&self, table: &TableType) -> TableStyle {
-        self.base.table_style(table)
+        self.base.table_style(&Self::adjust_table(table))
     }
 
     fn create_host_memory(&self, ty: &MemoryType, style: &MemoryStyle) -> Result<VMMemory, MemoryError> {
@@ -85,7 +155,8 @@ impl Tunables for LimitingTunables {
     }
 
     fn create_host_table(&self, ty: &TableType, style: &TableStyle) -> Result<VMTable, String> {
-        self.base.create_host_table(ty, style)
+        Self::check_table(ty)?;
+        self.base.create_host_table(&Self::adjust_table(ty), style)
     }
 
     unsafe fn create_vm_table(
@@ -94,8 +165,9 @@ impl Tunables for LimitingTunables {
         style: &TableStyle,
         vm_definition_location: NonNull<VMTableDefinition>,
     ) -> Result<VMTable, String> {
+        Self::check_table(ty)?;
         // SAFETY: as above.
-        unsafe { self.base.create_vm_table(ty, style, vm_definition_location) }
+        unsafe { self.base.create_vm_table(&Self::adjust_table(ty), style, vm_definition_location) }
     }
 
     fn vmconfig(&self) -> &VMConfig {
