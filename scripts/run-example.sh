@@ -16,8 +16,11 @@ cp t/filters/out/hello.wasm "$P/filters/"
 echo "hello from nginx" > "$P/html/index.html"
 NGINX=$ROOT/build/nginx-1.28/objs/nginx
 [ -f "$P/logs/nginx.pid" ] && "$NGINX" -p "$P/" -s stop 2>/dev/null && sleep 1 || true
-"$NGINX" -p "$P/" -c conf/nginx.conf -t
-"$NGINX" -p "$P/" -c conf/nginx.conf
+# As root, workers would run as nobody and could not read a clone under a directory only root
+# can enter (e.g. /root): run them as root there.
+G=(); [ "$(id -u)" -eq 0 ] && G=(-g "user root;")
+"$NGINX" -p "$P/" -c conf/nginx.conf "${G[@]}" -t
+"$NGINX" -p "$P/" -c conf/nginx.conf "${G[@]}"
 sleep 0.5
 echo
 curl -si http://127.0.0.1:8080/ | head -8

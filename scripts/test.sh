@@ -46,13 +46,17 @@ bash scripts/build-module.sh debian || die "build path 3 (cargo build, Debian ng
 step "build path 1: ./configure --add-dynamic-module + make modules (nginx 1.28.3)"
 bash scripts/build-addon.sh || die "build path 1 (nginx addon) failed"
 
-# Runs the t/ suite: suite NAME NGINX_BINARY MODULE_SO [LUA]; LUA=1 also runs t/lua (the nginx
-# can load Debian's lua-nginx-module); otherwise those files skip themselves.
+# Runs the t/ suite: suite NAME NGINX_BINARY MODULE_SO [LUA [MODE]]; LUA=1 also runs t/lua (the
+# nginx can load Debian's lua-nginx-module); otherwise those files skip themselves. The runner's
+# defaults are the real Test::Nginx's (master_process off, error_log debug, one worker);
+# MODE=master runs with master_process on and two workers instead.
 suite() {
-    local name=$1 bin=$2 so=$3 lua=${4:-} log="$LOGS/prove-$1.log"
-    step "t/ suite: $name ($("$bin" -v 2>&1 | sed 's/.*: //'), $(basename "$so"))"
+    local name=$1 bin=$2 so=$3 lua=${4:-} mode=${5:-single} log="$LOGS/prove-$1.log"
+    local master=off workers=1
+    [ "$mode" = master ] && { master=on; workers=2; }
+    step "t/ suite: $name ($("$bin" -v 2>&1 | sed 's/.*: //'), $(basename "$so"), master_process $master, $workers worker(s))"
     TEST_NGINX_LUA=$lua TEST_NGINX_BINARY=$bin TEST_NGINX_WASM_MODULE=$so TEST_NGINX_FILTERS=$ROOT/t/filters/out \
-        TEST_NGINX_SERVROOT=$ROOT/build/servroot-$name \
+        TEST_NGINX_SERVROOT=$ROOT/build/servroot-$name TEST_NGINX_MASTER_PROCESS=$master TEST_NGINX_WORKERS=$workers \
         prove -I t/lib -r t/ 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     local total nf
@@ -68,6 +72,7 @@ suite() {
 suite cargo-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/out/nginx-1.28/ngx_http_proxy_wasm_module.so"
 suite addon-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/nginx-1.28-addon/objs/ngx_http_proxy_wasm_module.so"
 suite debian-1.22 /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so" 1
+suite debian-1.22-master /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so" 1 master
 
 # Operational checks on the nginx 1.28 build (they print their figures).
 op() {

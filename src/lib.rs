@@ -39,6 +39,7 @@ mod queue_poll;
 mod request;
 mod root_calls;
 mod shm;
+mod timer_event;
 mod worker;
 
 pub(crate) struct Module;

@@ -20,13 +20,9 @@ thread_local! {
 pub(crate) fn start() {
     TIMER.with(|t| {
         let mut t = t.borrow_mut();
-        // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
-        let mut ev: Box<ngx_event_t> = Box::new(unsafe { std::mem::zeroed() });
-        ev.handler = Some(poll_handler);
-        // SAFETY: ngx_cycle is valid in a worker.
-        ev.log = unsafe { (*ngx_cycle).log };
-        // Graceful shutdown does not wait for the poller.
-        ev.set_cancelable(1);
+        // SAFETY: ngx_cycle is valid in a worker. Cancelable: graceful shutdown does not
+        // wait for the poller.
+        let mut ev = Box::new(crate::timer_event::new(poll_handler, unsafe { (*ngx_cycle).log }));
         // SAFETY: the event lives in the Box held by TIMER until stop().
         unsafe { ngx_add_timer(&mut *ev, POLL_MS) };
         *t = Some(ev);

@@ -100,14 +100,14 @@ pub(crate) unsafe fn deliver(fi: usize, generation: u64, main: *mut ngx_http_req
 
 unsafe extern "C" fn kick_handler(ev: *mut ngx_event_t) {
     crate::guard("root http call", (), || {
-        let r = (*ev).data as *mut ngx_http_request_t;
+        let r = request_of(ev);
         ngx_http_run_posted_requests((*r).connection);
     })
 }
 
 unsafe extern "C" fn reap_handler(ev: *mut ngx_event_t) {
     crate::guard("root http call reap", (), || {
-        let r = (*ev).data as *mut ngx_http_request_t;
+        let r = request_of(ev);
         // Our own reference is the last one: the subrequest has been finalized.
         if (*r).count() > 1 {
             ngx_add_timer(ev, 10);
@@ -131,15 +131,21 @@ pub(crate) fn drop_all() {
 /// The fake connection's read and write handlers: it has no socket, nothing to do.
 unsafe extern "C" fn no_event(_ev: *mut ngx_event_t) {}
 
-fn event(handler: unsafe extern "C" fn(*mut ngx_event_t), data: *mut c_void, log: *mut ngx_log_t) -> ngx_event_t {
-    // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
-    let mut ev: ngx_event_t = unsafe { std::mem::zeroed() };
-    ev.handler = Some(handler);
-    ev.data = data;
-    ev.log = log;
-    // A worker shutting down does not wait for root calls.
-    ev.set_cancelable(1);
+/// An event of the fake request: its `data` is the fake connection (nginx's debug lines read
+/// `ev->data` as a connection), whose `data` is the request. Cancelable: a worker shutting
+/// down does not wait for root calls.
+fn event(handler: unsafe extern "C" fn(*mut ngx_event_t), c: *mut ngx_connection_t, log: *mut ngx_log_t) -> ngx_event_t {
+    let mut ev = crate::timer_event::new(handler, log);
+    ev.data = c as *mut c_void;
     ev
+}
+
+/// The fake request of one of our events.
+///
+/// # Safety
+/// `ev` is a kick or reap event made by `create`.
+unsafe fn request_of(ev: *mut ngx_event_t) -> *mut ngx_http_request_t {
+    (*((*ev).data as *mut ngx_connection_t)).data as *mut ngx_http_request_t
 }
 
 /// A request with no client: a connection with no socket (its write side marked active so
@@ -250,7 +256,7 @@ unsafe fn create() -> Option<Box<Fake>> {
     (*r).read_event_handler = Some(ngx_http_block_reading);
     (*r).write_event_handler = Some(ngx_http_request_empty_handler);
     fake.r = r;
-    fake.kick = event(kick_handler, r as *mut c_void, log);
-    fake.reap = event(reap_handler, r as *mut c_void, log);
+    fake.kick = event(kick_handler, c, log);
+    fake.reap = event(reap_handler, c, log);
     Some(fake)
 }

@@ -41,6 +41,8 @@ pub(crate) struct Worker {
 struct Tick {
     ev: ngx_event_t,
     period: ngx_msec_t,
+    /// The filter definition (index into MainConf::filters) whose root context ticks.
+    fi: usize,
 }
 
 impl Worker {
@@ -146,15 +148,10 @@ impl Worker {
             return;
         }
         let t = self.ticks[fi].get_or_insert_with(|| {
-            // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
-            let mut ev: ngx_event_t = unsafe { std::mem::zeroed() };
-            ev.handler = Some(tick_handler);
-            ev.data = fi as *mut std::ffi::c_void;
-            // SAFETY: ngx_cycle is valid in a worker.
-            ev.log = unsafe { (*ngx_cycle).log };
-            // Graceful shutdown does not wait for our ticks.
-            ev.set_cancelable(1);
-            Box::new(Tick { ev, period: 0 })
+            // SAFETY: ngx_cycle is valid in a worker. Cancelable: graceful shutdown does
+            // not wait for our ticks.
+            let ev = crate::timer_event::new(tick_handler, unsafe { (*ngx_cycle).log });
+            Box::new(Tick { ev, period: 0, fi })
         });
         t.period = ms as ngx_msec_t;
         // SAFETY: the event lives in a Box owned by the worker until set_tick(fi, 0).
@@ -417,7 +414,9 @@ pub(crate) unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
 /// A root context's tick: proxy_on_tick, then the next tick unless the worker is exiting.
 unsafe extern "C" fn tick_handler(ev: *mut ngx_event_t) {
     crate::guard("tick", (), || {
-        let fi = (*ev).data as usize;
+        // SAFETY: nginx hands back the event of a live Tick (set_tick removes it from the
+        // timer tree before the Box goes).
+        let fi = (*crate::timer_event::owner::<Tick>(ev, std::mem::offset_of!(Tick, ev))).fi;
         let _ = WORKER.try_with(|s| {
             let Ok(mut w) = s.try_borrow_mut() else { return };
             let Some(w) = w.as_mut() else { return };

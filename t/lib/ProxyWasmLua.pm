@@ -24,8 +24,6 @@ sub import {
     my $module = $ENV{TEST_NGINX_WASM_MODULE} // '';
     $ENV{TEST_NGINX_FILTERS} or die "TEST_NGINX_FILTERS is not set\n";
     Test::Nginx::Socket::no_shuffle();
-    Test::Nginx::Socket::master_on();
-    Test::Nginx::Socket::log_level('info');
     Test::Nginx::Socket::add_block_preprocessor(sub {
         my $block = shift;
         my @load = map { "load_module $_;" } grep { length } split /;/, $lua_mods;

@@ -15,8 +15,6 @@ sub import {
     my $filters = $ENV{TEST_NGINX_FILTERS}
         or die "TEST_NGINX_FILTERS is not set (see README: scripts/test.sh sets it)\n";
     Test::Nginx::Socket::no_shuffle();
-    Test::Nginx::Socket::master_on();
-    Test::Nginx::Socket::log_level('info');
     Test::Nginx::Socket::add_block_preprocessor(sub {
         my $block = shift;
         if (!defined $block->main_config && $module ne '') {

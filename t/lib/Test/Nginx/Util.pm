@@ -33,12 +33,14 @@ our @EXPORT = qw(
 # ---------------------------------------------------------------------------
 
 our $NginxBinary          = $ENV{TEST_NGINX_BINARY} || 'nginx';
-our $Workers              = 1;
+# TEST_NGINX_WORKERS is ours (CI runs the suite a second time with master_process on and two
+# workers); a file's workers() call still wins.
+our $Workers              = $ENV{TEST_NGINX_WORKERS} || 1;
 our $WorkerConnections    = 64;
 our $LogLevel             = $ENV{TEST_NGINX_LOG_LEVEL} || 'debug';
 our $MasterProcessEnabled = defined $ENV{TEST_NGINX_MASTER_PROCESS}
     ? ($ENV{TEST_NGINX_MASTER_PROCESS} =~ /^(?:on|1|yes|true)$/i ? 'on' : 'off')
-    : 'on';
+    : 'off';    # the real Test::Nginx's default
 our $RepeatEach           = 1;
 our $NoShuffle            = $ENV{TEST_NGINX_NO_SHUFFLE} || 0;
 our $NoLongString         = 0;
