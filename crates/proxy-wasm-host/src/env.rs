@@ -171,6 +171,28 @@ pub(crate) struct RootInfo {
     pub config: Vec<u8>,
 }
 
+/// (count, bytes) of what one HTTP context made the embedder keep until the request ends.
+#[derive(Default)]
+pub(crate) struct EditBudget {
+    /// Header edits per map, indexed by MapType (MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES).
+    pub maps: [(u32, usize); 8],
+    /// proxy_set_property calls on the request (MAX_PROPERTY_SETS, MAX_PROPERTY_SET_BYTES).
+    pub properties: (u32, usize),
+}
+
+impl EditBudget {
+    /// Adds `n` items of `bytes` bytes to `slot` if both bounds still hold.
+    pub fn charge(slot: &mut (u32, usize), n: usize, bytes: usize, max_n: u32, max_bytes: usize) -> Result<(), crate::abi::Status> {
+        let count = (slot.0 as usize).saturating_add(n);
+        let total = slot.1.saturating_add(bytes);
+        if count > max_n as usize || total > max_bytes {
+            return Err(crate::abi::Status::BadArgument);
+        }
+        *slot = (count as u32, total);
+        Ok(())
+    }
+}
+
 pub struct HostEnv {
     pub(crate) abi: AbiVersion,
     pub(crate) memory: Option<Memory>,
@@ -193,10 +215,9 @@ pub struct HostEnv {
     pub(crate) root_properties: HashMap<Vec<u8>, Vec<u8>>,
     /// Paths plus values in `root_properties` (bounded by MAX_ROOT_PROPERTY_BYTES).
     pub(crate) root_property_bytes: usize,
-    /// Header edits per HTTP context and map (indexed by MapType):
-    /// (count, bytes), bounded by MAX_HEADER_EDITS and MAX_HEADER_EDIT_BYTES. Forgotten with
-    /// the context.
-    pub(crate) header_edits: IdMap<[(u32, usize); 8]>,
+    /// What each HTTP context made the embedder store (header edits, properties set),
+    /// against the bounds of limits.rs. Forgotten with the context.
+    pub(crate) edits: IdMap<EditBudget>,
     /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
     pub(crate) scratch: Vec<u8>,
     pub(crate) map_scratch: crate::maps::MapBuilder,
@@ -228,7 +249,7 @@ impl HostEnv {
             contexts: IdMap::default(),
             roots: IdMap::default(),
             waiting: Default::default(),
-            header_edits: IdMap::default(),
+            edits: IdMap::default(),
             scratch: Vec::new(),
             map_scratch: Default::default(),
             http_calls: Vec::new(),

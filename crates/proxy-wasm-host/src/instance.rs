@@ -651,7 +651,7 @@ impl PluginInstance {
         let data = self.env.as_mut(&mut self.store);
         data.contexts.remove(&ctx);
         data.roots.remove(&ctx);
-        data.header_edits.remove(&ctx);
+        data.edits.remove(&ctx);
         r.map(|_| ())
     }
 }

@@ -45,6 +45,13 @@ pub const MAX_HEADER_EDITS: u32 = 1024;
 /// Most bytes (names plus values) of the header edits one HTTP context may make to one map.
 pub const MAX_HEADER_EDIT_BYTES: usize = 1 << 20;
 
+/// Most `proxy_set_property` calls one HTTP context may make on its request (nginx keeps
+/// each value set in the request's pool until the request ends).
+pub const MAX_PROPERTY_SETS: u32 = 1024;
+
+/// Most bytes (paths plus values) those calls may set, per HTTP context.
+pub const MAX_PROPERTY_SET_BYTES: usize = 1 << 20;
+
 /// Largest body a plugin can make a request or response buffer hold (proxy_set_buffer_bytes).
 pub const MAX_BODY_BUFFER: usize = 64 << 20;
 

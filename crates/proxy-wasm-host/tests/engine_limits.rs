@@ -379,6 +379,47 @@ fn root_properties_are_bounded() {
     assert!(records.lock().unwrap().iter().any(|(_, m)| m == "yes"));
 }
 
+#[test]
+fn property_sets_on_a_request_are_bounded() {
+    let imports = r#"(import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))"#;
+    // Sets the same request property with a `len`-byte value until refused; says yes when
+    // `expect` sets were accepted.
+    let flood = |callback: &str, len: u32, expect: usize| {
+        format!(
+            r#"(func (export "{callback}") (param i32 i32 i32) (result i32)
+              (local $i i32)
+              (memory.fill (i32.const 0x9000) (i32.const 118) (i32.const {len}))
+              (block $done
+                (loop $next
+                  (br_if $done (call $set (i32.const 960) (i32.const 5) (i32.const 0x9000) (i32.const {len})))
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br_if $next (i32.lt_u (local.get $i) (i32.const 100000)))))
+              (if (i32.eq (local.get $i) (i32.const {expect})) (then (call $yes)))
+              (i32.const 0))"#
+        )
+    };
+    let funcs = format!(
+        r#"{ALLOC} (data (i32.const 960) "ngx\00v") {} {}"#,
+        flood("proxy_on_request_headers", 1, MAX_PROPERTY_SETS as usize),
+        flood("proxy_on_response_headers", 65536, MAX_PROPERTY_SET_BYTES / (5 + 65536))
+    );
+    let (mut inst, _) = instance(&build(&plugin(imports, 2, &funcs)), LogLevel::Info);
+    let root = inst.create_root_context(Some(Vec::new())).unwrap();
+    for _ in 0..2 {
+        let ctx = inst.create_http_context(root).unwrap();
+        let mut s = stream();
+        inst.on_request_headers(ctx, &mut s, 0, false).unwrap();
+        assert!(said_yes(&s));
+        inst.on_delete(ctx).unwrap();
+        // A fresh context, for the byte bound.
+        let ctx = inst.create_http_context(root).unwrap();
+        let mut s = stream();
+        inst.on_response_headers(ctx, &mut s, 0, false).unwrap();
+        assert!(said_yes(&s));
+        inst.on_delete(ctx).unwrap();
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Allocator re-entrancy and host panics
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 use wasmer::FunctionEnvMut;
 
 use crate::abi::{MapType, Status};
-use crate::env::HostEnv;
+use crate::env::{EditBudget, HostEnv};
 use crate::limits::{MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES};
 use crate::maps;
 use crate::memory::{read, return_bytes, write_u32};
@@ -58,14 +58,8 @@ fn charge_edits(env: &mut FunctionEnvMut<HostEnv>, map: MapType, edits: usize, b
     if data.stream().is_none() {
         return Ok(()); // NOT_FOUND follows: nothing is stored
     }
-    let budget = &mut data.header_edits.entry(data.call.effective_id).or_default()[map as usize];
-    let count = (budget.0 as usize).saturating_add(edits);
-    let total = budget.1.saturating_add(bytes);
-    if count > MAX_HEADER_EDITS as usize || total > MAX_HEADER_EDIT_BYTES {
-        return Err(Status::BadArgument);
-    }
-    *budget = (count as u32, total);
-    Ok(())
+    let budget = data.edits.entry(data.call.effective_id).or_default();
+    EditBudget::charge(&mut budget.maps[map as usize], edits, bytes, MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES)
 }
 
 /// Serializes `map` into the instance's scratch builder and returns its bytes.

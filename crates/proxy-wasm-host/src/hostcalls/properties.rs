@@ -6,8 +6,10 @@
 use wasmer::FunctionEnvMut;
 
 use crate::abi::Status;
-use crate::env::HostEnv;
-use crate::limits::{MAX_PROPERTY_PATH, MAX_ROOT_PROPERTIES, MAX_ROOT_PROPERTY_BYTES};
+use crate::env::{EditBudget, HostEnv};
+use crate::limits::{
+    MAX_PROPERTY_PATH, MAX_PROPERTY_SETS, MAX_PROPERTY_SET_BYTES, MAX_ROOT_PROPERTIES, MAX_ROOT_PROPERTY_BYTES,
+};
 use crate::memory::{read, return_bytes};
 
 pub use crate::limits::MAX_PROPERTY_VALUE;
@@ -63,6 +65,15 @@ pub(crate) fn proxy_set_property(mut env: FunctionEnvMut<HostEnv>, path: i32, pa
         return Status::BadArgument as i32;
     }
     let data = env.data_mut();
+    if data.stream().is_some() {
+        // Each set may make the embedder keep a copy until the request ends (nginx: the
+        // request pool), replaced values included.
+        let budget = data.edits.entry(data.call.effective_id).or_default();
+        let bytes = raw.len() + value.len();
+        if let Err(s) = EditBudget::charge(&mut budget.properties, 1, bytes, MAX_PROPERTY_SETS, MAX_PROPERTY_SET_BYTES) {
+            return s as i32;
+        }
+    }
     if let Some(s) = data.stream() {
         return s.set_property(&segments, &value) as i32;
     }
