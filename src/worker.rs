@@ -257,6 +257,11 @@ unsafe fn push_phase_handler(cf: *mut ngx_conf_t, phase: u32, h: ngx_http_handle
 /// user. u32::MAX until a configuration is loaded.
 static MASTER_UID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
 
+/// Records this process (one that loads configurations) as the master.
+pub(crate) fn note_master_uid() {
+    MASTER_UID.store(proxy_wasm_host::cache::effective_uid(), std::sync::atomic::Ordering::Relaxed);
+}
+
 /// How this process may use wasm_compile_cache: trust what the master's user owns, and
 /// write only from the master (or the single process), never from a worker.
 pub(crate) fn cache_policy() -> proxy_wasm_host::CachePolicy {
@@ -272,7 +277,7 @@ pub(crate) fn cache_policy() -> proxy_wasm_host::CachePolicy {
 pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     crate::guard("postconfiguration", NGX_ERROR as ngx_int_t, || {
         // Configurations are loaded by the master (or the single process) only.
-        MASTER_UID.store(proxy_wasm_host::cache::effective_uid(), std::sync::atomic::Ordering::Relaxed);
+        note_master_uid();
         let Some(mcf) = Module::main_conf_mut(&*cf) else { return NGX_ERROR as ngx_int_t };
         // The Lua path's engine, now with the final wasm_max_* limits.
         crate::lua_ffi::set_vm(mcf.lua_engine());

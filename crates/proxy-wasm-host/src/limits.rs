@@ -4,8 +4,24 @@
 //!
 //! Rust aborts the process when an allocation fails, and `catch_unwind` cannot catch that:
 //! every allocation whose size a plugin chooses is bounded by one of the constants below.
-//! With the memory cap (`Limits::max_memory`) they make what one instance can hold finite:
-//! memory + MAX_TABLES * MAX_TABLE_ELEMENTS * 8 bytes + the per-call and per-context bounds.
+//! What one instance can make its process hold is therefore finite:
+//! - linear memory: `Limits::max_memory` (wasm_max_memory, default 1 GiB), one memory only;
+//! - tables: MAX_TABLES * MAX_TABLE_ELEMENTS * 8 bytes = 32 MiB;
+//! - root-context properties: MAX_ROOT_PROPERTY_BYTES = 1 MiB (+ MAX_ROOT_PROPERTIES entries);
+//! - per live HTTP context, until its request ends: header edits 4 maps * MAX_HEADER_EDIT_BYTES
+//!   + property sets MAX_PROPERTY_SET_BYTES = 5 MiB, and two bodies of MAX_BODY_BUFFER
+//!   (128 MiB); how many contexts live at once is nginx's (worker_connections), not the plugin's;
+//! - per hostcall, freed when it returns: a copy of guest memory it names (at most the memory
+//!   cap), a log line of MAX_LOG_MESSAGE, MAX_RANDOM random bytes, a local response of
+//!   MAX_LOCAL_RESPONSE_BODY + 2 * MAX_LOCAL_RESPONSE_HEADERS (kept until it is sent).
+//! HTTP calls (queued calls, their bodies, timeouts) and shared data/queues have their own
+//! bounds, next to their code.
+
+use std::ptr::NonNull;
+
+use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
+use wasmer::sys::{BaseTunables, Tunables};
+use wasmer::{MemoryType, Pages, TableType};
 
 /// Most elements one table may hold: `table.grow` past it returns -1 inside the plugin, and
 /// a module that declares more at start is refused at load. Real plugins' function tables
@@ -60,12 +76,6 @@ pub const MAX_LOCAL_RESPONSE_BODY: usize = 4 << 20;
 
 /// Largest serialized header map a local response may carry (and its details string).
 pub const MAX_LOCAL_RESPONSE_HEADERS: usize = 1 << 20;
-
-use std::ptr::NonNull;
-
-use wasmer::sys::vm::{MemoryError, MemoryStyle, TableStyle, VMConfig, VMMemory, VMMemoryDefinition, VMTable, VMTableDefinition};
-use wasmer::sys::{BaseTunables, Tunables};
-use wasmer::{MemoryType, Pages, TableType};
 
 /// Limits shared by every instance of an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -227,7 +227,8 @@ pub(crate) fn validate(engine: &wasmer::Engine, module: Module) -> Result<Compil
     if !module.exports().any(|e| e.name() == "proxy_on_memory_allocate" || e.name() == "malloc") {
         return Err("exports neither proxy_on_memory_allocate nor malloc".to_string());
     }
-    // Also true of a module loaded from the cache, whatever the artifact says.
+    // Also checked for a module loaded from the cache, whatever the artifact says.
+    // (`Module::info` is wasmer's doc(hidden) view of the module; Cargo.lock pins wasmer.)
     let info = module.info();
     if info.memories.len() != 1 {
         return Err(format!("has {} memories; a plugin has exactly one", info.memories.len()));
