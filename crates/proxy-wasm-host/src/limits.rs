@@ -13,7 +13,8 @@
 //!   (128 MiB); how many contexts live at once is nginx's (worker_connections), not the plugin's;
 //! - per hostcall, freed when it returns: a copy of guest memory it names (at most the memory
 //!   cap), a log line of MAX_LOG_MESSAGE, MAX_RANDOM random bytes, a local response of
-//!   MAX_LOCAL_RESPONSE_BODY + 2 * MAX_LOCAL_RESPONSE_HEADERS (kept until it is sent).
+//!   MAX_LOCAL_RESPONSE_BODY + MAX_SERIALIZED_SIZE + MAX_LOCAL_RESPONSE_DETAILS (kept until
+//!   it is sent).
 //! HTTP calls (queued calls, their bodies, timeouts) and shared data/queues have their own
 //! bounds, next to their code.
 
@@ -74,8 +75,15 @@ pub const MAX_BODY_BUFFER: usize = 64 << 20;
 /// Largest local-response body a plugin can make us hold.
 pub const MAX_LOCAL_RESPONSE_BODY: usize = 4 << 20;
 
-/// Largest serialized header map a local response may carry (and its details string).
-pub const MAX_LOCAL_RESPONSE_HEADERS: usize = 1 << 20;
+/// Longest details string of a local response (Envoy's response code details: a short tag).
+pub const MAX_LOCAL_RESPONSE_DETAILS: usize = 64 * 1024;
+
+/// Most pairs in a serialized header map a plugin hands the host (cpp-host's figure).
+pub const MAX_PAIRS: usize = 1024;
+
+/// Largest serialized header map a plugin hands the host (cpp-host's figure): checked
+/// before anything is copied out of guest memory where the length is known up front.
+pub const MAX_SERIALIZED_SIZE: usize = 1 << 20;
 
 /// Limits shared by every instance of an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -420,6 +420,47 @@ fn property_sets_on_a_request_are_bounded() {
     }
 }
 
+#[test]
+fn per_call_inputs_are_bounded() {
+    let imports = r#"(import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_set_tick_period_milliseconds" (func $tick (param i32) (result i32)))"#;
+    // BAD_ARGUMENT (2) for a local response whose details are over MAX_LOCAL_RESPONSE_DETAILS
+    // and for a property path over MAX_PROPERTY_PATH (both inside memory); then a local
+    // response with details of exactly the bound is accepted (0).
+    let funcs = format!(
+        r#"{ALLOC}
+        (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+          (memory.fill (i32.const 0x10000) (i32.const 100) (i32.const {over_d}))
+          (if (i32.eq (call $local (i32.const 200) (i32.const 0x10000) (i32.const {over_d}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)) (i32.const 2))
+            (then
+              (if (i32.eq (call $set (i32.const 0x10000) (i32.const {over_p}) (i32.const 0) (i32.const 1)) (i32.const 2))
+                (then
+                  (if (i32.eqz (call $local (i32.const 200) (i32.const 0x10000) (i32.const {at_d}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+                    (then (call $yes)))))))
+          (i32.const 0))
+        (func (export "proxy_on_tick") (param i32)
+          (local $i i32)
+          (loop $again
+            (drop (call $tick (local.get $i)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $again (i32.lt_u (local.get $i) (i32.const 100000)))))"#,
+        over_d = MAX_LOCAL_RESPONSE_DETAILS + 1,
+        at_d = MAX_LOCAL_RESPONSE_DETAILS,
+        over_p = MAX_PROPERTY_PATH + 1
+    );
+    let (mut inst, _) = instance(&build(&plugin(imports, 4, &funcs)), LogLevel::Info);
+    let root = inst.create_root_context(Some(Vec::new())).unwrap();
+    let ctx = inst.create_http_context(root).unwrap();
+    let mut s = stream();
+    let out = inst.on_request_headers(ctx, &mut s, 0, false).unwrap();
+    assert!(said_yes(&s));
+    assert_eq!(out.local_response.unwrap().details.len(), MAX_LOCAL_RESPONSE_DETAILS);
+    // 100000 tick-period changes in one callback leave one pending change, the last.
+    inst.on_tick(root).unwrap();
+    assert_eq!(inst.take_tick_changes(), vec![(root, 99_999)]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Allocator re-entrancy and host panics
 // ---------------------------------------------------------------------------------------------

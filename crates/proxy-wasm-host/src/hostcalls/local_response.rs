@@ -11,7 +11,7 @@ use crate::memory::read;
 use crate::stream::LocalResponse;
 
 pub use crate::limits::MAX_LOCAL_RESPONSE_BODY;
-use crate::limits::MAX_LOCAL_RESPONSE_HEADERS;
+use crate::limits::{MAX_LOCAL_RESPONSE_DETAILS, MAX_SERIALIZED_SIZE};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn proxy_send_local_response(
@@ -64,7 +64,7 @@ fn build(
     if (body_len as u32 as usize) > MAX_LOCAL_RESPONSE_BODY {
         return Err(Status::BadArgument);
     }
-    if (headers_len as u32 as usize) > MAX_LOCAL_RESPONSE_HEADERS || (details_len as u32 as usize) > MAX_LOCAL_RESPONSE_HEADERS {
+    if (headers_len as u32 as usize) > MAX_SERIALIZED_SIZE || (details_len as u32 as usize) > MAX_LOCAL_RESPONSE_DETAILS {
         return Err(Status::BadArgument);
     }
     let details = read(env, details, details_len)?;
