@@ -260,7 +260,10 @@ pub(crate) extern "C" fn set_body_buffer_limit(cf: *mut ngx_conf_t, _cmd: *mut n
     })
 }
 
-/// `wasm_compile_cache PATH;` — an on-disk cache of compiled modules.
+/// `wasm_compile_cache PATH;` — an on-disk cache of compiled modules. Only the master writes
+/// it; the directory and its files must belong to the master's user and be writable by no
+/// one else, or they are ignored (logged at warn, the module is compiled): see
+/// proxy_wasm_host::cache.
 pub(crate) extern "C" fn set_compile_cache(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
     // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
@@ -276,6 +279,7 @@ pub(crate) extern "C" fn set_compile_cache(cf: *mut ngx_conf_t, _cmd: *mut ngx_c
         mcf.cache_dir = Some(std::path::PathBuf::from(arg_string(&path)));
         // init_by_lua may load plugins before our postconfiguration runs.
         crate::lua_ffi::set_cache_dir(mcf.cache_dir.clone());
+        crate::worker::note_master_uid();
         core::NGX_CONF_OK
     })
 }

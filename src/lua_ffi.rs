@@ -320,9 +320,9 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
             return std::ptr::null_mut();
         }
         let dir = CACHE_DIR.lock().ok().and_then(|d| d.clone());
-        let compiled = match proxy_wasm_host::compile_cached(&engine, code, dir.as_deref()) {
+        let compiled = match proxy_wasm_host::compile_cached(&engine, code, dir.as_deref(), crate::worker::cache_policy()) {
             Ok((c, proxy_wasm_host::CacheOutcome::Miss(why))) => {
-                crate::ngx_log::cycle_error(&format!("wasm_compile_cache: {why}; \"{name}\" compiled without the cache"));
+                crate::ngx_log::cycle_warn(&format!("wasm_compile_cache: {why}; \"{name}\" compiled without the cache"));
                 c
             }
             Ok((c, _)) => c,
@@ -859,6 +859,9 @@ pub(crate) struct LuaStream<'s, 'a>(pub(crate) &'s mut NgxStream<'a>);
 impl HttpStream for LuaStream<'_, '_> {
     fn log(&mut self, level: LogLevel, msg: &[u8]) {
         self.0.log(level, msg)
+    }
+    fn log_level(&self) -> Option<LogLevel> {
+        self.0.log_level()
     }
     fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status {
         self.0.map_pairs(map, out)

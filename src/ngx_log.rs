@@ -66,6 +66,17 @@ pub(crate) fn cycle_error(msg: &str) {
     }
 }
 
+/// A warning line outside any request.
+pub(crate) fn cycle_warn(msg: &str) {
+    // SAFETY: see cycle_error.
+    unsafe {
+        let log = cycle_log();
+        if !log.is_null() {
+            ngx::log::log_error(NGX_LOG_WARN as ngx_uint_t, log, 0, msg.as_bytes());
+        }
+    }
+}
+
 /// The instance logger: root-context and start-up messages go to the cycle's error log.
 pub(crate) struct CycleLogger {
     pub label: String,

@@ -641,6 +641,11 @@ impl HttpStream for NgxStream<'_> {
         unsafe { ngx_log::write((*(*self.r).connection).log, ngx_log::ngx_level(level), self.label, msg) }
     }
 
+    fn log_level(&self) -> Option<LogLevel> {
+        // SAFETY: as above.
+        Some(unsafe { ngx_log::proxy_level((*(*self.r).connection).log) })
+    }
+
     fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status {
         // SAFETY: as above.
         unsafe {

@@ -252,8 +252,32 @@ unsafe fn push_phase_handler(cf: *mut ngx_conf_t, phase: u32, h: ngx_http_handle
     true
 }
 
+/// The effective uid of the process that loads configurations (the master, or the single
+/// process): the only owner wasm_compile_cache trusts, also in workers that run as another
+/// user. u32::MAX until a configuration is loaded.
+static MASTER_UID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Records this process (one that loads configurations) as the master.
+pub(crate) fn note_master_uid() {
+    MASTER_UID.store(proxy_wasm_host::cache::effective_uid(), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How this process may use wasm_compile_cache: trust what the master's user owns, and
+/// write only from the master (or the single process), never from a worker.
+pub(crate) fn cache_policy() -> proxy_wasm_host::CachePolicy {
+    let uid = match MASTER_UID.load(std::sync::atomic::Ordering::Relaxed) {
+        u32::MAX => proxy_wasm_host::cache::effective_uid(),
+        uid => uid,
+    };
+    // SAFETY: ngx_process is a plain global nginx sets before any module code runs.
+    let p = unsafe { ngx_process } as u32;
+    proxy_wasm_host::CachePolicy { owner: uid, write: p == NGX_PROCESS_SINGLE || p == NGX_PROCESS_MASTER }
+}
+
 pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     crate::guard("postconfiguration", NGX_ERROR as ngx_int_t, || {
+        // Configurations are loaded by the master (or the single process) only.
+        note_master_uid();
         let Some(mcf) = Module::main_conf_mut(&*cf) else { return NGX_ERROR as ngx_int_t };
         // The Lua path's engine, now with the final wasm_max_* limits.
         crate::lua_ffi::set_vm(mcf.lua_engine());
@@ -311,11 +335,12 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
     let engine = proxy_wasm_host::new_engine(compiler, &limits)?;
     let filters = &mcf.filters;
     let mcf_cache = mcf.cache_dir.clone();
+    let policy = cache_policy();
     for (mi, m) in mcf.modules.iter_mut().enumerate() {
-        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, &m.bytes, mcf_cache.as_deref())
+        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, &m.bytes, mcf_cache.as_deref(), policy)
             .map_err(|e| format!("wasm_module \"{}\": \"{}\" {} {}", m.name, m.path, e, m.origin))?;
         if let proxy_wasm_host::CacheOutcome::Miss(why) = cached {
-            crate::ngx_log::cycle_error(&format!("wasm_compile_cache: {why}; \"{}\" compiled without the cache", m.path));
+            crate::ngx_log::cycle_warn(&format!("wasm_compile_cache: {why}; \"{}\" compiled without the cache", m.path));
         }
         let logger = Box::new(CycleLogger { label: m.name.clone() });
         let mut inst = PluginInstance::new(&compiled, &m.name, m.vm_config.clone(), logger, &limits)

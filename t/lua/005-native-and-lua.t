@@ -126,10 +126,10 @@ location /t {
 --- response_body eval
 ["set m: Ok\n", "get m: master-loaded cas=nonzero\n"]
 
-=== TEST 8: Lua-loaded plugins use wasm_compile_cache too
+=== TEST 8: Lua-loaded plugins use wasm_compile_cache too (loaded in init_by_lua: the master stores the artifact)
 --- http_config
 wasm_compile_cache $TEST_NGINX_SERVER_ROOT/wasm-cache;
-init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+init_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
 --- config
 location /t {
     access_by_lua_block { require("apisix_like").access("testbed", "req_add=x-a:1") }
@@ -143,3 +143,21 @@ location /t {
 GET /t
 --- response_body
 x-a=1 cached=1
+
+=== TEST 9: a worker never writes the compile cache (only the master, or the single process with master_process off)
+--- http_config
+wasm_compile_cache $TEST_NGINX_SERVER_ROOT/wasm-cache;
+init_worker_by_lua_block { require("apisix_like").load("testbed", "$TEST_NGINX_FILTERS/testbed.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("testbed", "req_add=x-a:1") }
+    content_by_lua_block {
+        local p = io.popen("ls $TEST_NGINX_SERVER_ROOT/wasm-cache 2>/dev/null | wc -l")
+        ngx.say("x-a=", ngx.var.http_x_a, " cached=", p:read("*l"))
+        p:close()
+    }
+}
+--- request
+GET /t
+--- response_body eval
+$Test::Nginx::Util::MasterProcessEnabled eq 'on' ? "x-a=1 cached=0\n" : "x-a=1 cached=1\n"

@@ -108,6 +108,9 @@ pub(crate) struct CallState {
     pub done_called: bool,
     /// The response being delivered by on_http_call_response; same lifetime rule as `stream`.
     pub http_response: CallResponseSlot,
+    /// The host is running the plugin's allocator (return_bytes): a hostcall made from it
+    /// may not allocate again (no unbounded re-entrancy).
+    pub in_allocator: bool,
 }
 
 /// See `StreamSlot`.
@@ -137,6 +140,7 @@ impl CallState {
             stream_ops: StreamOps::default(),
             done_called: false,
             http_response: CallResponseSlot(None),
+            in_allocator: false,
         }
     }
 }
@@ -167,6 +171,28 @@ pub(crate) struct RootInfo {
     pub config: Vec<u8>,
 }
 
+/// (count, bytes) of what one HTTP context made the embedder keep until the request ends.
+#[derive(Default)]
+pub(crate) struct EditBudget {
+    /// Header edits per map, indexed by MapType (MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES).
+    pub maps: [(u32, usize); 8],
+    /// proxy_set_property calls on the request (MAX_PROPERTY_SETS, MAX_PROPERTY_SET_BYTES).
+    pub properties: (u32, usize),
+}
+
+impl EditBudget {
+    /// Adds `n` items of `bytes` bytes to `slot` if both bounds still hold.
+    pub fn charge(slot: &mut (u32, usize), n: usize, bytes: usize, max_n: u32, max_bytes: usize) -> Result<(), crate::abi::Status> {
+        let count = (slot.0 as usize).saturating_add(n);
+        let total = slot.1.saturating_add(bytes);
+        if count > max_n as usize || total > max_bytes {
+            return Err(crate::abi::Status::BadArgument);
+        }
+        *slot = (count as u32, total);
+        Ok(())
+    }
+}
+
 pub struct HostEnv {
     pub(crate) abi: AbiVersion,
     pub(crate) memory: Option<Memory>,
@@ -187,6 +213,11 @@ pub struct HostEnv {
     pub(crate) tick_changes: Vec<(u32, u32)>,
     /// Properties set outside any request (root contexts), by NUL-joined path.
     pub(crate) root_properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// Paths plus values in `root_properties` (bounded by MAX_ROOT_PROPERTY_BYTES).
+    pub(crate) root_property_bytes: usize,
+    /// What each HTTP context made the embedder store (header edits, properties set),
+    /// against the bounds of limits.rs. Forgotten with the context.
+    pub(crate) edits: IdMap<EditBudget>,
     /// Scratch buffers reused across hostcalls to keep allocation off the hot path.
     pub(crate) scratch: Vec<u8>,
     pub(crate) map_scratch: crate::maps::MapBuilder,
@@ -208,6 +239,7 @@ impl HostEnv {
             name,
             root_id: String::new(),
             root_properties: HashMap::new(),
+            root_property_bytes: 0,
             tick_changes: Vec::new(),
             memory: None,
             alloc: None,
@@ -217,6 +249,7 @@ impl HostEnv {
             contexts: IdMap::default(),
             roots: IdMap::default(),
             waiting: Default::default(),
+            edits: IdMap::default(),
             scratch: Vec::new(),
             map_scratch: Default::default(),
             http_calls: Vec::new(),
@@ -247,6 +280,13 @@ impl HostEnv {
 
     pub(crate) fn stream_ref_is_none(&self) -> bool {
         self.call.stream.0.is_none()
+    }
+
+    /// The most verbose level that is recorded where `log` writes: hostcalls check it before
+    /// copying anything.
+    pub(crate) fn log_level(&mut self) -> LogLevel {
+        let own = self.logger.level();
+        self.stream().and_then(|s| s.log_level()).unwrap_or(own)
     }
 
     /// Logs through the request when there is one, else through the instance logger.

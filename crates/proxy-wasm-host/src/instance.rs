@@ -22,6 +22,9 @@ pub enum HostError {
     Instantiate(String),
     /// The callback trapped (or proc_exit'ed); the message is wasmer's.
     Trap { callback: &'static str, message: String },
+    /// The host panicked during the callback (a bug in a hostcall or in the embedder's
+    /// stream): the instance's state is unknown, so it must be dropped like after a trap.
+    Panic { callback: &'static str, message: String },
     VmStartFailed,
     ConfigureFailed,
 }
@@ -31,6 +34,7 @@ impl fmt::Display for HostError {
         match self {
             HostError::Instantiate(m) => write!(f, "cannot instantiate: {m}"),
             HostError::Trap { callback, message } => write!(f, "{callback} failed: {message}"),
+            HostError::Panic { callback, message } => write!(f, "{callback} failed: internal error in the host: {message}"),
             HostError::VmStartFailed => write!(f, "proxy_on_vm_start returned false"),
             HostError::ConfigureFailed => write!(f, "proxy_on_configure returned false"),
         }
@@ -295,7 +299,21 @@ impl PluginInstance {
             let _ = b.remaining.set(&mut self.store, wasmer::Value::I64(b.points as i64));
             let _ = b.exhausted.set(&mut self.store, wasmer::Value::I32(0));
         }
-        let r = f(&self.cb, &mut self.store);
+        // A panic in a hostcall unwinds out of wasmer's call (wasmer re-raises it past the
+        // wasm frames). Caught here, it fails the callback like a trap, so that the embedder
+        // drops the instance, and the call state below is still cleared.
+        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.cb, &mut self.store))) {
+            Ok(r) => r,
+            Err(p) => {
+                let message = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".to_string());
+                self.env.as_mut(&mut self.store).call = CallState::idle();
+                return Err(HostError::Panic { callback: callback.export_name(), message });
+            }
+        };
         let r = match (r, &self.budget) {
             (Err(e), Some(b)) if b.exhausted.get(&mut self.store).i32() == Some(1) => Err(RuntimeError::new(format!(
                 "exceeded its CPU budget of {} wasm instructions (wasm_max_instructions); first error: {}",
@@ -633,6 +651,7 @@ impl PluginInstance {
         let data = self.env.as_mut(&mut self.store);
         data.contexts.remove(&ctx);
         data.roots.remove(&ctx);
+        data.edits.remove(&ctx);
         r.map(|_| ())
     }
 }

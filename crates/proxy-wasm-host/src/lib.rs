@@ -1,7 +1,9 @@
 //! The Proxy-Wasm host core and its wasm runtime layer, independent of nginx.
 //!
 //! - `abi`, `maps`: the ABI's constants and header-map codec (pure, fuzzable).
-//! - `runtime`: wasmer engines, compilation, load-time validation.
+//! - `runtime`: wasmer engines, the WebAssembly features allowed, compilation, load-time validation.
+//! - `cache`: the on-disk cache of compiled modules and who may trust or write it.
+//! - `limits`: every bound the host puts on a plugin, in one place.
 //! - `instance`: one plugin instance, its contexts and the callback lifecycle.
 //! - `hostcalls`: the functions plugins import (Proxy-Wasm and WASI).
 //! - `http_call`: calls plugins dispatch and the responses the embedder hands back.
@@ -9,6 +11,7 @@
 //! - `shared_store`: shared data, queues and metrics in a raw (shared) memory region.
 
 pub mod abi;
+pub mod cache;
 mod env;
 pub mod hostcalls;
 pub mod http_call;
@@ -25,6 +28,7 @@ pub use env::{Callback, Logger, StreamOps};
 pub use http_call::{HttpCallRequest, HttpCallResponse};
 pub use instance::{HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
-pub use runtime::{compile, compile_cached, new_engine, CacheOutcome, CompiledModule, Compiler, Engine};
+pub use cache::{compile_cached, CacheOutcome, CachePolicy};
+pub use runtime::{compile, features, new_engine, CompiledModule, Compiler, Engine};
 pub use shared_store::SharedStore;
 pub use stream::{HttpStream, LocalResponse, MemoryStream};

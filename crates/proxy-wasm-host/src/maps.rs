@@ -6,9 +6,7 @@
 
 use crate::abi::Status;
 
-/// Upper bounds on what a plugin can make us parse (cpp-host uses the same figures).
-pub const MAX_PAIRS: usize = 1024;
-pub const MAX_SERIALIZED_SIZE: usize = 1 << 20;
+pub use crate::limits::{MAX_PAIRS, MAX_SERIALIZED_SIZE};
 
 /// Builds a serialized map without an allocation per pair: sizes and bytes are kept in two
 /// growing buffers and joined at the end.

@@ -31,6 +31,21 @@ pub(crate) fn read_into(env: &FunctionEnvMut<HostEnv>, ptr: i32, len: i32, out: 
     v.read(start, out).map_err(|_| Status::InvalidMemoryAccess)
 }
 
+/// Checks that `len` bytes at `ptr` lie inside the memory, and appends at most `max` of them
+/// to `out`: for data the host only keeps a bounded prefix of (log messages).
+pub(crate) fn read_prefix(env: &FunctionEnvMut<HostEnv>, ptr: i32, len: i32, max: usize, out: &mut Vec<u8>) -> Result<(), Status> {
+    let v = view(env)?;
+    let (start, len) = (u(ptr), u(len));
+    let end = start.checked_add(len).ok_or(Status::InvalidMemoryAccess)?;
+    if end > v.data_size() {
+        return Err(Status::InvalidMemoryAccess);
+    }
+    let take = (len as usize).min(max);
+    let at = out.len();
+    out.resize(at + take, 0);
+    v.read(start, &mut out[at..]).map_err(|_| Status::InvalidMemoryAccess)
+}
+
 pub(crate) fn read(env: &FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> Result<Vec<u8>, Status> {
     let mut out = Vec::new();
     read_into(env, ptr, len, &mut out)?;
@@ -69,8 +84,17 @@ fn return_bytes_inner(env: &mut FunctionEnvMut<HostEnv>, data: &[u8], ret_ptr: i
         }
     }
     let len = i32::try_from(data.len()).map_err(|_| Status::InternalFailure)?;
+    if env.data().call.in_allocator {
+        // The allocator made a hostcall that returns data: allocating again would re-enter
+        // it, without bound. That hostcall fails instead.
+        env.data_mut().log(crate::abi::LogLevel::Warn, b"a hostcall made from the plugin's allocator cannot return data: INTERNAL_FAILURE");
+        return Err(Status::InternalFailure);
+    }
     let alloc = env.data().alloc.clone().ok_or(Status::InternalFailure)?;
-    let addr = alloc.call(&mut env.as_store_mut(), len).map_err(|_| Status::InternalFailure)?;
+    env.data_mut().call.in_allocator = true;
+    let addr = alloc.call(&mut env.as_store_mut(), len);
+    env.data_mut().call.in_allocator = false;
+    let addr = addr.map_err(|_| Status::InternalFailure)?;
     if addr == 0 && len != 0 {
         return Err(Status::InternalFailure);
     }

@@ -4,10 +4,11 @@
 //! pool: its threads do not survive fork() and every later compile in a child would block on
 //! them forever. Every compile therefore runs inside a private, short-lived pool.
 
+use wasmer::sys::Features;
 use wasmer::{ExternType, Module};
 
 use crate::abi::AbiVersion;
-use crate::limits::{LimitingTunables, Limits};
+use crate::limits::{LimitingTunables, Limits, MAX_TABLES, MAX_TABLE_ELEMENTS};
 use crate::hostcalls::provided_signature;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,25 +56,109 @@ pub fn new_engine(compiler: Compiler, limits: &Limits) -> Result<Engine, String>
     Ok(Engine { compiler, limits: *limits })
 }
 
-fn build_engine(e: &Engine) -> wasmer::Engine {
-    use wasmer::sys::{CompilerConfig, NativeEngineExt};
-    fn build(mut cfg: impl CompilerConfig + 'static, limits: &Limits) -> wasmer::Engine {
+/// The WebAssembly features a plugin may use, decided one by one (wasmer's defaults enable
+/// more). Allowed: what the SDKs' toolchains emit — bulk memory, reference types, SIMD,
+/// multi-value, extended constant expressions; sign extension, saturating float-to-int and
+/// mutable globals are always on in wasmer. Refused: see `REFUSED_FEATURES`.
+pub fn features() -> Features {
+    let mut f = Features::none();
+    f.bulk_memory = true;
+    f.reference_types = true;
+    f.simd = true;
+    f.multi_value = true;
+    f.extended_const = true;
+    f
+}
+
+/// Features a plugin may not use, with the name an operator reads and why:
+/// - threads: a shared memory lets `memory.atomic.wait32` block the worker forever, out of
+///   reach of the CPU budget; the ABI is single-threaded.
+/// - multi-memory: `wasm_max_memory` bounds each memory, so N memories hold N times as much;
+///   the ABI exchanges data through the one exported memory.
+/// - memory64: the ABI's pointers are 32-bit.
+/// - exceptions, tail calls, relaxed SIMD, wide arithmetic: no SDK emits them; each adds
+///   engine code a plugin could reach (relaxed SIMD is also non-deterministic).
+pub const REFUSED_FEATURES: &[(&str, fn(&mut Features))] = &[
+    ("threads (shared memory, atomics)", |f| f.threads = true),
+    ("multi-memory (more than one memory)", |f| f.multi_memory = true),
+    ("memory64", |f| f.memory64 = true),
+    ("exception handling", |f| f.exceptions = true),
+    ("tail calls", |f| f.tail_call = true),
+    ("relaxed SIMD", |f| f.relaxed_simd = true),
+    ("wide arithmetic", |f| f.wide_arithmetic = true),
+];
+
+fn builder_for(compiler: Compiler, f: impl FnOnce(&mut dyn wasmer::sys::CompilerConfig)) -> wasmer::sys::EngineBuilder {
+    match compiler {
+        #[cfg(feature = "cranelift")]
+        Compiler::Cranelift => {
+            let mut c = wasmer::sys::Cranelift::default();
+            f(&mut c);
+            wasmer::sys::EngineBuilder::new(c)
+        }
+        #[cfg(feature = "singlepass")]
+        Compiler::Singlepass => {
+            let mut c = wasmer::sys::Singlepass::default();
+            f(&mut c);
+            wasmer::sys::EngineBuilder::new(c)
+        }
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("new_engine refuses compilers that are not built in"),
+    }
+}
+
+pub(crate) fn build_engine(e: &Engine) -> wasmer::Engine {
+    use wasmer::sys::NativeEngineExt;
+    let limits = e.limits;
+    let builder = builder_for(e.compiler, |cfg| {
         if limits.max_instructions > 0 {
             // Every operator costs 1; the host resets the budget before each callback.
             cfg.push_middleware(std::sync::Arc::new(wasmer_middlewares::Metering::new(limits.max_instructions, |_| 1)));
         }
-        let mut engine: wasmer::Engine = wasmer::sys::EngineBuilder::new(cfg).engine().into();
-        engine.set_tunables(LimitingTunables::new(limits.max_memory));
-        engine
+    });
+    let mut engine: wasmer::Engine = builder.set_features(Some(features())).engine().into();
+    engine.set_tunables(LimitingTunables::new(limits.max_memory));
+    engine
+}
+
+/// Validates `wasm` (binary) against the allowed features. When it fails only because it
+/// uses refused features, the error names them.
+pub(crate) fn validate_features(compiler: Compiler, wasm: &[u8]) -> Result<(), String> {
+    let valid_with = |f: Features| Module::validate(&wasmer::Engine::from(builder_for(compiler, |_| {}).set_features(Some(f)).engine()), wasm);
+    let err = match valid_with(features()) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    let invalid = || format!("is not a valid wasm module: {}", one_line(&err.to_string()));
+    let mut all = features();
+    for (_, enable) in REFUSED_FEATURES {
+        enable(&mut all);
     }
-    match e.compiler {
-        #[cfg(feature = "cranelift")]
-        Compiler::Cranelift => build(wasmer::sys::Cranelift::default(), &e.limits),
-        #[cfg(feature = "singlepass")]
-        Compiler::Singlepass => build(wasmer::sys::Singlepass::default(), &e.limits),
-        #[allow(unreachable_patterns)]
-        _ => unreachable!("new_engine refuses compilers that are not built in"),
+    if valid_with(all.clone()).is_err() {
+        return Err(invalid());
     }
+    // The features it needs: those without which it is invalid again.
+    let mut needed = Vec::new();
+    for (i, (name, _)) in REFUSED_FEATURES.iter().enumerate() {
+        let mut f = features();
+        for (j, (_, enable)) in REFUSED_FEATURES.iter().enumerate() {
+            if j != i {
+                enable(&mut f);
+            }
+        }
+        if valid_with(f).is_err() {
+            needed.push(*name);
+        }
+    }
+    if needed.is_empty() {
+        return Err(invalid());
+    }
+    Err(format!(
+        "uses the WebAssembly feature{} {}, which this host refuses: {}",
+        if needed.len() > 1 { "s" } else { "" },
+        needed.join(", "),
+        one_line(&err.to_string())
+    ))
 }
 
 /// A validated Proxy-Wasm module, ready to be instantiated in any process of this engine.
@@ -91,76 +176,6 @@ impl CompiledModule {
     }
 }
 
-/// Where a module came from in `compile_cached`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
-    /// No cache directory configured.
-    Uncached,
-    /// Loaded from the cache.
-    Hit,
-    /// Compiled, and stored in the cache (or the store failed: see the error).
-    Stored,
-    Miss(&'static str),
-}
-
-/// The cache file name of `bytes` for `compiler`: the module's BLAKE3 hash, the wasmer
-/// version and the compiler, so that a new wasmer or compiler never loads an old artifact.
-pub fn cache_key(bytes: &[u8], compiler: Compiler, limits: &Limits) -> String {
-    let mut h = blake3::Hasher::new();
-    h.update(bytes);
-    // Metering instruments the code and the memory cap decides its bounds checks.
-    h.update(&limits.max_instructions.min(1).to_le_bytes());
-    h.update(&limits.max_memory.to_le_bytes());
-    format!(
-        "{}-wasmer{}-{}-{}.bin",
-        &h.finalize().to_hex()[..32],
-        wasmer_types::VERSION,
-        compiler.name(),
-        std::env::consts::ARCH
-    )
-}
-
-/// Like `compile`, through an on-disk cache of compiled artifacts in `dir` (if any). The
-/// cache directory must be writable only by the user nginx's master runs as: an artifact is
-/// native code.
-pub fn compile_cached(
-    engine: &Engine,
-    bytes: &[u8],
-    dir: Option<&std::path::Path>,
-) -> Result<(CompiledModule, CacheOutcome), String> {
-    let Some(dir) = dir else { return Ok((compile(engine, bytes)?, CacheOutcome::Uncached)) };
-    let key = cache_key(bytes, engine.compiler, &engine.limits);
-    let path = dir.join(&key);
-    if let Ok(artifact) = std::fs::read(&path) {
-        // SAFETY: the artifact is one this host serialized for this wasmer version, compiler
-        // and architecture (all in the file name); wasmer checks its header and version
-        // again. The directory is trusted like the nginx binary itself (see above).
-        let wasmer_engine = build_engine(engine);
-        if let Ok(module) = unsafe { Module::deserialize(&wasmer_engine, artifact) } {
-            return Ok((validate(&wasmer_engine, module)?, CacheOutcome::Hit));
-        }
-    }
-    let compiled = compile(engine, bytes)?;
-    let outcome = match compiled.module.serialize() {
-        Ok(artifact) => {
-            // Write then rename, so that a concurrent reader never sees half a file.
-            let tmp = dir.join(format!(".{}.{}", std::process::id(), key));
-            let stored = std::fs::create_dir_all(dir)
-                .and_then(|_| std::fs::write(&tmp, &artifact))
-                .and_then(|_| std::fs::rename(&tmp, &path));
-            match stored {
-                Ok(()) => CacheOutcome::Stored,
-                Err(_) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    CacheOutcome::Miss("cannot write to the cache directory")
-                }
-            }
-        }
-        Err(_) => CacheOutcome::Miss("cannot serialize the compiled module"),
-    };
-    Ok((compiled, outcome))
-}
-
 /// Compiles and validates `bytes` (binary wasm, or WAT text). The error says what is wrong
 /// in words an operator can act on.
 pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<CompiledModule, String> {
@@ -169,11 +184,18 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<CompiledModule, String> 
         .num_threads(threads)
         .build()
         .map_err(|e| format!("cannot start a compile thread pool: {e}"))?;
+    let wasm = to_binary(bytes)?;
+    validate_features(engine.compiler, &wasm)?;
     let wasmer_engine = build_engine(engine);
-    let module = pool.install(|| Module::new(&wasmer_engine, bytes));
+    let module = pool.install(|| Module::new(&wasmer_engine, &*wasm));
     drop(pool);
     let module = module.map_err(|e| format!("is not a valid wasm module: {}", one_line(&e.to_string())))?;
     validate(&wasmer_engine, module)
+}
+
+/// WAT text to binary (binary passes through).
+pub(crate) fn to_binary(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    wasmer::wat2wasm(bytes).map_err(|e| format!("is not a valid wasm module: {}", one_line(&e.to_string())))
 }
 
 /// Error logs take one line per message: fold wasmer's multi-line diagnostics.
@@ -181,7 +203,7 @@ fn one_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-fn validate(engine: &wasmer::Engine, module: Module) -> Result<CompiledModule, String> {
+pub(crate) fn validate(engine: &wasmer::Engine, module: Module) -> Result<CompiledModule, String> {
     let abi = module
         .exports()
         .find_map(|e| AbiVersion::from_marker(e.name()))
@@ -204,6 +226,24 @@ fn validate(engine: &wasmer::Engine, module: Module) -> Result<CompiledModule, S
     }
     if !module.exports().any(|e| e.name() == "proxy_on_memory_allocate" || e.name() == "malloc") {
         return Err("exports neither proxy_on_memory_allocate nor malloc".to_string());
+    }
+    // Also checked for a module loaded from the cache, whatever the artifact says.
+    // (`Module::info` is wasmer's doc(hidden) view of the module; Cargo.lock pins wasmer.)
+    let info = module.info();
+    if info.memories.len() != 1 {
+        return Err(format!("has {} memories; a plugin has exactly one", info.memories.len()));
+    }
+    if info.memories.values().any(|m| m.shared) {
+        return Err("has a shared memory (threads), which this host refuses".to_string());
+    }
+    if info.tables.len() > MAX_TABLES {
+        return Err(format!("has {} tables, more than the limit of {MAX_TABLES}", info.tables.len()));
+    }
+    if let Some(t) = info.tables.values().find(|t| t.minimum > MAX_TABLE_ELEMENTS) {
+        return Err(format!(
+            "declares a table of {} elements at start, more than the limit of {MAX_TABLE_ELEMENTS}",
+            t.minimum
+        ));
     }
     Ok(CompiledModule { module, engine: engine.clone(), abi })
 }

@@ -10,6 +10,11 @@ use crate::maps::MapBuilder;
 pub trait HttpStream {
     /// Logs a plugin message in the context of this request (already level-checked).
     fn log(&mut self, level: LogLevel, msg: &[u8]);
+    /// The most verbose level this request's log records, when it differs from the
+    /// instance logger's (nginx: a location's own error_log). Checked before any copy.
+    fn log_level(&self) -> Option<LogLevel> {
+        None
+    }
     /// Serializes a whole map, pseudo-headers first. NotFound if the map does not exist now.
     fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status;
     /// The value of `key` (compared case-insensitively) into `out`: Ok or NotFound.

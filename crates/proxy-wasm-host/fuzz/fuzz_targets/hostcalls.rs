@@ -25,9 +25,21 @@ thread_local! {
     static PLUGIN: RefCell<Option<(PluginInstance, u32)>> = const { RefCell::new(None) };
 }
 
+/// Modules production refuses (runtime::features): the fuzzed plugin runs in the same engine.
+const REFUSED: [&str; 2] = [
+    r#"(module (memory (export "memory") 1 1 shared) (func (export "proxy_abi_version_0_2_1"))
+       (func (export "malloc") (param i32) (result i32) (i32.const 0)))"#,
+    r#"(module (memory (export "memory") 1) (memory 1) (func (export "proxy_abi_version_0_2_1"))
+       (func (export "malloc") (param i32) (result i32) (i32.const 0)))"#,
+];
+
 fn fresh() -> (PluginInstance, u32) {
     let limits = Limits { max_memory: 1 << 20, max_instructions: 10_000_000 };
     let engine = new_engine(Compiler::Cranelift, &limits).expect("engine");
+    for m in REFUSED {
+        let e = compile(&engine, m.as_bytes()).err().expect("threads and multi-memory are refused");
+        assert!(e.contains("which this host refuses"), "{e}");
+    }
     let module = compile(&engine, include_bytes!("hostcalls.wat")).expect("the fuzz plugin compiles");
     let mut inst = PluginInstance::new(&module, "fuzz", b"vm".to_vec(), Box::new(Quiet), &limits).expect("instance");
     inst.set_shared_store(Some(std::sync::Arc::new(SharedStore::new_private(MIN_SIZE))));

@@ -11,8 +11,7 @@ use crate::abi::{BufferType, Status};
 use crate::env::{Callback, HostEnv};
 use crate::memory::{read, return_bytes, u, write_u32};
 
-/// Largest body a plugin can make the host hold through set_buffer_bytes.
-pub const MAX_BODY_BUFFER: usize = 64 << 20;
+pub use crate::limits::MAX_BODY_BUFFER;
 
 fn is_body(ty: BufferType) -> bool {
     matches!(ty, BufferType::HttpRequestBody | BufferType::HttpResponseBody)

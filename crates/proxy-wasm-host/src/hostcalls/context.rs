@@ -106,6 +106,11 @@ pub(crate) fn proxy_call_foreign_function(
 pub(crate) fn proxy_set_tick_period_milliseconds(mut env: FunctionEnvMut<HostEnv>, period: i32) -> i32 {
     let data = env.data_mut();
     let Some(&root) = data.contexts.get(&data.call.effective_id) else { return Status::BadArgument as i32 };
-    data.tick_changes.push((root, period as u32));
+    // One pending change per root (the last wins): a plugin calling this in a loop must not
+    // grow the list without bound.
+    match data.tick_changes.iter_mut().find(|(r, _)| *r == root) {
+        Some(change) => change.1 = period as u32,
+        None => data.tick_changes.push((root, period as u32)),
+    }
     Status::Ok as i32
 }

@@ -4,7 +4,8 @@
 use wasmer::FunctionEnvMut;
 
 use crate::abi::{MapType, Status};
-use crate::env::HostEnv;
+use crate::env::{EditBudget, HostEnv};
+use crate::limits::{MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES};
 use crate::maps;
 use crate::memory::{read, return_bytes, write_u32};
 
@@ -47,6 +48,18 @@ fn writable(map: MapType) -> Result<MapType, Status> {
     } else {
         Ok(map)
     }
+}
+
+/// Charges `edits` header edits of `bytes` bytes to the effective context's budget for `map`
+/// (MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES): the embedder keeps every edit until the request
+/// ends. BAD_ARGUMENT, and nothing charged, past either bound.
+fn charge_edits(env: &mut FunctionEnvMut<HostEnv>, map: MapType, edits: usize, bytes: usize) -> Result<(), Status> {
+    let data = env.data_mut();
+    if data.stream().is_none() {
+        return Ok(()); // NOT_FOUND follows: nothing is stored
+    }
+    let budget = data.edits.entry(data.call.effective_id).or_default();
+    EditBudget::charge(&mut budget.maps[map as usize], edits, bytes, MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES)
 }
 
 /// Serializes `map` into the instance's scratch builder and returns its bytes.
@@ -146,6 +159,10 @@ pub(crate) fn proxy_set_header_map_pairs(mut env: FunctionEnvMut<HostEnv>, ty: i
     if !pairs.iter().all(|(k, v)| valid_name(k) && valid_value(v)) {
         return Status::BadArgument as i32;
     }
+    let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if let Err(s) = charge_edits(&mut env, map, pairs.len(), bytes) {
+        return s as i32;
+    }
     with_stream(&mut env, |s| s.map_set_pairs(map, &pairs)).unwrap_or_else(|s| s) as i32
 }
 
@@ -161,7 +178,12 @@ fn key_value(env: &FunctionEnvMut<HostEnv>, k: i32, kl: i32, v: i32, vl: i32) ->
 pub(crate) fn proxy_add_header_map_value(mut env: FunctionEnvMut<HostEnv>, ty: i32, k: i32, kl: i32, v: i32, vl: i32) -> i32 {
     let r = map_type(ty).and_then(writable).and_then(|m| Ok((m, key_value(&env, k, kl, v, vl)?)));
     match r {
-        Ok((map, (key, value))) => with_stream(&mut env, |s| s.map_add(map, &key, &value)).unwrap_or_else(|s| s) as i32,
+        Ok((map, (key, value))) => {
+            if let Err(s) = charge_edits(&mut env, map, 1, key.len() + value.len()) {
+                return s as i32;
+            }
+            with_stream(&mut env, |s| s.map_add(map, &key, &value)).unwrap_or_else(|s| s) as i32
+        }
         Err(s) => s as i32,
     }
 }
@@ -170,6 +192,9 @@ pub(crate) fn proxy_replace_header_map_value(mut env: FunctionEnvMut<HostEnv>, t
     let r = map_type(ty).and_then(writable).and_then(|m| Ok((m, key_value(&env, k, kl, v, vl)?)));
     match r {
         Ok((map, (key, value))) => {
+            if let Err(s) = charge_edits(&mut env, map, 1, key.len() + value.len()) {
+                return s as i32;
+            }
             with_stream(&mut env, |s| s.map_replace(map, &key, &value)).unwrap_or_else(|s| s) as i32
         }
         Err(s) => s as i32,

@@ -10,8 +10,8 @@ use crate::maps;
 use crate::memory::read;
 use crate::stream::LocalResponse;
 
-/// Largest local-response body a plugin can make us hold.
-pub const MAX_LOCAL_RESPONSE_BODY: usize = 4 << 20;
+pub use crate::limits::MAX_LOCAL_RESPONSE_BODY;
+use crate::limits::{MAX_LOCAL_RESPONSE_DETAILS, MAX_SERIALIZED_SIZE};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn proxy_send_local_response(
@@ -62,6 +62,9 @@ fn build(
         return Err(Status::BadArgument);
     }
     if (body_len as u32 as usize) > MAX_LOCAL_RESPONSE_BODY {
+        return Err(Status::BadArgument);
+    }
+    if (headers_len as u32 as usize) > MAX_SERIALIZED_SIZE || (details_len as u32 as usize) > MAX_LOCAL_RESPONSE_DETAILS {
         return Err(Status::BadArgument);
     }
     let details = read(env, details, details_len)?;

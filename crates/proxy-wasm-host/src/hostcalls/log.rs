@@ -7,16 +7,19 @@ use wasmer::FunctionEnvMut;
 use super::status;
 use crate::abi::{LogLevel, Status};
 use crate::env::HostEnv;
-use crate::memory::{read_into, write_u32, write_u64};
+use crate::limits::MAX_LOG_MESSAGE;
+use crate::memory::{read_prefix, write_u32, write_u64};
 
 pub(crate) fn proxy_log(mut env: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, len: i32) -> i32 {
     let Some(level) = LogLevel::from_i32(level) else { return Status::BadArgument as i32 };
     // The level check comes before any copy or formatting: a disabled level costs nothing.
-    if level < env.data().logger.level() {
+    if level < env.data_mut().log_level() {
         return Status::Ok as i32;
     }
+    // A message longer than MAX_LOG_MESSAGE is truncated: the host never copies more.
     let mut buf = std::mem::take(&mut env.data_mut().scratch);
-    let r = read_into(&env, ptr, len, &mut buf);
+    buf.clear();
+    let r = read_prefix(&env, ptr, len, MAX_LOG_MESSAGE, &mut buf);
     if r.is_ok() {
         env.data_mut().log(level, &buf);
     }

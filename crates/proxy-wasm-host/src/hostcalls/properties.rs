@@ -6,11 +6,13 @@
 use wasmer::FunctionEnvMut;
 
 use crate::abi::Status;
-use crate::env::HostEnv;
+use crate::env::{EditBudget, HostEnv};
+use crate::limits::{
+    MAX_PROPERTY_PATH, MAX_PROPERTY_SETS, MAX_PROPERTY_SET_BYTES, MAX_ROOT_PROPERTIES, MAX_ROOT_PROPERTY_BYTES,
+};
 use crate::memory::{read, return_bytes};
 
-/// Largest property value a plugin can store.
-pub const MAX_PROPERTY_VALUE: usize = 64 * 1024;
+pub use crate::limits::MAX_PROPERTY_VALUE;
 
 pub fn split_path(path: &[u8]) -> Vec<&[u8]> {
     path.split(|&b| b == 0).collect()
@@ -51,7 +53,7 @@ pub(crate) fn proxy_get_property(mut env: FunctionEnvMut<HostEnv>, path: i32, pa
 }
 
 pub(crate) fn proxy_set_property(mut env: FunctionEnvMut<HostEnv>, path: i32, path_len: i32, value: i32, value_len: i32) -> i32 {
-    if value_len as u32 as usize > MAX_PROPERTY_VALUE {
+    if value_len as u32 as usize > MAX_PROPERTY_VALUE || path_len as u32 as usize > MAX_PROPERTY_PATH {
         return Status::BadArgument as i32;
     }
     let (raw, value) = match read(&env, path, path_len).and_then(|p| Ok((p, read(&env, value, value_len)?))) {
@@ -63,9 +65,31 @@ pub(crate) fn proxy_set_property(mut env: FunctionEnvMut<HostEnv>, path: i32, pa
         return Status::BadArgument as i32;
     }
     let data = env.data_mut();
+    if data.stream().is_some() {
+        // Each set may make the embedder keep a copy until the request ends (nginx: the
+        // request pool), replaced values included.
+        let budget = data.edits.entry(data.call.effective_id).or_default();
+        let bytes = raw.len() + value.len();
+        if let Err(s) = EditBudget::charge(&mut budget.properties, 1, bytes, MAX_PROPERTY_SETS, MAX_PROPERTY_SET_BYTES) {
+            return s as i32;
+        }
+    }
     if let Some(s) = data.stream() {
         return s.set_property(&segments, &value) as i32;
     }
-    data.root_properties.insert(raw, value);
-    Status::Ok as i32
+    root_property_insert(data, raw, value) as i32
+}
+
+/// Stores a root-context property within MAX_ROOT_PROPERTIES and MAX_ROOT_PROPERTY_BYTES
+/// (a replaced value gives its bytes back); BAD_ARGUMENT past them.
+fn root_property_insert(data: &mut HostEnv, path: Vec<u8>, value: Vec<u8>) -> Status {
+    let old = data.root_properties.get(&path).map(|v| path.len() + v.len());
+    let count = data.root_properties.len() + usize::from(old.is_none());
+    let bytes = data.root_property_bytes - old.unwrap_or(0) + path.len() + value.len();
+    if count > MAX_ROOT_PROPERTIES || bytes > MAX_ROOT_PROPERTY_BYTES {
+        return Status::BadArgument;
+    }
+    data.root_property_bytes = bytes;
+    data.root_properties.insert(path, value);
+    Status::Ok
 }

@@ -9,12 +9,8 @@ use wasmer::{Function, FunctionEnv, FunctionEnvMut, RuntimeError, Store};
 
 use crate::abi::{errno, LogLevel};
 use crate::env::HostEnv;
-use crate::memory::{read, read_into, u, write, write_u32, write_u64};
-
-/// Largest random_get request (cpp-host uses the same cap).
-const MAX_RANDOM: u32 = 64 * 1024;
-/// Largest iovec count accepted by fd_write.
-const MAX_IOVS: u32 = 1024;
+use crate::limits::{MAX_IOVS, MAX_LOG_MESSAGE, MAX_RANDOM};
+use crate::memory::{read, read_prefix, u, write, write_u32, write_u64};
 
 pub(crate) fn function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> Option<Function> {
     Some(match name {
@@ -40,6 +36,8 @@ fn err(e: crate::abi::Status) -> i32 {
     }
 }
 
+/// stdout/stderr to the log. The plugin is told everything was written, but the log gets at
+/// most MAX_LOG_MESSAGE bytes, and nothing is copied at all when the level is off.
 fn fd_write(mut env: FunctionEnvMut<HostEnv>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> i32 {
     let level = match fd {
         1 => LogLevel::Info,
@@ -49,9 +47,10 @@ fn fd_write(mut env: FunctionEnvMut<HostEnv>, fd: i32, iovs: i32, iovs_len: i32,
     if iovs_len as u32 > MAX_IOVS {
         return errno::INVAL;
     }
+    let keep = level >= env.data_mut().log_level();
     let mut out = std::mem::take(&mut env.data_mut().scratch);
     out.clear();
-    let mut piece = Vec::new();
+    let mut total: u32 = 0;
     let mut result = errno::SUCCESS;
     for i in 0..iovs_len as u32 {
         let iov = match read(&env, (u(iovs) + u64::from(i) * 8) as i32, 8) {
@@ -63,22 +62,24 @@ fn fd_write(mut env: FunctionEnvMut<HostEnv>, fd: i32, iovs: i32, iovs_len: i32,
         };
         let ptr = i32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
         let len = i32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
-        if let Err(e) = read_into(&env, ptr, len, &mut piece) {
+        let room = if keep { MAX_LOG_MESSAGE - out.len() } else { 0 };
+        if let Err(e) = read_prefix(&env, ptr, len, room, &mut out) {
             result = err(e);
             break;
         }
-        out.extend_from_slice(&piece);
+        // Bounded by the memory size, so at most 4 GiB each; saturate on the (absurd) sum.
+        total = total.saturating_add(len as u32);
     }
     if result == errno::SUCCESS {
-        let n = out.len() as u32;
-        if level >= env.data().logger.level() {
+        if keep {
             let msg = out.strip_suffix(b"\n").unwrap_or(&out).to_vec();
             env.data_mut().log(level, &msg);
         }
-        if let Err(e) = write_u32(&env, nwritten, n) {
+        if let Err(e) = write_u32(&env, nwritten, total) {
             result = err(e);
         }
     }
+    // The scratch buffer is kept: it never grows past MAX_LOG_MESSAGE here.
     env.data_mut().scratch = out;
     result
 }
