@@ -27,6 +27,7 @@ use proxy_wasm_host::{CompiledModule, Engine, HostError, HttpStream, LocalRespon
 
 use crate::lua_call::{CallSlot, PendingCall};
 use crate::ngx_log::CycleLogger;
+use crate::properties::VarWrite;
 use crate::request::{NgxStream, Phase, Properties};
 
 const NGX_ERR: ngx_int_t = NGX_ERROR as ngx_int_t;
@@ -890,8 +891,14 @@ impl HttpStream for LuaStream<'_, '_> {
     }
     fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
         if let [name] = path {
-            if self.0.set_property(&[b"ngx", name], value) == Status::Ok {
-                return Status::Ok;
+            // SAFETY: the stream's request is live (NgxStream's contract).
+            match unsafe { crate::properties::set_variable(self.0.request(), name, value) } {
+                VarWrite::Done => return Status::Ok,
+                // An nginx variable refuses a value that could split a header or request line.
+                VarWrite::Invalid => return Status::BadArgument,
+                VarWrite::NoMemory => return Status::InternalFailure,
+                // Not a writable variable: a plain property, as in api7's module.
+                VarWrite::Unknown | VarWrite::Refused => {}
             }
         }
         self.0.set_property(path, value)

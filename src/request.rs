@@ -6,8 +6,10 @@ use std::mem::offset_of;
 use std::ptr;
 
 use ngx::ffi::*;
+use ngx::http::HttpModuleServerConf;
 use proxy_wasm_host::maps::MapBuilder;
 use proxy_wasm_host::abi::BufferType;
+use proxy_wasm_host::hostcalls::framing_header;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
 use crate::ngx_log;
@@ -119,6 +121,131 @@ unsafe fn pool_lower(r: *mut ngx_http_request_t, data: &[u8]) -> Option<*mut u8>
     Some(p)
 }
 
+/// nginx's Host rules (ngx_http_validate_host, static before 1.25): no path separator, no
+/// space or control byte, no empty label (".."), an optional trailing dot dropped, IPv6
+/// literals in brackets, a port after ':'. Returns the server name nginx derives from it
+/// (lowercased, without port), which virtual hosts, `$host` and `root /srv/$host` use.
+pub(crate) fn validate_host(host: &[u8]) -> Option<Vec<u8>> {
+    #[derive(PartialEq)]
+    enum St {
+        Usual,
+        Literal,
+        Rest,
+    }
+    let mut state = St::Usual;
+    let mut dot_pos: Option<usize> = None;
+    let mut host_len = host.len();
+    for (i, &ch) in host.iter().enumerate() {
+        match ch {
+            b'.' => {
+                if i > 0 && dot_pos == Some(i - 1) {
+                    return None;
+                }
+                dot_pos = Some(i);
+            }
+            b':' => {
+                if state == St::Usual {
+                    host_len = i;
+                    state = St::Rest;
+                }
+            }
+            b'[' => {
+                if i == 0 {
+                    state = St::Literal;
+                }
+            }
+            b']' => {
+                if state == St::Literal {
+                    host_len = i + 1;
+                    state = St::Rest;
+                }
+            }
+            b'/' => return None,
+            c if c <= 0x20 || c == 0x7f => return None,
+            _ => {}
+        }
+    }
+    if host_len > 0 && dot_pos == Some(host_len - 1) {
+        host_len -= 1;
+    }
+    if host_len == 0 {
+        return None;
+    }
+    Some(host[..host_len].to_ascii_lowercase())
+}
+
+/// A Host header written as a plain header obeys the rules of :authority.
+fn host_edit_ok(key: &[u8], value: &[u8]) -> bool {
+    !eq_key(key, b"host") || validate_host(value).is_some()
+}
+
+/// Sets the request target as nginx's request-line parser would: the raw value stays the
+/// unparsed URI (what proxy_pass sends), r->uri is percent-decoded with dot segments resolved
+/// by nginx's own ngx_http_parse_complex_uri (a ".." above the root is refused, as nginx
+/// answers 400 to such a request line), the query string is split off into r->args, and
+/// `alias` is told the URI no longer matches the location (valid_location = 0, as `rewrite
+/// ... break` does). A refused value leaves the request as it was.
+unsafe fn set_path(r: *mut ngx_http_request_t, value: &[u8]) -> Status {
+    if !value.starts_with(b"/") || value.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'#') {
+        return Status::BadArgument;
+    }
+    // pool_str NUL-terminates: ngx_http_parse_complex_uri reads one byte past the end.
+    let Some(raw) = pool_str(r, value) else { return Status::InternalFailure };
+    let decoded = ngx_pnalloc((*r).pool, value.len() + 1) as *mut u8;
+    if decoded.is_null() {
+        return Status::InternalFailure;
+    }
+    // The parser works on the request's own fields: keep them to restore on refusal.
+    let saved = (
+        (*r).uri,
+        (*r).args,
+        (*r).exten,
+        (*r).uri_start,
+        (*r).uri_end,
+        (*r).args_start,
+        (*r).uri_ext,
+        (*r).quoted_uri(),
+        (*r).plus_in_uri(),
+        (*r).empty_path_in_uri(),
+    );
+    (*r).uri_start = raw.data;
+    (*r).uri_end = raw.data.add(raw.len);
+    (*r).uri = ngx_str_t { len: value.len(), data: decoded };
+    (*r).args = ngx_str_t { len: 0, data: ptr::null_mut() };
+    (*r).exten = ngx_str_t { len: 0, data: ptr::null_mut() };
+    (*r).set_quoted_uri(0);
+    (*r).set_plus_in_uri(0);
+    (*r).set_empty_path_in_uri(0);
+    let merge_slashes = match ngx::http::NgxHttpCoreModule::server_conf(&*r) {
+        Some(cscf) => cscf.merge_slashes as ngx_uint_t,
+        None => 1,
+    };
+    let rc = ngx_http_parse_complex_uri(r, merge_slashes);
+    let args_start = (*r).args_start;
+    (*r).uri_start = saved.3;
+    (*r).uri_end = saved.4;
+    (*r).args_start = saved.5;
+    (*r).uri_ext = saved.6;
+    if rc != NGX_OK as ngx_int_t || (*r).uri.len == 0 {
+        (*r).uri = saved.0;
+        (*r).args = saved.1;
+        (*r).exten = saved.2;
+        (*r).set_quoted_uri(saved.7);
+        (*r).set_plus_in_uri(saved.8);
+        (*r).set_empty_path_in_uri(saved.9);
+        return Status::BadArgument;
+    }
+    // As ngx_http_process_request_uri: the query string runs from '?' to the end.
+    let end = raw.data.add(raw.len);
+    if !args_start.is_null() && end > args_start {
+        (*r).args = ngx_str_t { len: end.offset_from(args_start) as usize, data: args_start };
+    }
+    (*r).unparsed_uri = raw;
+    (*r).set_valid_unparsed_uri(1);
+    (*r).set_valid_location(0);
+    Status::Ok
+}
+
 /// Appends a header element to `list` (for the HTTP-call subrequests' headers too).
 pub(crate) unsafe fn push_header(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8], value: &[u8]) -> Option<*mut ngx_table_elt_t> {
     push_elt(r, list, key, value)
@@ -146,6 +273,10 @@ unsafe fn push_elt(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8]
 fn eq_key(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
+
+/// Statuses a plugin may give a response: final ones nginx frames itself. 1xx would go out
+/// with a body (and 101 makes nginx add `Connection: upgrade`); above 599 is no HTTP status.
+pub(crate) const FRAMED_STATUS: std::ops::RangeInclusive<ngx_uint_t> = 200..=599;
 
 type Shortcut = (&'static [u8], usize);
 
@@ -365,13 +496,8 @@ impl NgxStream<'_> {
         });
         // $host and virtual-host logic read headers_in.server, derived from Host.
         if !(*hi).host.is_null() {
-            let v = bytes(&(*(*hi).host).value);
-            let host = if v.starts_with(b"[") {
-                v.iter().position(|&b| b == b']').map(|i| &v[..=i]).unwrap_or(v)
-            } else {
-                v.iter().position(|&b| b == b':').map(|i| &v[..i]).unwrap_or(v)
-            };
-            if let Some(s) = pool_str(r, &host.to_ascii_lowercase()) {
+            // Edits were validated (host_edit_ok); a Host nginx itself accepted passes too.
+            if let Some(s) = validate_host(bytes(&(*(*hi).host).value)).and_then(|h| pool_str(r, &h)) {
                 (*hi).server = s;
             }
         }
@@ -421,22 +547,11 @@ impl NgxStream<'_> {
                     .unwrap_or(NGX_HTTP_UNKNOWN as ngx_uint_t);
                 Status::Ok
             }
-            b":path" => {
-                if !value.starts_with(b"/") || value.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            b":path" => set_path(r, value),
+            b":authority" => {
+                if validate_host(value).is_none() {
                     return Status::BadArgument;
                 }
-                let Some(s) = pool_str(r, value) else { return Status::InternalFailure };
-                (*r).unparsed_uri = s;
-                let q = value.iter().position(|&b| b == b'?');
-                (*r).uri = ngx_str_t { len: q.unwrap_or(value.len()), data: s.data };
-                (*r).args = match q {
-                    Some(i) => ngx_str_t { len: value.len() - i - 1, data: s.data.add(i + 1) },
-                    None => ngx_str_t { len: 0, data: ptr::null_mut() },
-                };
-                (*r).set_valid_unparsed_uri(1);
-                Status::Ok
-            }
-            b":authority" => {
                 let st = self.rebuild_in(&|k| eq_key(k, b"host"));
                 if st != Status::Ok {
                     return st;
@@ -523,7 +638,9 @@ impl NgxStream<'_> {
         if eq_key(key, b":status") {
             let code = std::str::from_utf8(value).ok().and_then(|s| s.parse::<ngx_uint_t>().ok());
             return match code {
-                Some(c) if (100..=999).contains(&c) => {
+                // Unchanged (a read-modify-write of a 101 upgrade, say) is always fine.
+                Some(c) if c == (*ho).status => Status::Ok,
+                Some(c) if FRAMED_STATUS.contains(&c) => {
                     (*ho).status = c;
                     (*ho).status_line.len = 0;
                     Status::Ok
@@ -531,7 +648,7 @@ impl NgxStream<'_> {
                 _ => Status::BadArgument,
             };
         }
-        if key.starts_with(b":") {
+        if key.starts_with(b":") || framing_header(key) {
             return Status::BadArgument;
         }
         if eq_key(key, b"content-type") {
@@ -544,12 +661,12 @@ impl NgxStream<'_> {
             return Status::Ok;
         }
         if eq_key(key, b"content-length") {
-            let Some(n) = std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()).filter(|n| *n >= 0) else {
-                return Status::BadArgument;
+            // nginx sends the body it has: another length would desync the client (HTTP/1
+            // reads the rest as the next response). Removing it (chunked) is always fine.
+            return match std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()) {
+                Some(n) if n >= 0 && n == (*ho).content_length_n as i64 => Status::Ok,
+                _ => Status::BadArgument,
             };
-            self.remove_response(b"content-length");
-            (*ho).content_length_n = n as off_t;
-            return Status::Ok;
         }
         let Some(e) = push_elt(r, &mut (*ho).headers, key, value) else { return Status::InternalFailure };
         // nginx's own response headers use hash 1; the header filter only checks non-zero.
@@ -583,11 +700,41 @@ impl NgxStream<'_> {
         ho.last_modified_time = -1;
     }
 
-    /// Replaces the whole response header set (local responses use it too).
+    /// Replaces the whole response header set (local responses use it too). Pairs that only
+    /// repeat the current response (a read-modify-write) pass the checks of add_response:
+    /// the current status, content length and framing headers nginx put there itself.
     pub unsafe fn set_response_pairs(&mut self, pairs: &[(&[u8], &[u8])]) -> Status {
+        let mut kept: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.visit(MapType::ResponseHeaders, &mut |k, v| {
+            if framing_header(k) || eq_key(k, b"content-length") {
+                kept.push((k.to_ascii_lowercase(), v.to_vec()));
+            }
+            false
+        });
+        for (k, v) in pairs {
+            let framing = framing_header(k) || eq_key(k, b"content-length");
+            if framing && !kept.iter().any(|(kk, vv)| eq_key(kk, k) && vv == v) {
+                return Status::BadArgument;
+            }
+        }
+        let length = (*self.r).headers_out.content_length_n;
         self.clear_response();
         for (k, v) in pairs {
-            let st = self.add_response(k, v);
+            let st = if framing_header(k) {
+                // Checked above: the same header nginx had, put back as it was.
+                match push_elt(self.r, &mut (*self.r).headers_out.headers, k, v) {
+                    Some(e) => {
+                        (*e).hash = 1;
+                        Status::Ok
+                    }
+                    None => Status::InternalFailure,
+                }
+            } else if eq_key(k, b"content-length") {
+                (*self.r).headers_out.content_length_n = length;
+                Status::Ok
+            } else {
+                self.add_response(k, v)
+            };
             if st != Status::Ok {
                 return st;
             }
@@ -675,6 +822,9 @@ impl HttpStream for NgxStream<'_> {
         unsafe {
             match (map, self.phase) {
                 (MapType::RequestHeaders, Phase::Request) => {
+                    if pairs.iter().any(|(k, v)| !host_edit_ok(k, v)) {
+                        return Status::BadArgument;
+                    }
                     for (k, v) in pairs.iter().filter(|(k, _)| k.starts_with(b":")) {
                         // Unchanged pseudo-headers in a read-modify-write are fine.
                         let mut cur = Vec::new();
@@ -726,6 +876,9 @@ impl HttpStream for NgxStream<'_> {
                     if key.starts_with(b":") {
                         return self.set_request_pseudo(key, value);
                     }
+                    if !host_edit_ok(key, value) {
+                        return Status::BadArgument;
+                    }
                     if push_elt(self.r, &mut (*self.r).headers_in.headers, key, value).is_none() {
                         return Status::InternalFailure;
                     }
@@ -748,6 +901,9 @@ impl HttpStream for NgxStream<'_> {
                     if key.starts_with(b":") {
                         return self.set_request_pseudo(key, value);
                     }
+                    if !host_edit_ok(key, value) {
+                        return Status::BadArgument;
+                    }
                     let st = self.rebuild_in(&|k| eq_key(k, key));
                     if st != Status::Ok {
                         return st;
@@ -759,6 +915,10 @@ impl HttpStream for NgxStream<'_> {
                     Status::Ok
                 }
                 (MapType::ResponseHeaders, Phase::Response) => {
+                    // Refusals (framing headers, another length) keep the header as it was.
+                    if eq_key(key, b"content-length") || framing_header(key) {
+                        return self.add_response(key, value);
+                    }
                     if !key.starts_with(b":") {
                         self.remove_response(key);
                     }
