@@ -244,3 +244,26 @@ location /e { proxy_wasm testbed "local_hdr=204:x-ok:1"; empty_gif; }
 [qr/(?i)upgrade/, qr/(?i)HTTP\/1.1 100/, qr/(?i)transfer-encoding/, qr/(?i)connection: keep-alive/, qr/(?i)transfer-encoding/]
 --- error_log
 unexpected status: 2
+
+=== TEST 11: log_subrequest on: a plugin's HTTP call (a subrequest) runs no callback of its main request
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+log_subrequest on;
+--- config
+location /t {
+    proxy_wasm testbed "log_done;name=main;call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+location /backend { return 200 "backend\n"; }
+location /app { return 200 "app got x-auth=$http_x_auth\n"; }
+--- request
+GET /t
+--- response_body
+app got x-auth=200:backend
+--- grep_error_log eval
+qr/main on_(done|log|delete)|call response token=\d+ status=\d+/
+--- grep_error_log_out
+call response token=1 status=200
+main on_done
+main on_log
+main on_delete
