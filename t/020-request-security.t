@@ -267,3 +267,42 @@ call response token=1 status=200
 main on_done
 main on_log
 main on_delete
+
+=== TEST 12: a local response from on_response_headers discards a huge static file without reading it (sendfile on: file buffers reach the filter)
+--- http_config
+wasm_module local $TEST_NGINX_FILTERS/local_on_headers.wat;
+--- config
+sendfile on;
+location /s/ { root html; proxy_wasm local; }
+--- init
+# A sparse 1 TiB file: no disk used; loading it into memory fails (the worker would abort).
+mkdir "$Test::Nginx::Util::HtmlDir/s";
+open(my $fh, '>', "$Test::Nginx::Util::HtmlDir/s/huge.bin") or die "huge.bin: $!";
+truncate($fh, 1 << 40) or die "truncate: $!";
+close $fh;
+--- request eval
+["GET /s/huge.bin", "GET /s/huge.bin"]
+--- error_code eval
+[403, 403]
+--- response_body eval
+["denied\n", "denied\n"]
+--- timeout: 5
+
+=== TEST 13: the same with sendfile off: nginx does not read the file through its output buffers either
+--- http_config
+wasm_module local $TEST_NGINX_FILTERS/local_on_headers.wat;
+--- config
+sendfile off;
+location /s/ { root html; proxy_wasm local; }
+--- init
+mkdir "$Test::Nginx::Util::HtmlDir/s";
+open(my $fh, '>', "$Test::Nginx::Util::HtmlDir/s/huge.bin") or die "huge.bin: $!";
+truncate($fh, 1 << 40) or die "truncate: $!";
+close $fh;
+--- request eval
+["GET /s/huge.bin", "GET /s/huge.bin"]
+--- error_code eval
+[403, 403]
+--- response_body eval
+["denied\n", "denied\n"]
+--- timeout: 5
