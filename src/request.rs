@@ -6,7 +6,7 @@ use std::mem::offset_of;
 use std::ptr;
 
 use ngx::ffi::*;
-use ngx::http::HttpModuleServerConf;
+use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 use proxy_wasm_host::maps::MapBuilder;
 use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::hostcalls::framing_header;
@@ -280,33 +280,6 @@ pub(crate) const FRAMED_STATUS: std::ops::RangeInclusive<ngx_uint_t> = 200..=599
 
 type Shortcut = (&'static [u8], usize);
 
-/// r->headers_in pointers that nginx modules read instead of the list.
-const IN_SHORTCUTS: &[Shortcut] = &[
-    (b"host", offset_of!(ngx_http_headers_in_t, host)),
-    (b"connection", offset_of!(ngx_http_headers_in_t, connection)),
-    (b"if-modified-since", offset_of!(ngx_http_headers_in_t, if_modified_since)),
-    (b"if-unmodified-since", offset_of!(ngx_http_headers_in_t, if_unmodified_since)),
-    (b"if-match", offset_of!(ngx_http_headers_in_t, if_match)),
-    (b"if-none-match", offset_of!(ngx_http_headers_in_t, if_none_match)),
-    (b"user-agent", offset_of!(ngx_http_headers_in_t, user_agent)),
-    (b"referer", offset_of!(ngx_http_headers_in_t, referer)),
-    (b"content-length", offset_of!(ngx_http_headers_in_t, content_length)),
-    (b"content-range", offset_of!(ngx_http_headers_in_t, content_range)),
-    (b"content-type", offset_of!(ngx_http_headers_in_t, content_type)),
-    (b"range", offset_of!(ngx_http_headers_in_t, range)),
-    (b"if-range", offset_of!(ngx_http_headers_in_t, if_range)),
-    (b"transfer-encoding", offset_of!(ngx_http_headers_in_t, transfer_encoding)),
-    (b"te", offset_of!(ngx_http_headers_in_t, te)),
-    (b"expect", offset_of!(ngx_http_headers_in_t, expect)),
-    (b"upgrade", offset_of!(ngx_http_headers_in_t, upgrade)),
-    (b"authorization", offset_of!(ngx_http_headers_in_t, authorization)),
-    (b"keep-alive", offset_of!(ngx_http_headers_in_t, keep_alive)),
-    #[cfg(ngx_linked_headers)]
-    (b"cookie", offset_of!(ngx_http_headers_in_t, cookie)),
-    #[cfg(all(ngx_linked_headers, ngx_feature = "http_x_forwarded_for"))]
-    (b"x-forwarded-for", offset_of!(ngx_http_headers_in_t, x_forwarded_for)),
-];
-
 /// r->headers_out pointers that ngx_http_header_filter prefers to its own defaults.
 const OUT_SHORTCUTS: &[Shortcut] = &[
     (b"server", offset_of!(ngx_http_headers_out_t, server)),
@@ -321,6 +294,10 @@ const OUT_SHORTCUTS: &[Shortcut] = &[
     (b"www-authenticate", offset_of!(ngx_http_headers_out_t, www_authenticate)),
     (b"expires", offset_of!(ngx_http_headers_out_t, expires)),
     (b"etag", offset_of!(ngx_http_headers_out_t, etag)),
+    #[cfg(ngx_linked_headers)]
+    (b"cache-control", offset_of!(ngx_http_headers_out_t, cache_control)),
+    #[cfg(ngx_linked_headers)]
+    (b"link", offset_of!(ngx_http_headers_out_t, link)),
 ];
 
 /// Empties an ngx_array_t of element pointers (nginx < 1.23 keeps Cookie headers in one),
@@ -340,6 +317,13 @@ unsafe fn reset_ptr_array(r: *mut ngx_http_request_t, a: *mut ngx_array_t) -> bo
     }
     (*a).nelts = 0;
     true
+}
+
+/// nginx's table of the request headers it files in r->headers_in (ends with an empty name).
+unsafe fn headers_in_table() -> impl Iterator<Item = &'static ngx_http_header_t> {
+    // SAFETY: an array nginx exports, terminated by an entry with an empty name.
+    let base = ptr::addr_of!(ngx_http_headers_in) as *const ngx_http_header_t;
+    (0..).map(move |i| &*base.add(i)).take_while(|h| h.name.len != 0)
 }
 
 unsafe fn slot(base: *mut u8, off: usize) -> *mut *mut ngx_table_elt_t {
@@ -449,48 +433,65 @@ impl NgxStream<'_> {
 
     // ---- request headers ----
 
-    /// Points every headers_in shortcut at the first matching list element (chaining repeats
-    /// where nginx >= 1.23 chains them), after any edit of the list.
+    /// Points every headers_in shortcut at the list again after an edit, as nginx's parser
+    /// files them: the headers come from nginx's own table (ngx_http_headers_in, as compiled
+    /// into the running nginx: gzip's Accept-Encoding and Via, realip's X-Real-IP, dav's
+    /// Destination, Depth, Overwrite and Date...), each run through its own handler, which
+    /// also derives the connection type and the browser flags. The handlers that refuse a
+    /// duplicate (Host and the unique headers) would finalize the request with 400 there:
+    /// those are filed here directly, the first occurrence winning.
     unsafe fn refresh_in_shortcuts(&mut self) {
         let r = self.r;
         let hi = &mut (*r).headers_in as *mut ngx_http_headers_in_t;
-        for (_, off) in IN_SHORTCUTS {
-            *slot(hi as *mut u8, *off) = ptr::null_mut();
-        }
+        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*r) else { return };
+        let headers_in_hash = &mut cmcf.headers_in_hash as *mut ngx_hash_t;
+        let handler_of = |name: &[u8]| headers_in_table().find(|h| eq_key(bytes(&h.name), name)).and_then(|h| h.handler);
+        let same = |a: ngx_http_header_handler_pt, b: ngx_http_header_handler_pt| a.map(|f| f as usize) == b.map(|f| f as usize);
+        let host_handler = handler_of(b"host");
+        let unique_handler = handler_of(b"content-length");
+        // nginx < 1.23 files Cookie (and X-Forwarded-For) in arrays of element pointers.
         #[cfg(not(ngx_linked_headers))]
-        let cookies_ok = reset_ptr_array(r, &mut (*hi).cookies);
+        let multi_handler = handler_of(b"cookie");
+        for h in headers_in_table() {
+            #[cfg(not(ngx_linked_headers))]
+            if same(h.handler, multi_handler) {
+                reset_ptr_array(r, (hi as *mut u8).add(h.offset) as *mut ngx_array_t);
+                continue;
+            }
+            *slot(hi as *mut u8, h.offset) = ptr::null_mut();
+        }
+        // What the handlers derive: set again only by the headers present now.
+        (*hi).set_connection_type(0);
+        (*hi).set_msie(0);
+        (*hi).set_msie6(0);
+        (*hi).set_opera(0);
+        (*hi).set_gecko(0);
+        (*hi).set_chrome(0);
+        (*hi).set_safari(0);
+        (*hi).set_konqueror(0);
         each_elt(&mut (*hi).headers, &mut |e| {
-            if (*e).hash == 0 {
+            if (*e).hash == 0 || (*e).lowcase_key.is_null() {
                 return false;
             }
-            let key = bytes(&(*e).key);
             #[cfg(ngx_linked_headers)]
             {
                 (*e).next = ptr::null_mut();
             }
-            for (name, off) in IN_SHORTCUTS {
-                if eq_key(key, name) {
-                    let s = slot(hi as *mut u8, *off);
-                    if (*s).is_null() {
-                        *s = e;
-                    } else {
-                        #[cfg(ngx_linked_headers)]
-                        {
-                            let mut last = *s;
-                            while !(*last).next.is_null() {
-                                last = (*last).next;
-                            }
-                            (*last).next = e;
-                        }
-                    }
-                }
+            let key_len = (*e).key.len;
+            let hh = ngx_hash_find(headers_in_hash, ngx_hash_key((*e).lowcase_key, key_len), (*e).lowcase_key, key_len)
+                as *mut ngx_http_header_t;
+            if hh.is_null() {
+                return false;
             }
-            #[cfg(not(ngx_linked_headers))]
-            if cookies_ok && eq_key(key, b"cookie") {
-                let p = ngx_array_push(&mut (*hi).cookies) as *mut *mut ngx_table_elt_t;
-                if !p.is_null() {
-                    *p = e;
+            if same((*hh).handler, host_handler) || same((*hh).handler, unique_handler) {
+                let s = slot(hi as *mut u8, (*hh).offset);
+                if (*s).is_null() {
+                    *s = e;
                 }
+            } else if let Some(handler) = (*hh).handler {
+                // The remaining handlers only file the element (chaining repeats where nginx
+                // >= 1.23 chains them) and derive flags; they fail only when out of memory.
+                handler(r, e, (*hh).offset);
             }
             false
         });
@@ -676,6 +677,16 @@ impl NgxStream<'_> {
                 let s = slot(ho as *mut u8, *off);
                 if (*s).is_null() {
                     *s = e;
+                } else {
+                    // Repeats (Cache-Control, Link) are chained where nginx chains them.
+                    #[cfg(ngx_linked_headers)]
+                    {
+                        let mut last = *s;
+                        while !(*last).next.is_null() {
+                            last = (*last).next;
+                        }
+                        (*last).next = e;
+                    }
                 }
             }
         }

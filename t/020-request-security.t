@@ -306,3 +306,25 @@ close $fh;
 --- response_body eval
 ["denied\n", "denied\n"]
 --- timeout: 5
+
+=== TEST 14: every headers_in shortcut follows the plugin's edits: gzip reads Accept-Encoding and Via, $http_via reads Via
+--- config
+gzip on;
+gzip_min_length 1;
+gzip_types text/plain;
+location /a/ { alias html/; default_type text/plain; add_header X-Via "$http_via"; proxy_wasm testbed "req_remove=accept-encoding"; }
+location /b/ { alias html/; default_type text/plain; add_header X-Via "$http_via"; proxy_wasm testbed "req_set=via:1.1 plugin"; }
+location /c/ { alias html/; default_type text/plain; add_header X-Via "$http_via"; proxy_wasm testbed "req_remove=via"; }
+location /d/ { alias html/; default_type text/plain; add_header X-Via "$http_via"; proxy_wasm testbed "req_set=accept-encoding:identity"; }
+--- user_files
+>>> f.txt
+some text to compress some text to compress some text to compress
+--- raw_request eval
+["GET /a/f.txt HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+ "GET /b/f.txt HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+ "GET /c/f.txt HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nVia: 1.0 client-proxy\r\nConnection: close\r\n\r\n",
+ "GET /d/f.txt HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"]
+--- raw_response_headers_like eval
+[qr/^HTTP\/1.1 200/, qr/X-Via: 1.1 plugin\r\n/, qr/Content-Encoding: gzip\r\n/, qr/^HTTP\/1.1 200/]
+--- raw_response_headers_unlike eval
+[qr/Content-Encoding/, qr/Content-Encoding/, qr/X-Via/, qr/Content-Encoding/]
