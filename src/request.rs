@@ -189,6 +189,10 @@ unsafe fn set_path(r: *mut ngx_http_request_t, value: &[u8]) -> Status {
     if !value.starts_with(b"/") || value.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'#') {
         return Status::BadArgument;
     }
+    if (*r).valid_unparsed_uri() != 0 && bytes(&(*r).unparsed_uri) == value {
+        // Unchanged: the location still matches the URI (`alias` keeps working).
+        return Status::Ok;
+    }
     // pool_str NUL-terminates: ngx_http_parse_complex_uri reads one byte past the end.
     let Some(raw) = pool_str(r, value) else { return Status::InternalFailure };
     let decoded = ngx_pnalloc((*r).pool, value.len() + 1) as *mut u8;

@@ -328,3 +328,22 @@ some text to compress some text to compress some text to compress
 [qr/^HTTP\/1.1 200/, qr/X-Via: 1.1 plugin\r\n/, qr/Content-Encoding: gzip\r\n/, qr/^HTTP\/1.1 200/]
 --- raw_response_headers_unlike eval
 [qr/Content-Encoding/, qr/Content-Encoding/, qr/X-Via/, qr/Content-Encoding/]
+
+=== TEST 15: a rewritten :path in an `alias` location is refused by nginx's own check, not read out of bounds
+--- config
+location /alias/ { alias html/s/; proxy_wasm testbed "req_set_raw=:path:/x"; }
+location /same/ { alias html/s/; proxy_wasm testbed "req_set_raw=:path:/same/index.html"; }
+--- user_files
+>>> s/index.html
+index
+--- request eval
+["GET /alias/index.html", "GET /same/index.html"]
+--- error_code eval
+[500, 200]
+--- response_body_like eval
+[qr/500/, qr/^index$/]
+--- error_log
+"alias" cannot be used in location "/alias/" where URI was rewritten
+req_set_raw :path=Ok
+--- no_error_log
+exited on signal
