@@ -347,3 +347,20 @@ index
 req_set_raw :path=Ok
 --- no_error_log
 exited on signal
+
+=== TEST 16: Cookie and X-Forwarded-For shortcuts (lists on nginx >= 1.23, arrays before) follow the edits
+--- config
+location /t {
+    proxy_wasm testbed "req_set=cookie:a=new;req_add=cookie:b=two;req_set=x-forwarded-for:192.0.2.1";
+    proxy_set_header X-FF $proxy_add_x_forwarded_for;
+    proxy_set_header X-Cookies "a=$cookie_a b=$cookie_b";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/echo;
+}
+location /echo { return 200 "ff=$http_x_ff $http_x_cookies\n"; }
+--- request
+GET /t
+--- more_headers
+Cookie: a=old
+X-Forwarded-For: 198.51.100.7
+--- response_body
+ff=192.0.2.1, 127.0.0.1 a=new b=two
