@@ -783,7 +783,8 @@ pub(crate) unsafe fn rc_of(
 }
 
 unsafe fn local_response(r: *mut ngx_http_request_t, lr: &mut LuaRequest, label: &str, local: &LocalResponse, response: bool) -> ngx_int_t {
-    if !(100..=999).contains(&local.status) {
+    // The host core already refuses other statuses (send_local_response); kept as a guard.
+    if !crate::request::FRAMED_STATUS.contains(&(local.status as ngx_uint_t)) {
         crate::chain::log_at(r, NGX_LOG_ERR, label, &format!("local response with invalid status {}", local.status));
         return NGX_ERR;
     }
