@@ -86,7 +86,7 @@ prop_set_raw ngx.v=BadArgument
 --- config
 location /s/ {
     root html;
-    proxy_wasm testbed "req_set_raw=:path:/../../../../../../../../../../../../etc/passwd;req_set_raw=:path:/%252e%252e/%252E%252E/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/etc/passwd;req_set_raw=:path:/s/../../../../../../../../../../../../etc/passwd;req_get=:path";
+    proxy_wasm testbed "req_set_raw=:path:/../../../../../../../../../../../../etc/passwd;req_set_raw=:path:/%252e%252e/%252E%252E/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/%252e%252e/etc/passwd;req_set_raw=:path:/s/../../../../../../../../../../../../etc/passwd;req_set_raw=:path:/s/..%252f..%252f..%252f..%252f..%252f..%252f..%252f..%252f..%252f..%252f..%252fetc/passwd;req_get=:path";
 }
 --- user_files
 >>> s/index.html
@@ -98,6 +98,7 @@ index
 --- grep_error_log eval
 qr/req_(set_raw|get) :path=[^,\s]+/
 --- grep_error_log_out
+req_set_raw :path=BadArgument
 req_set_raw :path=BadArgument
 req_set_raw :path=BadArgument
 req_set_raw :path=BadArgument
