@@ -121,7 +121,7 @@ unsafe fn pool_lower(r: *mut ngx_http_request_t, data: &[u8]) -> Option<*mut u8>
     Some(p)
 }
 
-/// nginx's Host rules (ngx_http_validate_host, static before 1.25): no path separator, no
+/// nginx's Host rules (ngx_http_validate_host, not exported by nginx 1.22): no path separator, no
 /// space or control byte, no empty label (".."), an optional trailing dot dropped, IPv6
 /// literals in brackets, a port after ':'. Returns the server name nginx derives from it
 /// (lowercased, without port), which virtual hosts, `$host` and `root /srv/$host` use.
