@@ -107,8 +107,13 @@ unsafe extern "C" fn cleanup(data: *mut c_void) {
 }
 
 /// Finds this request's chain state: in r->ctx, or, after an internal redirect wiped r->ctx,
-/// through the pool cleanup that owns it.
+/// through the pool cleanup that owns it. Only a main request has one: a subrequest (an
+/// HTTP call, SSI, `log_subrequest on`) shares its main request's pool, and the walk would
+/// hand it the main request's state.
 pub(crate) unsafe fn get(r: *mut ngx_http_request_t) -> Option<&'static mut RequestCtx> {
+    if r != (*r).main {
+        return None;
+    }
     let p = *ctx_slot(r);
     if !p.is_null() {
         return Some(&mut *(p as *mut RequestCtx));

@@ -62,7 +62,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
         let Some(ctx) = chain::get_or_create(r) else { return next_header(r) };
         if let Some(lr) = ctx.pending_local.take() {
             // A local response from on_request_body, in place of nginx's error page.
-            return replace_response(r, ctx, &lr);
+            return replace_before_body(r, ctx, &lr);
         }
         if ctx.answered || ctx.response_headers_done {
             return next_header(r);
@@ -83,12 +83,12 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
             ChainResult::Paused(i) => {
                 chain::log_at(r, NGX_LOG_WARN, "chain", "on_response_headers returned Pause on a response without a body: continuing");
                 match resume_headers(r, ctx, i + 1, None) {
-                    Some(lr) => replace_response(r, ctx, &lr),
+                    Some(lr) => replace_before_body(r, ctx, &lr),
                     None => NGX_OK as ngx_int_t,
                 }
             }
-            ChainResult::Local(lr) => replace_response(r, ctx, &lr),
-            ChainResult::Failed => replace_response(r, ctx, &failed(r)),
+            ChainResult::Local(lr) => replace_before_body(r, ctx, &lr),
+            ChainResult::Failed => replace_before_body(r, ctx, &failed(r)),
             ChainResult::Closed => close(ctx),
         }
     })
@@ -169,6 +169,18 @@ unsafe fn resume_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, from:
     }
 }
 
+/// replace_response from the header filter, before any of the original body: once the local
+/// response is out whole, the handler that produced the response need not send its body at
+/// all. As for a HEAD request (r->header_only), the static handler then skips its file and
+/// the upstream module stops reading the upstream instead of passing a body to discard.
+unsafe fn replace_before_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr: &LocalResponse) -> ngx_int_t {
+    let rc = replace_response(r, ctx, lr);
+    if rc != NGX_ERROR as ngx_int_t {
+        (*r).set_header_only(1);
+    }
+    rc
+}
+
 /// Sends `lr` in place of the response whose headers have not been passed on yet.
 unsafe fn replace_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr: &LocalResponse) -> ngx_int_t {
     ctx.answered = true;
@@ -202,6 +214,19 @@ unsafe fn chain_size(mut cl: *mut ngx_chain_t) -> u64 {
         cl = (*cl).next;
     }
     n
+}
+
+/// Marks a chain consumed without reading it: a file buffer (a static file, an upstream
+/// body in a temporary file) is skipped, never loaded into memory.
+unsafe fn discard(mut cl: *mut ngx_chain_t) {
+    while !cl.is_null() {
+        let b = (*cl).buf;
+        if !b.is_null() {
+            (*b).pos = (*b).last;
+            (*b).file_pos = (*b).file_last;
+        }
+        cl = (*cl).next;
+    }
 }
 
 /// Copies the bytes of an input chain (memory or file buffers) and marks it consumed.
@@ -243,8 +268,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
         };
         if ctx.swallow_body {
             // A local response was already sent whole: consume the original body.
-            let mut sink = Vec::new();
-            let _ = drain(r, chain, &mut sink);
+            discard(chain);
             return NGX_OK as ngx_int_t;
         }
         // A response a filter already answered (local response, failure) passes untouched.

@@ -27,6 +27,7 @@ use proxy_wasm_host::{CompiledModule, Engine, HostError, HttpStream, LocalRespon
 
 use crate::lua_call::{CallSlot, PendingCall};
 use crate::ngx_log::CycleLogger;
+use crate::properties::VarWrite;
 use crate::request::{NgxStream, Phase, Properties};
 
 const NGX_ERR: ngx_int_t = NGX_ERROR as ngx_int_t;
@@ -782,7 +783,8 @@ pub(crate) unsafe fn rc_of(
 }
 
 unsafe fn local_response(r: *mut ngx_http_request_t, lr: &mut LuaRequest, label: &str, local: &LocalResponse, response: bool) -> ngx_int_t {
-    if !(100..=999).contains(&local.status) {
+    // The host core already refuses other statuses (send_local_response); kept as a guard.
+    if !crate::request::FRAMED_STATUS.contains(&(local.status as ngx_uint_t)) {
         crate::chain::log_at(r, NGX_LOG_ERR, label, &format!("local response with invalid status {}", local.status));
         return NGX_ERR;
     }
@@ -893,8 +895,14 @@ impl HttpStream for LuaStream<'_, '_> {
     }
     fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
         if let [name] = path {
-            if self.0.set_property(&[b"ngx", name], value) == Status::Ok {
-                return Status::Ok;
+            // SAFETY: the stream's request is live (NgxStream's contract).
+            match unsafe { crate::properties::set_variable(self.0.request(), name, value) } {
+                VarWrite::Done => return Status::Ok,
+                // An nginx variable refuses a value that could split a header or request line.
+                VarWrite::Invalid => return Status::BadArgument,
+                VarWrite::NoMemory => return Status::InternalFailure,
+                // Not a writable variable: a plain property, as in api7's module.
+                VarWrite::Unknown | VarWrite::Refused => {}
             }
         }
         self.0.set_property(path, value)

@@ -56,20 +56,50 @@ pub(crate) unsafe fn variable(r: *mut ngx_http_request_t, name: &[u8]) -> Option
     Some(if (*v).data.is_null() { Vec::new() } else { std::slice::from_raw_parts((*v).data, (*v).len() as usize).to_vec() })
 }
 
-unsafe fn set_variable(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) -> Status {
+/// Variables that nginx copies into a request line (proxy_pass, the HTTP/1 upstream request).
+const REQUEST_LINE_VARS: &[&[u8]] = &[b"args", b"query_string", b"uri", b"document_uri", b"request_uri", b"is_args"];
+
+/// A value nginx may copy into a header or a request line: a variable can end up in either
+/// (`proxy_set_header X $v`, `add_header`, `proxy_pass http://u/$v`, `$args`), so nothing
+/// that ends a line (CR, LF, NUL), as for header values; the request line's pieces also no
+/// space or other control byte, which would split the line into method, target and version.
+pub(crate) fn valid_variable_value(lc_name: &[u8], value: &[u8]) -> bool {
+    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+        return false;
+    }
+    !REQUEST_LINE_VARS.contains(&lc_name) || value.iter().all(|&b| b > b' ' && b != 0x7f)
+}
+
+/// What writing an nginx variable did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum VarWrite {
+    Done,
+    /// No such variable (the Lua path then stores a plain property).
+    Unknown,
+    /// Read-only, or the request cannot hold it.
+    Refused,
+    /// The value could split a header or the request line.
+    Invalid,
+    NoMemory,
+}
+
+pub(crate) unsafe fn set_variable(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) -> VarWrite {
     let lc = name.to_ascii_lowercase();
     let v = find_variable(r, &lc);
     if v.is_null() {
-        return Status::NotFound;
+        return VarWrite::Unknown;
     }
     if (*v).flags & NGX_HTTP_VAR_CHANGEABLE as ngx_uint_t == 0 {
-        return Status::BadArgument;
+        return VarWrite::Refused;
+    }
+    if !valid_variable_value(&lc, value) {
+        return VarWrite::Invalid;
     }
     // nginx keeps pointers to the value: it must live as long as the request.
     let data = ngx_pnalloc((*r).pool, value.len().max(1)) as *mut u8;
     let vv = ngx_pcalloc((*r).pool, std::mem::size_of::<ngx_http_variable_value_t>()) as *mut ngx_http_variable_value_t;
     if data.is_null() || vv.is_null() {
-        return Status::InternalFailure;
+        return VarWrite::NoMemory;
     }
     std::ptr::copy_nonoverlapping(value.as_ptr(), data, value.len());
     (*vv).data = data;
@@ -78,13 +108,13 @@ unsafe fn set_variable(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) ->
     (*vv).set_not_found(0);
     if let Some(set) = (*v).set_handler {
         set(r, vv, (*v).data);
-        return Status::Ok;
+        return VarWrite::Done;
     }
     if (*v).flags & NGX_HTTP_VAR_INDEXED as ngx_uint_t != 0 && !(*r).variables.is_null() {
         *(*r).variables.add((*v).index) = *vv;
-        return Status::Ok;
+        return VarWrite::Done;
     }
-    Status::BadArgument
+    VarWrite::Refused
 }
 
 fn port_of(addr: &[u8]) -> Option<i64> {
@@ -204,8 +234,9 @@ unsafe fn addr_port(r: *mut ngx_http_request_t, addr: &[u8], port: &[u8], out: &
 pub(crate) unsafe fn set(s: &mut NgxStream<'_>, path: &[&[u8]], value: &[u8]) -> Status {
     match path {
         [b"ngx", name] => match set_variable(s.request(), name, value) {
-            Status::NotFound => Status::BadArgument,
-            st => st,
+            VarWrite::Done => Status::Ok,
+            VarWrite::NoMemory => Status::InternalFailure,
+            VarWrite::Unknown | VarWrite::Refused | VarWrite::Invalid => Status::BadArgument,
         },
         [b"request" | b"response" | b"source" | b"destination" | b"connection" | b"upstream" | b"node", ..] => {
             Status::BadArgument

@@ -6,8 +6,10 @@ use std::mem::offset_of;
 use std::ptr;
 
 use ngx::ffi::*;
+use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule};
 use proxy_wasm_host::maps::MapBuilder;
 use proxy_wasm_host::abi::BufferType;
+use proxy_wasm_host::hostcalls::framing_header;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
 use crate::ngx_log;
@@ -119,6 +121,135 @@ unsafe fn pool_lower(r: *mut ngx_http_request_t, data: &[u8]) -> Option<*mut u8>
     Some(p)
 }
 
+/// nginx's Host rules (ngx_http_validate_host, not exported by nginx 1.22): no path separator, no
+/// space or control byte, no empty label (".."), an optional trailing dot dropped, IPv6
+/// literals in brackets, a port after ':'. Returns the server name nginx derives from it
+/// (lowercased, without port), which virtual hosts, `$host` and `root /srv/$host` use.
+pub(crate) fn validate_host(host: &[u8]) -> Option<Vec<u8>> {
+    #[derive(PartialEq)]
+    enum St {
+        Usual,
+        Literal,
+        Rest,
+    }
+    let mut state = St::Usual;
+    let mut dot_pos: Option<usize> = None;
+    let mut host_len = host.len();
+    for (i, &ch) in host.iter().enumerate() {
+        match ch {
+            b'.' => {
+                if i > 0 && dot_pos == Some(i - 1) {
+                    return None;
+                }
+                dot_pos = Some(i);
+            }
+            b':' => {
+                if state == St::Usual {
+                    host_len = i;
+                    state = St::Rest;
+                }
+            }
+            b'[' => {
+                if i == 0 {
+                    state = St::Literal;
+                }
+            }
+            b']' => {
+                if state == St::Literal {
+                    host_len = i + 1;
+                    state = St::Rest;
+                }
+            }
+            b'/' => return None,
+            c if c <= 0x20 || c == 0x7f => return None,
+            _ => {}
+        }
+    }
+    if host_len > 0 && dot_pos == Some(host_len - 1) {
+        host_len -= 1;
+    }
+    if host_len == 0 {
+        return None;
+    }
+    Some(host[..host_len].to_ascii_lowercase())
+}
+
+/// A Host header written as a plain header obeys the rules of :authority.
+fn host_edit_ok(key: &[u8], value: &[u8]) -> bool {
+    !eq_key(key, b"host") || validate_host(value).is_some()
+}
+
+/// Sets the request target as nginx's request-line parser would: the raw value stays the
+/// unparsed URI (what proxy_pass sends), r->uri is percent-decoded with dot segments resolved
+/// by nginx's own ngx_http_parse_complex_uri (a ".." above the root is refused, as nginx
+/// answers 400 to such a request line), the query string is split off into r->args, and
+/// `alias` is told the URI no longer matches the location (valid_location = 0, as `rewrite
+/// ... break` does). A refused value leaves the request as it was.
+unsafe fn set_path(r: *mut ngx_http_request_t, value: &[u8]) -> Status {
+    if !value.starts_with(b"/") || value.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'#') {
+        return Status::BadArgument;
+    }
+    if (*r).valid_unparsed_uri() != 0 && bytes(&(*r).unparsed_uri) == value {
+        // Unchanged: the location still matches the URI (`alias` keeps working).
+        return Status::Ok;
+    }
+    // pool_str NUL-terminates: ngx_http_parse_complex_uri reads one byte past the end.
+    let Some(raw) = pool_str(r, value) else { return Status::InternalFailure };
+    let decoded = ngx_pnalloc((*r).pool, value.len() + 1) as *mut u8;
+    if decoded.is_null() {
+        return Status::InternalFailure;
+    }
+    // The parser works on the request's own fields: keep them to restore on refusal.
+    let saved = (
+        (*r).uri,
+        (*r).args,
+        (*r).exten,
+        (*r).uri_start,
+        (*r).uri_end,
+        (*r).args_start,
+        (*r).uri_ext,
+        (*r).quoted_uri(),
+        (*r).plus_in_uri(),
+        (*r).empty_path_in_uri(),
+    );
+    (*r).uri_start = raw.data;
+    (*r).uri_end = raw.data.add(raw.len);
+    (*r).uri = ngx_str_t { len: value.len(), data: decoded };
+    (*r).args = ngx_str_t { len: 0, data: ptr::null_mut() };
+    (*r).exten = ngx_str_t { len: 0, data: ptr::null_mut() };
+    (*r).set_quoted_uri(0);
+    (*r).set_plus_in_uri(0);
+    (*r).set_empty_path_in_uri(0);
+    let merge_slashes = match ngx::http::NgxHttpCoreModule::server_conf(&*r) {
+        Some(cscf) => cscf.merge_slashes as ngx_uint_t,
+        None => 1,
+    };
+    let rc = ngx_http_parse_complex_uri(r, merge_slashes);
+    let args_start = (*r).args_start;
+    (*r).uri_start = saved.3;
+    (*r).uri_end = saved.4;
+    (*r).args_start = saved.5;
+    (*r).uri_ext = saved.6;
+    if rc != NGX_OK as ngx_int_t || (*r).uri.len == 0 {
+        (*r).uri = saved.0;
+        (*r).args = saved.1;
+        (*r).exten = saved.2;
+        (*r).set_quoted_uri(saved.7);
+        (*r).set_plus_in_uri(saved.8);
+        (*r).set_empty_path_in_uri(saved.9);
+        return Status::BadArgument;
+    }
+    // As ngx_http_process_request_uri: the query string runs from '?' to the end.
+    let end = raw.data.add(raw.len);
+    if !args_start.is_null() && end > args_start {
+        (*r).args = ngx_str_t { len: end.offset_from(args_start) as usize, data: args_start };
+    }
+    (*r).unparsed_uri = raw;
+    (*r).set_valid_unparsed_uri(1);
+    (*r).set_valid_location(0);
+    Status::Ok
+}
+
 /// Appends a header element to `list` (for the HTTP-call subrequests' headers too).
 pub(crate) unsafe fn push_header(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8], value: &[u8]) -> Option<*mut ngx_table_elt_t> {
     push_elt(r, list, key, value)
@@ -147,34 +278,11 @@ fn eq_key(a: &[u8], b: &[u8]) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
-type Shortcut = (&'static [u8], usize);
+/// Statuses a plugin may give a response: final ones nginx frames itself. 1xx would go out
+/// with a body (and 101 makes nginx add `Connection: upgrade`); above 599 is no HTTP status.
+pub(crate) const FRAMED_STATUS: std::ops::RangeInclusive<ngx_uint_t> = 200..=599;
 
-/// r->headers_in pointers that nginx modules read instead of the list.
-const IN_SHORTCUTS: &[Shortcut] = &[
-    (b"host", offset_of!(ngx_http_headers_in_t, host)),
-    (b"connection", offset_of!(ngx_http_headers_in_t, connection)),
-    (b"if-modified-since", offset_of!(ngx_http_headers_in_t, if_modified_since)),
-    (b"if-unmodified-since", offset_of!(ngx_http_headers_in_t, if_unmodified_since)),
-    (b"if-match", offset_of!(ngx_http_headers_in_t, if_match)),
-    (b"if-none-match", offset_of!(ngx_http_headers_in_t, if_none_match)),
-    (b"user-agent", offset_of!(ngx_http_headers_in_t, user_agent)),
-    (b"referer", offset_of!(ngx_http_headers_in_t, referer)),
-    (b"content-length", offset_of!(ngx_http_headers_in_t, content_length)),
-    (b"content-range", offset_of!(ngx_http_headers_in_t, content_range)),
-    (b"content-type", offset_of!(ngx_http_headers_in_t, content_type)),
-    (b"range", offset_of!(ngx_http_headers_in_t, range)),
-    (b"if-range", offset_of!(ngx_http_headers_in_t, if_range)),
-    (b"transfer-encoding", offset_of!(ngx_http_headers_in_t, transfer_encoding)),
-    (b"te", offset_of!(ngx_http_headers_in_t, te)),
-    (b"expect", offset_of!(ngx_http_headers_in_t, expect)),
-    (b"upgrade", offset_of!(ngx_http_headers_in_t, upgrade)),
-    (b"authorization", offset_of!(ngx_http_headers_in_t, authorization)),
-    (b"keep-alive", offset_of!(ngx_http_headers_in_t, keep_alive)),
-    #[cfg(ngx_linked_headers)]
-    (b"cookie", offset_of!(ngx_http_headers_in_t, cookie)),
-    #[cfg(all(ngx_linked_headers, ngx_feature = "http_x_forwarded_for"))]
-    (b"x-forwarded-for", offset_of!(ngx_http_headers_in_t, x_forwarded_for)),
-];
+type Shortcut = (&'static [u8], usize);
 
 /// r->headers_out pointers that ngx_http_header_filter prefers to its own defaults.
 const OUT_SHORTCUTS: &[Shortcut] = &[
@@ -190,6 +298,10 @@ const OUT_SHORTCUTS: &[Shortcut] = &[
     (b"www-authenticate", offset_of!(ngx_http_headers_out_t, www_authenticate)),
     (b"expires", offset_of!(ngx_http_headers_out_t, expires)),
     (b"etag", offset_of!(ngx_http_headers_out_t, etag)),
+    #[cfg(ngx_linked_headers)]
+    (b"cache-control", offset_of!(ngx_http_headers_out_t, cache_control)),
+    #[cfg(ngx_linked_headers)]
+    (b"link", offset_of!(ngx_http_headers_out_t, link)),
 ];
 
 /// Empties an ngx_array_t of element pointers (nginx < 1.23 keeps Cookie headers in one),
@@ -209,6 +321,13 @@ unsafe fn reset_ptr_array(r: *mut ngx_http_request_t, a: *mut ngx_array_t) -> bo
     }
     (*a).nelts = 0;
     true
+}
+
+/// nginx's table of the request headers it files in r->headers_in (ends with an empty name).
+unsafe fn headers_in_table() -> impl Iterator<Item = &'static ngx_http_header_t> {
+    // SAFETY: an array nginx exports, terminated by an entry with an empty name.
+    let base = ptr::addr_of!(ngx_http_headers_in) as *const ngx_http_header_t;
+    (0..).map(move |i| &*base.add(i)).take_while(|h| h.name.len != 0)
 }
 
 unsafe fn slot(base: *mut u8, off: usize) -> *mut *mut ngx_table_elt_t {
@@ -318,60 +437,72 @@ impl NgxStream<'_> {
 
     // ---- request headers ----
 
-    /// Points every headers_in shortcut at the first matching list element (chaining repeats
-    /// where nginx >= 1.23 chains them), after any edit of the list.
+    /// Points every headers_in shortcut at the list again after an edit, as nginx's parser
+    /// files them: the headers come from nginx's own table (ngx_http_headers_in, as compiled
+    /// into the running nginx: gzip's Accept-Encoding and Via, realip's X-Real-IP, dav's
+    /// Destination, Depth, Overwrite and Date...), each run through its own handler, which
+    /// also derives the connection type and the browser flags. The handlers that refuse a
+    /// duplicate (Host and the unique headers) would finalize the request with 400 there:
+    /// those are filed here directly, the first occurrence winning.
     unsafe fn refresh_in_shortcuts(&mut self) {
         let r = self.r;
         let hi = &mut (*r).headers_in as *mut ngx_http_headers_in_t;
-        for (_, off) in IN_SHORTCUTS {
-            *slot(hi as *mut u8, *off) = ptr::null_mut();
-        }
+        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*r) else { return };
+        let headers_in_hash = &mut cmcf.headers_in_hash as *mut ngx_hash_t;
+        let handler_of = |name: &[u8]| headers_in_table().find(|h| eq_key(bytes(&h.name), name)).and_then(|h| h.handler);
+        let same = |a: ngx_http_header_handler_pt, b: ngx_http_header_handler_pt| a.map(|f| f as usize) == b.map(|f| f as usize);
+        let host_handler = handler_of(b"host");
+        let unique_handler = handler_of(b"content-length");
+        // nginx < 1.23 files Cookie (and X-Forwarded-For) in arrays of element pointers.
         #[cfg(not(ngx_linked_headers))]
-        let cookies_ok = reset_ptr_array(r, &mut (*hi).cookies);
+        let multi_handler = handler_of(b"cookie");
+        for h in headers_in_table() {
+            #[cfg(not(ngx_linked_headers))]
+            if same(h.handler, multi_handler) {
+                reset_ptr_array(r, (hi as *mut u8).add(h.offset) as *mut ngx_array_t);
+                continue;
+            }
+            *slot(hi as *mut u8, h.offset) = ptr::null_mut();
+        }
+        // What the handlers derive: set again only by the headers present now.
+        (*hi).set_connection_type(0);
+        (*hi).set_msie(0);
+        (*hi).set_msie6(0);
+        (*hi).set_opera(0);
+        (*hi).set_gecko(0);
+        (*hi).set_chrome(0);
+        (*hi).set_safari(0);
+        (*hi).set_konqueror(0);
         each_elt(&mut (*hi).headers, &mut |e| {
-            if (*e).hash == 0 {
+            if (*e).hash == 0 || (*e).lowcase_key.is_null() {
                 return false;
             }
-            let key = bytes(&(*e).key);
             #[cfg(ngx_linked_headers)]
             {
                 (*e).next = ptr::null_mut();
             }
-            for (name, off) in IN_SHORTCUTS {
-                if eq_key(key, name) {
-                    let s = slot(hi as *mut u8, *off);
-                    if (*s).is_null() {
-                        *s = e;
-                    } else {
-                        #[cfg(ngx_linked_headers)]
-                        {
-                            let mut last = *s;
-                            while !(*last).next.is_null() {
-                                last = (*last).next;
-                            }
-                            (*last).next = e;
-                        }
-                    }
-                }
+            let key_len = (*e).key.len;
+            let hh = ngx_hash_find(headers_in_hash, ngx_hash_key((*e).lowcase_key, key_len), (*e).lowcase_key, key_len)
+                as *mut ngx_http_header_t;
+            if hh.is_null() {
+                return false;
             }
-            #[cfg(not(ngx_linked_headers))]
-            if cookies_ok && eq_key(key, b"cookie") {
-                let p = ngx_array_push(&mut (*hi).cookies) as *mut *mut ngx_table_elt_t;
-                if !p.is_null() {
-                    *p = e;
+            if same((*hh).handler, host_handler) || same((*hh).handler, unique_handler) {
+                let s = slot(hi as *mut u8, (*hh).offset);
+                if (*s).is_null() {
+                    *s = e;
                 }
+            } else if let Some(handler) = (*hh).handler {
+                // The remaining handlers only file the element (chaining repeats where nginx
+                // >= 1.23 chains them) and derive flags; they fail only when out of memory.
+                handler(r, e, (*hh).offset);
             }
             false
         });
         // $host and virtual-host logic read headers_in.server, derived from Host.
         if !(*hi).host.is_null() {
-            let v = bytes(&(*(*hi).host).value);
-            let host = if v.starts_with(b"[") {
-                v.iter().position(|&b| b == b']').map(|i| &v[..=i]).unwrap_or(v)
-            } else {
-                v.iter().position(|&b| b == b':').map(|i| &v[..i]).unwrap_or(v)
-            };
-            if let Some(s) = pool_str(r, &host.to_ascii_lowercase()) {
+            // Edits were validated (host_edit_ok); a Host nginx itself accepted passes too.
+            if let Some(s) = validate_host(bytes(&(*(*hi).host).value)).and_then(|h| pool_str(r, &h)) {
                 (*hi).server = s;
             }
         }
@@ -421,22 +552,11 @@ impl NgxStream<'_> {
                     .unwrap_or(NGX_HTTP_UNKNOWN as ngx_uint_t);
                 Status::Ok
             }
-            b":path" => {
-                if !value.starts_with(b"/") || value.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            b":path" => set_path(r, value),
+            b":authority" => {
+                if validate_host(value).is_none() {
                     return Status::BadArgument;
                 }
-                let Some(s) = pool_str(r, value) else { return Status::InternalFailure };
-                (*r).unparsed_uri = s;
-                let q = value.iter().position(|&b| b == b'?');
-                (*r).uri = ngx_str_t { len: q.unwrap_or(value.len()), data: s.data };
-                (*r).args = match q {
-                    Some(i) => ngx_str_t { len: value.len() - i - 1, data: s.data.add(i + 1) },
-                    None => ngx_str_t { len: 0, data: ptr::null_mut() },
-                };
-                (*r).set_valid_unparsed_uri(1);
-                Status::Ok
-            }
-            b":authority" => {
                 let st = self.rebuild_in(&|k| eq_key(k, b"host"));
                 if st != Status::Ok {
                     return st;
@@ -523,7 +643,9 @@ impl NgxStream<'_> {
         if eq_key(key, b":status") {
             let code = std::str::from_utf8(value).ok().and_then(|s| s.parse::<ngx_uint_t>().ok());
             return match code {
-                Some(c) if (100..=999).contains(&c) => {
+                // Unchanged (a read-modify-write of a 101 upgrade, say) is always fine.
+                Some(c) if c == (*ho).status => Status::Ok,
+                Some(c) if FRAMED_STATUS.contains(&c) => {
                     (*ho).status = c;
                     (*ho).status_line.len = 0;
                     Status::Ok
@@ -531,7 +653,7 @@ impl NgxStream<'_> {
                 _ => Status::BadArgument,
             };
         }
-        if key.starts_with(b":") {
+        if key.starts_with(b":") || framing_header(key) {
             return Status::BadArgument;
         }
         if eq_key(key, b"content-type") {
@@ -544,12 +666,12 @@ impl NgxStream<'_> {
             return Status::Ok;
         }
         if eq_key(key, b"content-length") {
-            let Some(n) = std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()).filter(|n| *n >= 0) else {
-                return Status::BadArgument;
+            // nginx sends the body it has: another length would desync the client (HTTP/1
+            // reads the rest as the next response). Removing it (chunked) is always fine.
+            return match std::str::from_utf8(value).ok().and_then(|s| s.parse::<i64>().ok()) {
+                Some(n) if n >= 0 && n == (*ho).content_length_n as i64 => Status::Ok,
+                _ => Status::BadArgument,
             };
-            self.remove_response(b"content-length");
-            (*ho).content_length_n = n as off_t;
-            return Status::Ok;
         }
         let Some(e) = push_elt(r, &mut (*ho).headers, key, value) else { return Status::InternalFailure };
         // nginx's own response headers use hash 1; the header filter only checks non-zero.
@@ -559,6 +681,16 @@ impl NgxStream<'_> {
                 let s = slot(ho as *mut u8, *off);
                 if (*s).is_null() {
                     *s = e;
+                } else {
+                    // Repeats (Cache-Control, Link) are chained where nginx chains them.
+                    #[cfg(ngx_linked_headers)]
+                    {
+                        let mut last = *s;
+                        while !(*last).next.is_null() {
+                            last = (*last).next;
+                        }
+                        (*last).next = e;
+                    }
                 }
             }
         }
@@ -583,11 +715,41 @@ impl NgxStream<'_> {
         ho.last_modified_time = -1;
     }
 
-    /// Replaces the whole response header set (local responses use it too).
+    /// Replaces the whole response header set (local responses use it too). Pairs that only
+    /// repeat the current response (a read-modify-write) pass the checks of add_response:
+    /// the current status, content length and framing headers nginx put there itself.
     pub unsafe fn set_response_pairs(&mut self, pairs: &[(&[u8], &[u8])]) -> Status {
+        let mut kept: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.visit(MapType::ResponseHeaders, &mut |k, v| {
+            if framing_header(k) || eq_key(k, b"content-length") {
+                kept.push((k.to_ascii_lowercase(), v.to_vec()));
+            }
+            false
+        });
+        for (k, v) in pairs {
+            let framing = framing_header(k) || eq_key(k, b"content-length");
+            if framing && !kept.iter().any(|(kk, vv)| eq_key(kk, k) && vv == v) {
+                return Status::BadArgument;
+            }
+        }
+        let length = (*self.r).headers_out.content_length_n;
         self.clear_response();
         for (k, v) in pairs {
-            let st = self.add_response(k, v);
+            let st = if framing_header(k) {
+                // Checked above: the same header nginx had, put back as it was.
+                match push_elt(self.r, &mut (*self.r).headers_out.headers, k, v) {
+                    Some(e) => {
+                        (*e).hash = 1;
+                        Status::Ok
+                    }
+                    None => Status::InternalFailure,
+                }
+            } else if eq_key(k, b"content-length") {
+                (*self.r).headers_out.content_length_n = length;
+                Status::Ok
+            } else {
+                self.add_response(k, v)
+            };
             if st != Status::Ok {
                 return st;
             }
@@ -680,6 +842,9 @@ impl HttpStream for NgxStream<'_> {
         unsafe {
             match (map, self.phase) {
                 (MapType::RequestHeaders, Phase::Request) => {
+                    if pairs.iter().any(|(k, v)| !host_edit_ok(k, v)) {
+                        return Status::BadArgument;
+                    }
                     for (k, v) in pairs.iter().filter(|(k, _)| k.starts_with(b":")) {
                         // Unchanged pseudo-headers in a read-modify-write are fine.
                         let mut cur = Vec::new();
@@ -731,6 +896,9 @@ impl HttpStream for NgxStream<'_> {
                     if key.starts_with(b":") {
                         return self.set_request_pseudo(key, value);
                     }
+                    if !host_edit_ok(key, value) {
+                        return Status::BadArgument;
+                    }
                     if push_elt(self.r, &mut (*self.r).headers_in.headers, key, value).is_none() {
                         return Status::InternalFailure;
                     }
@@ -753,6 +921,9 @@ impl HttpStream for NgxStream<'_> {
                     if key.starts_with(b":") {
                         return self.set_request_pseudo(key, value);
                     }
+                    if !host_edit_ok(key, value) {
+                        return Status::BadArgument;
+                    }
                     let st = self.rebuild_in(&|k| eq_key(k, key));
                     if st != Status::Ok {
                         return st;
@@ -764,6 +935,10 @@ impl HttpStream for NgxStream<'_> {
                     Status::Ok
                 }
                 (MapType::ResponseHeaders, Phase::Response) => {
+                    // Refusals (framing headers, another length) keep the header as it was.
+                    if eq_key(key, b"content-length") || framing_header(key) {
+                        return self.add_response(key, value);
+                    }
                     if !key.starts_with(b":") {
                         self.remove_response(key);
                     }

@@ -20,6 +20,14 @@ pub fn valid_value(value: &[u8]) -> bool {
     !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
 }
 
+/// Hop-by-hop headers that frame the connection, which the embedder writes itself on the
+/// responses it frames (a plugin's copy could contradict it: Content-Length and
+/// Transfer-Encoding on one response). `Trailer` is not among them: it frames nothing.
+pub fn framing_header(name: &[u8]) -> bool {
+    const FRAMING: [&[u8]; 6] = [b"transfer-encoding", b"connection", b"keep-alive", b"upgrade", b"proxy-connection", b"te"];
+    FRAMING.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 fn map_type(ty: i32) -> Result<MapType, Status> {
     MapType::from_i32(ty).ok_or(Status::BadArgument)
 }
@@ -226,6 +234,10 @@ mod tests {
         assert!(!valid_name(b"a b"));
         assert!(!valid_name(b"a\r\nb"));
         assert!(!valid_name(b"a:b"));
+        assert!(framing_header(b"Transfer-Encoding"));
+        assert!(framing_header(b"connection"));
+        assert!(!framing_header(b"trailer"));
+        assert!(!framing_header(b"x-te"));
         assert!(valid_value(b""));
         assert!(valid_value(b"v a l"));
         assert!(!valid_value(b"v\r\nx-injected: 1"));

@@ -3,7 +3,7 @@
 
 use wasmer::FunctionEnvMut;
 
-use super::headers::{valid_name, valid_value};
+use super::headers::{framing_header, valid_name, valid_value};
 use crate::abi::Status;
 use crate::env::HostEnv;
 use crate::maps;
@@ -58,7 +58,9 @@ fn build(
     if data.stream_ref_is_none() {
         return Err(Status::NotFound);
     }
-    if !(100..=599).contains(&status_code) {
+    // A final status only: a 1xx would go out with a body, and nginx adds
+    // `Connection: upgrade` to a 101 (Envoy's local replies are final responses too).
+    if !(200..=599).contains(&status_code) {
         return Err(Status::BadArgument);
     }
     if (body_len as u32 as usize) > MAX_LOCAL_RESPONSE_BODY {
@@ -71,7 +73,7 @@ fn build(
     let body = read(env, body, body_len)?;
     let raw = read(env, headers, headers_len)?;
     let pairs = maps::deserialize(&raw)?;
-    if !pairs.iter().all(|(k, v)| valid_name(k) && valid_value(v)) {
+    if !pairs.iter().all(|(k, v)| valid_name(k) && valid_value(v) && !framing_header(k)) {
         return Err(Status::BadArgument);
     }
     Ok(LocalResponse {

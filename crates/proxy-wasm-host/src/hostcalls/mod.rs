@@ -23,6 +23,8 @@ mod properties;
 mod shared;
 mod wasi;
 
+pub use headers::framing_header;
+
 use Type::{I32, I64};
 
 /// Import modules that hold WASI preview1.

@@ -3,15 +3,19 @@
 //!
 //! Request headers (on_http_request_headers):
 //!   req_add=name:value    req_set=name:value    req_remove=name
+//!   req_set_raw=name:v%0a  the raw hostcall (no SDK panic on a refusal), %XX decoded;
+//!                         logs `req_set_raw name=<status>`
 //!   req_get=name          logs `req_get name=<value|NONE>`
 //!   req_log_pairs         logs every request header pair
 //!   req_set_pairs=n:v,..  replaces all request headers (pseudo-headers kept)
 //!   local=status:body     answers with a local response (header x-local: <plugin name>)
+//!   local_hdr=status:name:value  a local response with one header and body "local body\n"
 //!   echo_headers          answers 200 with every request header as `k: v` lines
 //!   trap_request          panics (a wasm trap) in on_http_request_headers
 //!   pause_request         returns Pause without anything pending
 //! Response headers (on_http_response_headers):
 //!   resp_add=name:value   resp_set=name:value   resp_remove=name
+//!   resp_set_raw=name:v   as req_set_raw, on the response headers
 //!   resp_get=name         logs `resp_get name=<value|NONE>`
 //!   resp_log_pairs        logs every response header pair
 //!   resp_local=status:body  replaces the response with a local response
@@ -41,6 +45,8 @@
 //!   prop_bool=a.b         logs `prop_bool a.b=<0|1>`
 //!   prop_map=a.b          logs `prop_map a.b pairs=<n> <k1>=<v1>` (a serialized map)
 //!   prop_set=a.b:value    logs `prop_set a.b=<Ok|Err(status)>`
+//!   prop_set_raw=a.b:v%0d%0a  the raw hostcall (no SDK panic on a refusal) with %XX
+//!                         decoded in the value; logs `prop_set_raw a.b=<status>`
 //!   rprop=, rprop_int=, rprop_set=, lprop=, lprop_int=  the same in the other callbacks
 //! Stream control:
 //!   close_request         proxy_close_stream(HTTP_REQUEST) in on_http_request_headers
@@ -241,6 +247,14 @@ impl Filter {
                     };
                     log::warn!("{k} {v}={shown}");
                 }
+                "prop_set_raw" => {
+                    let (p, val) = split2(v);
+                    let path = p.split('.').collect::<Vec<_>>().join("\0");
+                    let val = percent_decode(val);
+                    // SAFETY: both buffers outlive the call; the host only reads them.
+                    let st = unsafe { raw::proxy_set_property(path.as_ptr(), path.len(), val.as_ptr(), val.len()) };
+                    log::warn!("{k} {p}={st:?}");
+                }
                 "prop_set" => {
                     let (p, val) = split2(v);
                     let path = path_of(p);
@@ -251,6 +265,39 @@ impl Filter {
             }
         }
     }
+}
+
+mod raw {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        pub fn proxy_replace_header_map_value(
+            map: proxy_wasm::types::MapType,
+            key: *const u8,
+            key_len: usize,
+            value: *const u8,
+            value_len: usize,
+        ) -> proxy_wasm::types::Status;
+        pub fn proxy_set_property(path: *const u8, path_len: usize, value: *const u8, value_len: usize) -> proxy_wasm::types::Status;
+    }
+}
+
+/// `%XX` escapes decoded (so test configurations can carry CR, LF, `;` and NUL).
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Some(x) = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 fn deserialize_map(b: &[u8]) -> Vec<(String, String)> {
@@ -362,6 +409,15 @@ impl HttpContext for Filter {
                     let (n, val) = split2(v);
                     self.set_http_request_header(n, Some(val));
                 }
+                "req_set_raw" => {
+                    let (n, val) = split2(v);
+                    let val = percent_decode(val);
+                    // SAFETY: both buffers outlive the call; the host only reads them.
+                    let st = unsafe {
+                        raw::proxy_replace_header_map_value(MapType::HttpRequestHeaders, n.as_ptr(), n.len(), val.as_ptr(), val.len())
+                    };
+                    log::warn!("req_set_raw {n}={st:?}");
+                }
                 "req_remove" => self.set_http_request_header(v, None),
                 "req_get" => {
                     let got = self.get_http_request_header(v).unwrap_or_else(|| "NONE".into());
@@ -393,6 +449,13 @@ impl HttpContext for Filter {
                     let status: u32 = status.parse().unwrap_or(500);
                     let name = self.name.clone();
                     self.send_http_response(status, vec![("x-local", name.as_str())], Some(body.as_bytes()));
+                    return Action::Pause;
+                }
+                "local_hdr" => {
+                    let (status, header) = split2(v);
+                    let (name, value) = split2(header);
+                    let status: u32 = status.parse().unwrap_or(500);
+                    self.send_http_response(status, vec![(name, value)], Some(b"local body\n"));
                     return Action::Pause;
                 }
                 "echo_headers" => {
@@ -439,6 +502,15 @@ impl HttpContext for Filter {
                 "resp_set" => {
                     let (n, val) = split2(v);
                     self.set_http_response_header(n, Some(val));
+                }
+                "resp_set_raw" => {
+                    let (n, val) = split2(v);
+                    let val = percent_decode(val);
+                    // SAFETY: both buffers outlive the call; the host only reads them.
+                    let st = unsafe {
+                        raw::proxy_replace_header_map_value(MapType::HttpResponseHeaders, n.as_ptr(), n.len(), val.as_ptr(), val.len())
+                    };
+                    log::warn!("resp_set_raw {n}={st:?}");
                 }
                 "resp_remove" => self.set_http_response_header(v, None),
                 "resp_get" => {
