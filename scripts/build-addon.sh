@@ -9,7 +9,10 @@ ROOT=$PWD
 SRC=$ROOT/build/nginx-1.28
 TREE=$ROOT/build/nginx-1.28-addon
 [ -d "$SRC/auto" ] || { echo "run scripts/setup.sh first ($SRC missing)" >&2; exit 1; }
-if [ ! -f "$TREE/objs/Makefile" ] || ! grep -q ngx_http_proxy_wasm_module "$TREE/objs/Makefile"; then
+# Reconfigure when config or config.make changed: they write the cargo rule (and its features)
+# into objs/Makefile.
+if [ ! -f "$TREE/objs/Makefile" ] || ! grep -q ngx_http_proxy_wasm_module "$TREE/objs/Makefile" \
+    || [ "$ROOT/config" -nt "$TREE/objs/Makefile" ] || [ "$ROOT/config.make" -nt "$TREE/objs/Makefile" ]; then
     rm -rf "$TREE"; mkdir -p "$TREE"
     # the pristine source only: not the objs/ of the other tree
     (cd "$SRC" && tar cf - --exclude=./objs --exclude=./prefix --exclude=./Makefile --exclude='*.log' .) | (cd "$TREE" && tar xf -)

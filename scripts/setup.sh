@@ -4,7 +4,8 @@
 #
 #   apt packages   : build tools, libclang (bindgen), nginx + nginx-dev (Debian 1.22 build path),
 #                    wrk, perl (the t/ runner), curl; lua-nginx-module + ndk + lua-resty-core
-#                    (the OpenResty-style stack of the t/lua suites)
+#                    (the OpenResty-style stack of the t/lua suites); dpkg-dev + lintian
+#                    (scripts/package-deb.sh)
 #   rustup target  : wasm32-wasip1 (test filters)
 #   nginx 1.28.3   : copied from the nginx-src crate into build/nginx-1.28 and configured
 set -euo pipefail
@@ -15,7 +16,8 @@ fail() { printf '\n!! setup FAILED at step: %s\n' "$*" >&2; exit 1; }
 
 APT_PKGS=(build-essential pkg-config libclang-dev libpcre2-dev zlib1g-dev libssl-dev make gcc
           nginx nginx-dev curl perl wrk openssl valgrind python3
-          libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache)
+          libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache
+          dpkg-dev lintian)
 # node/npm build the AssemblyScript test filter; the machine image usually has them.
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)
 # The default CA bundle HTTPS calls verify against (wasm_call_ssl_trusted_certificate).

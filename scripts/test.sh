@@ -10,7 +10,9 @@
 #      error_log debug, one worker), then with master_process on and two workers,
 #   5. reload under load and a 100k-request soak (scripts/reload-under-load, scripts/soak),
 #   6. a valgrind leak check (scripts/leak-check) and cargo fuzz on the host core for a
-#      bounded time (scripts/fuzz.sh).
+#      bounded time (scripts/fuzz.sh),
+#   7. the Debian package: built from the build path 3 module, linted, installed, serving a
+#      request through the system nginx, purged (scripts/package-test).
 # Ends with one line "tests: N passed, M failed"; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +88,8 @@ op "reload under load (20 s, a reload a second)" python3 scripts/reload-under-lo
 op "soak (100k requests, worker RSS)" python3 scripts/soak --requests 100000
 op "leak check (valgrind memcheck, nginx 1.28 single process)" python3 scripts/leak-check --requests 30
 op "fuzz the host core (cargo fuzz, 30 s per target)" bash scripts/fuzz.sh 30
+op "Debian package (build, lintian, install, serve, purge)" \
+    env NGX_PROXY_WASM_SO="$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so" bash scripts/package-test
 
 echo
 for p in "${problems[@]}"; do echo "!! $p"; done

@@ -155,7 +155,9 @@ macro_rules! conf_error {
     }};
 }
 
-/// `wasm_vm wasmer [cranelift|singlepass];`
+/// `wasm_vm wasmer [cranelift|singlepass];`, or `wasm_vm wasmtime [ANY];`: APISIX's template
+/// writes the latter whenever config.yaml has a `wasm:` section, so it asks for the default
+/// engine (with a notice) rather than failing APISIX's configuration.
 pub(crate) extern "C" fn set_wasm_vm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
     // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
@@ -165,10 +167,23 @@ pub(crate) extern "C" fn set_wasm_vm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
         if mcf.compiler.is_some() {
             conf_error!(cf, "\"wasm_vm\" directive is duplicate");
         }
-        if a[1].as_bytes() != b"wasmer" {
-            conf_error!(cf, "unknown wasm runtime \"{}\" in \"wasm_vm\": this module runs \"wasmer\"", arg_string(&a[1]));
-        }
-        let compiler = if a.len() > 2 {
+        let compiler = if a[1].as_bytes() == b"wasmtime" {
+            let ignored = a.get(2).map(|s| format!(" (\"{}\" ignored)", arg_string(s))).unwrap_or_default();
+            ngx::ngx_conf_log_error!(
+                NGX_LOG_NOTICE,
+                cf,
+                "\"wasm_vm wasmtime\" is served by wasmer with the {} compiler{}: this module has no wasmtime",
+                Compiler::Cranelift.name(),
+                ignored
+            );
+            Compiler::Cranelift
+        } else if a[1].as_bytes() != b"wasmer" {
+            conf_error!(
+                cf,
+                "unknown wasm runtime \"{}\" in \"wasm_vm\": use \"wasmer\" (or \"wasmtime\", which wasmer serves)",
+                arg_string(&a[1])
+            );
+        } else if a.len() > 2 {
             match Compiler::from_name(&arg_string(&a[2])) {
                 Some(c) => c,
                 None => conf_error!(

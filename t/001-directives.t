@@ -34,13 +34,13 @@ GET /t
 --- response_headers
 x-loaded: yes
 
-=== TEST 3: unknown runtime in wasm_vm
+=== TEST 3: unknown runtime in wasm_vm: the error lists the accepted names
 --- http_config
-wasm_vm wasmtime;
+wasm_vm wasmedge;
 --- config
 --- must_die
 --- error_log eval
-qr/unknown wasm runtime "wasmtime" in "wasm_vm": this module runs "wasmer" in .*nginx\.conf:\d+/
+qr/unknown wasm runtime "wasmedge" in "wasm_vm": use "wasmer" \(or "wasmtime", which wasmer serves\) in .*nginx\.conf:\d+/
 
 === TEST 4: unknown compiler in wasm_vm
 --- http_config
@@ -145,3 +145,39 @@ location /t { empty_gif; }
 --- request
 GET /t
 --- error_code: 200
+
+=== TEST 16: wasm_vm wasmtime (APISIX's template) asks for the default engine, with a notice
+--- http_config
+wasm_vm wasmtime;
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+--- config
+location /t { proxy_wasm testbed "resp_add=x-loaded:yes"; empty_gif; }
+--- request
+GET /t
+--- response_headers
+x-loaded: yes
+--- error_log eval
+qr/\[notice\] .*"wasm_vm wasmtime" is served by wasmer with the cranelift compiler: this module has no wasmtime in .*nginx\.conf:\d+/
+--- no_error_log
+[error]
+[crit]
+[alert]
+[emerg]
+
+=== TEST 17: wasm_vm wasmtime with a second word: the word is ignored, and the notice says so
+--- http_config
+wasm_vm wasmtime pooling;
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+--- config
+location /t { proxy_wasm testbed "resp_add=x-loaded:yes"; empty_gif; }
+--- request
+GET /t
+--- response_headers
+x-loaded: yes
+--- error_log eval
+qr/\[notice\] .*"wasm_vm wasmtime" is served by wasmer with the cranelift compiler \("pooling" ignored\): this module has no wasmtime in .*nginx\.conf:\d+/
+--- no_error_log
+[error]
+[crit]
+[alert]
+[emerg]
