@@ -1,5 +1,5 @@
 # Appends the cargo rule for the static library to nginx's objs/Makefile (see config).
-ngx_proxy_wasm_features=${NGX_PROXY_WASM_FEATURES:-cranelift singlepass}
+ngx_proxy_wasm_features=${NGX_PROXY_WASM_FEATURES:-cranelift}
 
 cat << END                                                       >> $NGX_MAKEFILE
 

@@ -3,8 +3,7 @@
 #   scripts/build-module.sh nginx-1.28   -> build/out/nginx-1.28/ngx_http_proxy_wasm_module.so
 #   scripts/build-module.sh debian       -> build/out/debian/ngx_http_proxy_wasm_module.so
 #                                           (loads into Debian's /usr/sbin/nginx)
-# Extra arguments go to cargo (e.g. --no-default-features --features cranelift,module-exports
-# to leave the singlepass compiler out).
+# Extra arguments go to cargo (e.g. --features singlepass: see README, Building, for its license).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -3,7 +3,7 @@
 #   1. cargo test of the host core (no nginx),
 #   2. the t/ suite against nginx 1.28.3 with the .so from `cargo build` (build path 2),
 #   3. the t/ suite against nginx 1.28.3 with the .so from `./configure --add-dynamic-module`
-#      + `make modules` (build path 1),
+#      + `make modules` (build path 1, with the singlepass compiler: t/023 runs there),
 #   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
 #      nginx-dev (build path 3), with t/lua (lua-nginx-module + resty.proxy-wasm) enabled,
 #      twice: with the runner's defaults (those of the real Test::Nginx: master_process off,
@@ -48,7 +48,9 @@ bash scripts/build-module.sh nginx-1.28 || die "build path 2 (cargo build, nginx
 step "build path 3: cargo build against Debian's nginx-dev 1.22.1"
 bash scripts/build-module.sh debian || die "build path 3 (cargo build, Debian nginx-dev) failed"
 step "build path 1: ./configure --add-dynamic-module + make modules (nginx 1.28.3)"
-bash scripts/build-addon.sh || die "build path 1 (nginx addon) failed"
+# This build also carries the singlepass compiler (not in the default build: see README,
+# Building), so that t/023-singlepass.t runs in the addon suite.
+NGX_PROXY_WASM_FEATURES="cranelift singlepass" bash scripts/build-addon.sh || die "build path 1 (nginx addon) failed"
 
 # Runs the t/ suite: suite NAME NGINX_BINARY MODULE_SO [LUA [MODE]]; LUA=1 also runs t/lua (the
 # nginx can load Debian's lua-nginx-module); otherwise those files skip themselves. The runner's
@@ -59,7 +61,7 @@ suite() {
     local master=off workers=1
     [ "$mode" = master ] && { master=on; workers=2; }
     step "t/ suite: $name ($("$bin" -v 2>&1 | sed 's/.*: //'), $(basename "$so"), master_process $master, $workers worker(s))"
-    TEST_NGINX_LUA=$lua TEST_NGINX_BINARY=$bin TEST_NGINX_WASM_MODULE=$so TEST_NGINX_FILTERS=$ROOT/t/filters/out \
+    TEST_NGINX_SINGLEPASS=${TEST_NGINX_SINGLEPASS:-} TEST_NGINX_LUA=$lua TEST_NGINX_BINARY=$bin TEST_NGINX_WASM_MODULE=$so TEST_NGINX_FILTERS=$ROOT/t/filters/out \
         TEST_NGINX_SERVROOT=$ROOT/build/servroot-$name TEST_NGINX_MASTER_PROCESS=$master TEST_NGINX_WORKERS=$workers \
         prove -I t/lib -r t/ 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
@@ -74,7 +76,7 @@ suite() {
 }
 
 suite cargo-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/out/nginx-1.28/ngx_http_proxy_wasm_module.so"
-suite addon-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/nginx-1.28-addon/objs/ngx_http_proxy_wasm_module.so"
+TEST_NGINX_SINGLEPASS=1 suite addon-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/nginx-1.28-addon/objs/ngx_http_proxy_wasm_module.so"
 suite debian-1.22 /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so" 1
 suite debian-1.22-master /usr/sbin/nginx "$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so" 1 master
 

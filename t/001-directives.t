@@ -181,3 +181,12 @@ qr/\[notice\] .*"wasm_vm wasmtime" is served by wasmer with the cranelift compil
 [crit]
 [alert]
 [emerg]
+
+=== TEST 18: a build without the singlepass compiler (the default build) refuses it, naming the cargo feature
+--- skip_eval: 1: $ENV{TEST_NGINX_SINGLEPASS}
+--- http_config
+wasm_vm wasmer singlepass;
+--- config
+--- must_die
+--- error_log eval
+qr/wasm_vm: the singlepass compiler is not built into this module \(cargo feature "singlepass"; see README, Building\) in .*nginx\.conf:\d+/

@@ -51,7 +51,11 @@ pub fn new_engine(compiler: Compiler, limits: &Limits) -> Result<Engine, String>
         #[cfg(feature = "singlepass")]
         Compiler::Singlepass => {}
         #[allow(unreachable_patterns)]
-        c => return Err(format!("the {} compiler is not built into this module (cargo feature \"{}\")", c.name(), c.name())),
+        c => return Err(format!(
+            "the {} compiler is not built into this module (cargo feature \"{}\"; see README, Building)",
+            c.name(),
+            c.name()
+        )),
     }
     Ok(Engine { compiler, limits: *limits })
 }
