@@ -11,6 +11,13 @@
 //! Calls from a request park it in the access phase until its calls are answered (or the
 //! plugin resumes it); calls from root contexts (on_tick, on_configure) hang off a fake
 //! request that lives as long as its calls.
+//!
+//! Responses are delivered from the call's own timer, never from inside nginx's
+//! subrequest machinery: a plugin that dispatches again from `on_http_call_response` starts
+//! its next call from the event loop, not recursively. A call that fails is answered no
+//! sooner than a back-off after its dispatch, growing with the failures in a row of its
+//! context (`BACKOFF_FIRST_MS`, `BACKOFF_MAX_MS`), so a plugin retrying a call that fails
+//! without network I/O (a refused port) cannot spin the worker or flood the log.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -31,6 +38,20 @@ const LOCATION: &str = "@proxy_wasm_call";
 pub(crate) const MAX_RESPONSE_BODY: usize = 16 << 20;
 /// Default of wasm_call_timeout: for calls with timeout 0, and nginx's proxy timeouts.
 pub(crate) const DEFAULT_TIMEOUT_MS: ngx_msec_t = 60_000;
+/// Back-off of a context whose calls keep failing: the k-th failed call in a row (k >= 1;
+/// a call that got a response resets k) is answered no sooner than
+/// min(BACKOFF_FIRST_MS * 2^(k-1), BACKOFF_MAX_MS) after its dispatch. A call that took
+/// longer to fail (a timeout) is answered at once.
+pub(crate) const BACKOFF_FIRST_MS: ngx_msec_t = 5;
+pub(crate) const BACKOFF_MAX_MS: ngx_msec_t = 1000;
+/// Failures in a row past which the back-off no longer grows (5 ms * 2^8 > 1 s).
+const BACKOFF_STEPS: u32 = 9;
+
+/// The back-off for the k-th failed call in a row.
+pub(crate) fn backoff_ms(k: u32) -> ngx_msec_t {
+    let k = k.clamp(1, BACKOFF_STEPS);
+    (BACKOFF_FIRST_MS << (k - 1)).min(BACKOFF_MAX_MS)
+}
 
 /// Who made a call, and so who gets its response.
 #[derive(Clone, Copy)]
@@ -60,9 +81,16 @@ pub(crate) struct Call {
     too_big: bool,
     /// Answered (response, failure, timeout) or cancelled: nothing more happens to it.
     pub done: bool,
-    /// Set when the call could not even start; the timer delivers the failure.
-    fail: Option<String>,
+    /// The answer (a failed one has no headers), delivered when the timer fires.
+    answer: Option<HttpCallResponse>,
+    /// Settled: Some(true) failed, Some(false) got a response (for the back-off).
+    failed: Option<bool>,
+    /// The subrequest is over (or never ran): nothing to abort.
+    sr_done: bool,
+    /// ngx_current_msec at dispatch.
+    started: ngx_msec_t,
     timeout: ngx_msec_t,
+    /// The call's timer: its timeout while in flight, then its delivery.
     ev: ngx_event_t,
 }
 
@@ -247,6 +275,7 @@ pub(crate) unsafe fn create_location(cf: *mut ngx_conf_t, mcf: &mut MainConf) ->
     (*cf).ctx = saved_ctx;
     result?;
     mcf.call_loc_conf = loc_conf as usize;
+    crate::call_policy::collect(cf, mcf);
     Ok(())
 }
 
@@ -280,8 +309,9 @@ fn method_code(m: &[u8]) -> u32 {
 }
 
 /// Starts `req` as a subrequest of `main`. Never fails: a call that cannot start is
-/// answered as failed from a zero-delay timer (never from inside the plugin's callback).
-pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: HttpCallRequest) -> Box<Call> {
+/// answered as failed from its timer (never from inside the plugin's callback). `earlier`:
+/// the request's calls so far (for the back-off; empty for a root context's).
+pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: HttpCallRequest, earlier: &[Box<Call>]) -> Box<Call> {
     let mcf = Module::main_conf(&*main);
     let default_timeout = mcf.and_then(|m| m.call_timeout).unwrap_or(DEFAULT_TIMEOUT_MS);
     let https = req.header(b":scheme").is_some_and(|s| s.eq_ignore_ascii_case(b"https"));
@@ -308,7 +338,10 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
         body_done: false,
         too_big: false,
         done: false,
-        fail: None,
+        answer: None,
+        failed: None,
+        sr_done: false,
+        started: ngx_current_msec,
         timeout: if req.timeout_ms > 0 { req.timeout_ms as ngx_msec_t } else { default_timeout },
         // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
         ev: std::mem::zeroed(),
@@ -317,18 +350,21 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
     call.ev.handler = Some(timer_handler);
     call.ev.data = data as *mut c_void;
     call.ev.log = (*(*main).connection).log;
-    let delay = match start_subrequest(main, &mut call, &req, mcf) {
-        Ok(()) => call.timeout,
+    match start_subrequest(main, &mut call, &req, mcf) {
+        Ok(()) => ngx_add_timer(&mut call.ev, call.timeout),
         Err(why) => {
             if !call.sr.is_null() {
                 // Created but not set up: it must end without running.
                 (*call.sr).write_event_handler = Some(end_cancelled);
             }
-            call.fail = Some(why);
-            0
+            log(&call, NGX_LOG_ERR, &format!("failed: {why}"));
+            let prior = match owner {
+                Owner::Filter(i) => failures_in_a_row_in(earlier, i, data),
+                Owner::Root { .. } => 0,
+            };
+            settle(data, HttpCallResponse::failed(), prior);
         }
-    };
-    ngx_add_timer(&mut call.ev, delay);
+    }
     call
 }
 
@@ -519,27 +555,89 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_v
                 HttpCallResponse::failed()
             }
         };
-        complete_call(data as *mut Call, resp);
+        let prior = match call.owner {
+            Owner::Filter(i) => failures_in_a_row(call.main, i, data as *const Call),
+            Owner::Root { .. } => 0,
+        };
+        settle(data as *mut Call, resp, prior);
         NGX_OK as ngx_int_t
     })
+}
+
+/// The call is over: its answer goes out from its timer, after the back-off if it failed.
+/// `prior`: for a request's call, the failures in a row of its filter before this one.
+unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse, prior: u32) {
+    let failed = resp.headers.is_empty();
+    let (owner, started) = {
+        let call = &*ptr;
+        (call.owner, call.started)
+    };
+    let in_a_row = match owner {
+        Owner::Filter(_) => prior + u32::from(failed),
+        Owner::Root { fi, .. } => crate::root_calls::note_outcome(fi, failed),
+    };
+    let delay = if failed {
+        let elapsed = ngx_current_msec.wrapping_sub(started);
+        backoff_ms(in_a_row).saturating_sub(elapsed)
+    } else {
+        0
+    };
+    let call = &mut *ptr;
+    call.answer = Some(resp);
+    call.failed = Some(failed);
+    call.sr_done = true;
+    if call.ev.timer_set() != 0 {
+        ngx_del_timer(&mut call.ev);
+    }
+    // A worker shutting down does not wait for a delivery (it does for calls in flight).
+    call.ev.set_cancelable(1);
+    ngx_add_timer(&mut call.ev, delay);
+}
+
+/// Calls of filter `i` of the request that failed in a row, most recent first (not counting
+/// `this`), up to BACKOFF_STEPS.
+unsafe fn failures_in_a_row(r: *mut ngx_http_request_t, i: usize, this: *const Call) -> u32 {
+    chain::get(r).map(|ctx| failures_in_a_row_in(&ctx.calls, i, this)).unwrap_or(0)
+}
+
+fn failures_in_a_row_in(calls: &[Box<Call>], i: usize, this: *const Call) -> u32 {
+    let mut n = 0;
+    for c in calls.iter().rev() {
+        if ptr::eq(&**c, this) || !matches!(c.owner, Owner::Filter(f) if f == i) {
+            continue;
+        }
+        match c.failed {
+            Some(true) => n += 1,
+            Some(false) => break,
+            None => continue,
+        }
+        if n >= BACKOFF_STEPS {
+            break;
+        }
+    }
+    n
 }
 
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
     crate::guard("http call timer", (), || {
         let ptr = (*ev).data as *mut Call;
-        let (timed_out, c, is_request) = {
+        let (answer, c, is_request) = {
             let call = &mut *ptr;
             if call.done {
                 return;
             }
-            let timed_out = call.fail.is_none();
-            match call.fail.take() {
-                Some(why) => log(call, NGX_LOG_ERR, &format!("failed: {why}")),
-                None => log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout)),
+            let answer = call.answer.take();
+            if answer.is_none() {
+                log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout));
+                call.failed = Some(true);
+                if let Owner::Root { fi, .. } = call.owner {
+                    crate::root_calls::note_outcome(fi, true);
+                }
             }
-            (timed_out, (*call.main).connection, matches!(call.owner, Owner::Filter(_)))
+            (answer, (*call.main).connection, matches!(call.owner, Owner::Filter(_)))
         };
-        complete_call(ptr, HttpCallResponse::failed());
+        let timed_out = answer.is_none();
+        complete_call(ptr, answer.unwrap_or_else(HttpCallResponse::failed));
         if timed_out {
             // Last: ending the subrequest may end the request it hangs off (when that one
             // is not parked), and free the call.
@@ -587,7 +685,7 @@ pub(crate) fn pending(ctx: &RequestCtx, i: usize) -> usize {
 /// Sends the calls the last callbacks dispatched.
 pub(crate) unsafe fn send_new(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
     for (i, req) in std::mem::take(&mut ctx.new_calls) {
-        let call = dispatch(r, Owner::Filter(i), req);
+        let call = dispatch(r, Owner::Filter(i), req, &ctx.calls);
         ctx.calls.push(call);
     }
 }
@@ -601,7 +699,9 @@ pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
         if call.ev.timer_set() != 0 {
             ngx_del_timer(&mut call.ev);
         }
-        abort(call);
+        if !call.sr_done {
+            abort(call);
+        }
         if let Owner::Filter(i) = call.owner {
             owners.push(i);
         }

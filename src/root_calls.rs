@@ -41,6 +41,21 @@ impl Drop for Fake {
 
 thread_local! {
     static FAKES: RefCell<Vec<Box<Fake>>> = const { RefCell::new(Vec::new()) };
+    /// Indexed like MainConf::filters: the root context's calls that failed in a row (the
+    /// back-off of http_call.rs).
+    static FAILURES: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Records how a call of root context `fi` ended; returns its failures in a row so far.
+pub(crate) fn note_outcome(fi: usize, failed: bool) -> u32 {
+    FAILURES.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.len() <= fi {
+            f.resize(fi + 1, 0);
+        }
+        f[fi] = if failed { f[fi].saturating_add(1) } else { 0 };
+        f[fi]
+    })
 }
 
 /// Sends calls made by root contexts: (filter definition, instance generation, call).
@@ -64,7 +79,7 @@ pub(crate) fn send(calls: Vec<(usize, u64, HttpCallRequest)>) {
         };
         // SAFETY: the fake request is alive until its reap event frees it.
         unsafe {
-            fake.call = Some(http_call::dispatch(fake.r, Owner::Root { fi, generation }, req));
+            fake.call = Some(http_call::dispatch(fake.r, Owner::Root { fi, generation }, req, &[]));
             ngx_add_timer(&mut fake.kick, 0);
         }
         FAKES.with(|f| f.borrow_mut().push(fake));

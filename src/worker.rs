@@ -84,6 +84,7 @@ impl Worker {
                 return;
             }
         };
+        inst.set_call_policy(crate::call_policy::for_module(conf, mi));
         for (fi, f) in conf.filters.iter().enumerate().filter(|(_, f)| f.module == mi) {
             match inst.create_root_context(Some(f.config.clone())) {
                 Ok(id) => self.roots[fi] = Some(id),
@@ -312,6 +313,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
     let compiler = mcf.compiler.unwrap_or(Compiler::Cranelift);
     let limits = mcf.limits();
     let engine = proxy_wasm_host::new_engine(compiler, &limits)?;
+    let mut policies: Vec<_> = (0..mcf.modules.len()).map(|mi| crate::call_policy::for_module(mcf, mi)).collect();
     let filters = &mcf.filters;
     let mcf_cache = mcf.cache_dir.clone();
     for (mi, m) in mcf.modules.iter_mut().enumerate() {
@@ -323,6 +325,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
         let logger = Box::new(CycleLogger { label: m.name.clone() });
         let mut inst = PluginInstance::new(&compiled, &m.name, m.vm_config.clone(), logger, &limits)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
+        inst.set_call_policy(policies.remove(0));
         let mut used = false;
         for f in filters.iter().filter(|f| f.module == mi) {
             used = true;

@@ -195,6 +195,10 @@ pub struct HostEnv {
     /// Calls taken by the embedder and not yet answered.
     pub(crate) calls_in_flight: usize,
     pub(crate) next_call_token: u32,
+    /// The embedder's check of a call's target at dispatch (None: every target passes).
+    pub(crate) call_policy: Option<crate::http_call::CallPolicy>,
+    /// Targets whose refusal was logged already.
+    pub(crate) refusals: crate::http_call::RefusalLog,
     /// Shared data, queues and metrics (None: those hostcalls answer UNIMPLEMENTED).
     pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
     /// Queues registered by this instance's root contexts, polled for on_queue_ready.
@@ -222,6 +226,8 @@ impl HostEnv {
             http_calls: Vec::new(),
             calls_in_flight: 0,
             next_call_token: 1,
+            call_policy: None,
+            refusals: Default::default(),
             shared: crate::shared_store::process_store(),
             queue_regs: Vec::new(),
         }

@@ -1,6 +1,9 @@
 //! HTTP calls a plugin dispatches (`proxy_http_call` / `proxy_dispatch_http_call`) and the
 //! responses an embedder hands back. The host core only records calls and delivers
-//! responses; sending them (nginx upstreams, timeouts, TLS) is the embedder's job.
+//! responses; sending them (nginx upstreams, timeouts, TLS) is the embedder's job. The
+//! embedder may also install a `CallPolicy` that refuses a target at dispatch.
+
+use std::collections::HashSet;
 
 /// One dispatched call, as the plugin gave it. The embedder takes these after a callback
 /// (`PluginInstance::take_http_calls`) and answers each exactly once with
@@ -16,6 +19,7 @@ pub struct HttpCallRequest {
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub body: Vec<u8>,
     pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// 0 = the embedder's default; never above `MAX_CALL_TIMEOUT_MS`.
     pub timeout_ms: u32,
 }
 
@@ -43,8 +47,68 @@ impl HttpCallResponse {
     }
 }
 
-/// Calls one instance may have outstanding before proxy_http_call says INTERNAL_FAILURE:
-/// bounds what a looping plugin can make the host hold.
+/// The embedder's say on a call's target, asked at dispatch (inside proxy_http_call):
+/// `Err(reason)` refuses the call with BAD_ARGUMENT, as Envoy refuses an unknown cluster.
+/// Used for allow-lists and for targets that could only fail later (an unresolvable name).
+pub type CallPolicy = Box<dyn Fn(&[u8]) -> Result<(), String> + Send>;
+
+/// Calls one instance may have outstanding (dispatched and not answered) before
+/// proxy_http_call says INTERNAL_FAILURE: bounds what a looping plugin can make the host hold.
 pub const MAX_PENDING_CALLS: usize = 1024;
-/// Largest request body of one call.
+/// Largest request body of one call (BAD_ARGUMENT above).
 pub const MAX_CALL_BODY: usize = 16 << 20;
+/// Largest serialized header map (and, separately, trailer map) of one call, and most pairs
+/// in it (BAD_ARGUMENT above): as nginx's default large_client_header_buffers allow a
+/// client at most 4 x 8 KiB of request line and headers, 64 KiB is generous for a call.
+pub const MAX_CALL_HEADER_BYTES: usize = 64 << 10;
+pub const MAX_CALL_HEADERS: usize = 256;
+/// Largest upstream name (an `upstream {}` name, host:port, or an IP literal).
+pub const MAX_CALL_UPSTREAM: usize = 256;
+/// Longest timeout a plugin may ask for (a larger one is lowered to it): a call holds its
+/// nginx subrequest, and a worker that shuts down gracefully waits for it.
+pub const MAX_CALL_TIMEOUT_MS: u32 = 300_000;
+/// How many refused targets an instance remembers having logged ("logged once per target");
+/// refusals of further targets are not logged (one line says so).
+pub const MAX_LOGGED_REFUSALS: usize = 64;
+
+/// The targets whose refusal an instance has logged (bounded by `MAX_LOGGED_REFUSALS`).
+#[derive(Default)]
+pub(crate) struct RefusalLog {
+    seen: HashSet<Vec<u8>>,
+    full_reported: bool,
+}
+
+impl RefusalLog {
+    /// Whether a refusal of `target` should be logged now; the second value says the set
+    /// just filled up (log that further refusals go unlogged).
+    pub(crate) fn first_time(&mut self, target: &[u8]) -> (bool, bool) {
+        if self.seen.contains(target) {
+            return (false, false);
+        }
+        if self.seen.len() >= MAX_LOGGED_REFUSALS {
+            let first_full = !self.full_reported;
+            self.full_reported = true;
+            return (false, first_full);
+        }
+        self.seen.insert(target.to_vec());
+        (true, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_log_is_once_per_target_and_bounded() {
+        let mut log = RefusalLog::default();
+        assert_eq!(log.first_time(b"a:1"), (true, false));
+        assert_eq!(log.first_time(b"a:1"), (false, false));
+        for i in 1..MAX_LOGGED_REFUSALS {
+            assert_eq!(log.first_time(format!("h{i}").as_bytes()), (true, false));
+        }
+        assert_eq!(log.first_time(b"one-more"), (false, true));
+        assert_eq!(log.first_time(b"and-another"), (false, false));
+        assert_eq!(log.seen.len(), MAX_LOGGED_REFUSALS);
+    }
+}

@@ -226,6 +226,11 @@ impl PluginInstance {
         self.env.as_mut(&mut self.store).root_id = root_id.to_string();
     }
 
+    /// Installs the embedder's check of HTTP call targets (see `http_call::CallPolicy`).
+    pub fn set_call_policy(&mut self, policy: crate::http_call::CallPolicy) {
+        self.env.as_mut(&mut self.store).call_policy = Some(policy);
+    }
+
     pub fn abi(&self) -> AbiVersion {
         self.abi
     }
