@@ -62,10 +62,11 @@ pub(crate) fn check(reach: &Reachable, module: &str, allow: &[Pattern], upstream
         }
     }
     if !call_target::allowed(allow, &t) {
-        let what = if t.is_special() { "a loopback or link-local target" } else { "a target" };
-        return Err(format!(
-            "{what} module \"{module}\" is not allowed to call: not an upstream {{}} block, and no \"proxy_wasm_call_allow {module} ...\" pattern matches it"
-        ));
+        return Err(if t.is_special() {
+            format!("module \"{module}\" may not call it: a loopback or link-local target needs a \"proxy_wasm_call_allow {module}\" pattern naming it")
+        } else {
+            format!("module \"{module}\" may not call it: it is not an upstream {{}} block and no \"proxy_wasm_call_allow {module}\" pattern matches it")
+        });
     }
     if let Host::Name(n) = &t.host {
         let port = t.port.unwrap_or(80);
@@ -81,6 +82,44 @@ pub(crate) fn for_module(conf: &MainConf, mi: usize) -> CallPolicy {
     let m = &conf.modules[mi];
     let (reach, name, allow) = (conf.reachable.clone(), m.name.clone(), m.call_allow.clone());
     Box::new(move |upstream: &[u8]| check(&reach, &name, &allow, upstream))
+}
+
+/// Postconfiguration: gives each proxy_wasm_call_allow that named no module yet to its
+/// wasm_module, or, with `wasm_vm` (the Lua path), to the plugins Lua loads by that name.
+pub(crate) fn resolve(mcf: &mut MainConf) -> Result<(), String> {
+    for (name, patterns, origin) in std::mem::take(&mut mcf.call_allow_pending) {
+        if let Some(mi) = mcf.module_index(&name) {
+            mcf.modules[mi].call_allow.extend(patterns);
+        } else if mcf.compiler.is_some() {
+            match mcf.lua_call_allow.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, p)) => p.extend(patterns),
+                None => mcf.lua_call_allow.push((name, patterns)),
+            }
+        } else {
+            return Err(format!(
+                "proxy_wasm_call_allow: unknown module \"{name}\": declare it with \"wasm_module\" (or, for plugins loaded from Lua, set \"wasm_vm\") {origin}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The policy of a plugin Lua loads as `name`: the allow-list of the configuration running
+/// when a call is made (Lua runs calls with cosockets: no upstream{} blocks, and the
+/// resolver is the request's location's, so only the allow-list applies).
+pub(crate) fn for_lua(name: &str) -> CallPolicy {
+    let name = name.to_string();
+    Box::new(move |upstream: &[u8]| {
+        use ngx::http::HttpModuleMainConf;
+        // SAFETY: ngx_cycle is the running cycle; the http main configuration lives as long.
+        let mcf = unsafe { crate::Module::main_conf(&*ngx_cycle) };
+        let allow = mcf.and_then(|m| m.lua_call_allow.iter().find(|(n, _)| *n == name)).map(|(_, p)| p.as_slice());
+        let t = call_target::parse_target(upstream)?;
+        if call_target::allowed(allow.unwrap_or(&[]), &t) {
+            return Ok(());
+        }
+        Err(format!("plugin \"{name}\" may not call it: no \"proxy_wasm_call_allow {name}\" pattern matches it (loopback and link-local targets need a pattern naming them)"))
+    })
 }
 
 /// `proxy_wasm_call_allow MODULE PATTERN ...;`
@@ -102,16 +141,11 @@ pub(crate) extern "C" fn set_call_allow(cf: *mut ngx_conf_t, _cmd: *mut ngx_comm
                 }
             }
         }
-        let Some(mi) = mcf.module_index(&name) else {
-            ngx::ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "proxy_wasm_call_allow: unknown module \"{}\": declare it first with \"wasm_module\"",
-                name
-            );
-            return core::NGX_CONF_ERROR;
-        };
-        mcf.modules[mi].call_allow.extend(patterns);
+        match mcf.module_index(&name) {
+            Some(mi) => mcf.modules[mi].call_allow.extend(patterns),
+            // A wasm_module further down, or a plugin Lua loads under that name.
+            None => mcf.call_allow_pending.push((name, patterns, crate::conf::Origin::of(cf))),
+        }
         core::NGX_CONF_OK
     })
 }

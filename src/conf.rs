@@ -19,7 +19,7 @@ pub(crate) struct Origin {
 }
 
 impl Origin {
-    unsafe fn of(cf: *mut ngx_conf_t) -> Origin {
+    pub(crate) unsafe fn of(cf: *mut ngx_conf_t) -> Origin {
         let cf = &*cf;
         if cf.conf_file.is_null() {
             return Origin::default();
@@ -75,6 +75,10 @@ pub(crate) struct MainConf {
     pub call_loc_conf: usize,
     /// What calls can reach without a resolver, and whether there is one (call_policy.rs).
     pub reachable: crate::call_policy::Reachable,
+    /// proxy_wasm_call_allow naming no wasm_module (yet): resolved in postconfiguration.
+    pub call_allow_pending: Vec<(String, Vec<proxy_wasm_host::call_target::Pattern>, Origin)>,
+    /// proxy_wasm_call_allow for plugins loaded from Lua, by the name given to load().
+    pub lua_call_allow: Vec<(String, Vec<proxy_wasm_host::call_target::Pattern>)>,
     /// wasm_shm_size, and the zone declared in postconfiguration (see shm.rs).
     pub shm_size: Option<usize>,
     pub shm_zone: Option<std::ptr::NonNull<ngx_shm_zone_t>>,

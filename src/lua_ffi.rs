@@ -97,6 +97,7 @@ impl Plugin {
         // api7's module reports the name given to load() as plugin_root_id; SDKs that look up
         // their root context by it (AssemblyScript) rely on that.
         inst.set_root_id(&self.name);
+        inst.set_call_policy(crate::call_policy::for_lua(&self.name));
         let started = inst.create_root_context(None);
         drop_root_calls(&mut inst, &self.name);
         started.map_err(|e| e.to_string())?;

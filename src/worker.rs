@@ -259,6 +259,10 @@ unsafe fn push_phase_handler(cf: *mut ngx_conf_t, phase: u32, h: ngx_http_handle
 pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     crate::guard("postconfiguration", NGX_ERROR as ngx_int_t, || {
         let Some(mcf) = Module::main_conf_mut(&*cf) else { return NGX_ERROR as ngx_int_t };
+        if let Err(msg) = crate::call_policy::resolve(mcf) {
+            emerg(cf, &msg);
+            return NGX_ERROR as ngx_int_t;
+        }
         // The Lua path's engine, now with the final wasm_max_* limits.
         crate::lua_ffi::set_vm(mcf.lua_engine());
         crate::lua_ffi::set_cache_dir(mcf.cache_dir.clone());

@@ -219,7 +219,7 @@ GET /t
 --- response_body
 app got x-auth=
 --- error_log eval
-[qr/proxy_http_call to "no-such-cluster" refused \(BAD_ARGUMENT\): a target module "testbed" is not allowed to call: not an upstream \{\} block/,
+[qr/proxy_http_call to "no-such-cluster" refused \(BAD_ARGUMENT\): module "testbed" may not call it: it is not an upstream \{\} block/,
  qr/call dispatch failed: BadArgument/]
 --- no_error_log
 [alert]

@@ -135,3 +135,122 @@ app got x-auth=
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 5: by default a module may call upstream{} blocks only; proxy_wasm_call_allow is per module
+--- http_config
+upstream auth_cluster { server 127.0.0.1:$TEST_NGINX_SERVER_PORT; }
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+wasm_module other $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow other 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- config
+location /t {
+    proxy_wasm testbed "call=auth_cluster /backend; call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+location /o {
+    proxy_wasm other "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend; call=127.0.0.1:1 /x; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request eval
+["GET /t", "GET /o"]
+--- response_body eval
+["app got x-auth=200:backend ok\n", "app got x-auth=200:backend ok\n"]
+--- error_log eval
+[qr/\[proxy_wasm\] testbed: proxy_http_call to "127.0.0.1:\d+" refused \(BAD_ARGUMENT\): module "testbed" may not call it: a loopback or link-local target needs a "proxy_wasm_call_allow testbed" pattern naming it/,
+ qr/\[proxy_wasm\] other: proxy_http_call to "127.0.0.1:1" refused \(BAD_ARGUMENT\): module "other" may not call it/]
+--- no_error_log
+[alert]
+[crit]
+connect() failed
+
+
+
+=== TEST 6: loopback, unspecified and link-local targets need a pattern naming them ("*" and 0.0.0.0/0 do not)
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow testbed * 0.0.0.0/0 [::]/0;
+resolver 127.0.0.1:1;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend; call=169.254.169.254:80 /latest/meta-data; call=localhost:$TEST_NGINX_SERVER_PORT /backend; call=[::1]:$TEST_NGINX_SERVER_PORT /backend; call=0.0.0.0:$TEST_NGINX_SERVER_PORT /backend; call=[::ffff:127.0.0.1]:$TEST_NGINX_SERVER_PORT /backend; call=[fe80::1]:80 /x; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=
+--- error_log eval
+[qr/proxy_http_call to "127.0.0.1:\d+" refused \(BAD_ARGUMENT\): module "testbed" may not call it: a loopback/,
+ qr/proxy_http_call to "169.254.169.254:80" refused \(BAD_ARGUMENT\): module "testbed" may not call it: a loopback/,
+ qr/proxy_http_call to "localhost:\d+" refused \(BAD_ARGUMENT\): module "testbed" may not call it: a loopback/,
+ qr/proxy_http_call to "\[::1\]:\d+" refused \(BAD_ARGUMENT\): module "testbed" may not call it: a loopback/,
+ qr/proxy_http_call to "0.0.0.0:\d+" refused \(BAD_ARGUMENT\)/,
+ qr/proxy_http_call to "\[::ffff:127.0.0.1\]:\d+" refused \(BAD_ARGUMENT\)/,
+ qr/proxy_http_call to "\[fe80::1\]:80" refused \(BAD_ARGUMENT\)/]
+--- no_error_log
+[alert]
+[crit]
+testbed call response
+
+
+
+=== TEST 7: an explicit pattern allows a loopback target, only on its port
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow testbed 127.0.0.0/8:$TEST_NGINX_SERVER_PORT;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend; call=127.0.0.1:1 /x; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=200:backend ok
+--- error_log eval
+qr/proxy_http_call to "127.0.0.1:1" refused \(BAD_ARGUMENT\)/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: a bad pattern fails nginx -t with the file and line
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow testbed 10.0.0.0/33;
+--- config
+location /t { empty_gif; }
+--- must_die
+--- error_log eval
+qr/invalid pattern "10.0.0.0\/33" in "proxy_wasm_call_allow": invalid prefix length "\/33" in "10.0.0.0\/33" in .*nginx\.conf:\d+/
+
+
+
+=== TEST 9: proxy_wasm_call_allow for an undeclared module fails nginx -t with the file and line
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow tsetbed 127.0.0.1;
+--- config
+location /t { empty_gif; }
+--- must_die
+--- error_log eval
+qr/proxy_wasm_call_allow: unknown module "tsetbed": declare it with "wasm_module" .* in .*nginx\.conf:\d+/
+
+
+
+=== TEST 10: proxy_wasm_call_allow may come before its wasm_module
+--- http_config
+proxy_wasm_call_allow testbed 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=200:backend ok
