@@ -254,3 +254,23 @@ location /t {
 GET /t
 --- response_body
 app got x-auth=200:backend ok
+
+
+
+=== TEST 11: a queue id is no key: another module cannot dequeue or enqueue by guessing it; by name it may only enqueue; shared data stays per module
+--- http_config
+wasm_module alpha $TEST_NGINX_FILTERS/shared_state.wasm;
+wasm_module beta $TEST_NGINX_FILTERS/shared_state.wasm;
+--- config
+location /a { proxy_wasm alpha; empty_gif; }
+location /b { proxy_wasm beta; empty_gif; }
+--- request eval
+["GET /a", "GET /b", "GET /a"]
+--- more_headers eval
+["x-ops: set=k:alpha secret;register=q;enqueue=q:secret 1;enqueue=q:secret 2",
+ "x-ops: dequeue_id=1;enqueue_id=1:forged;get=k;dequeue=q;dequeue_vm=alpha:q;enqueue_vm=alpha:q:from beta;dequeue_vm=alpha:q",
+ "x-ops: dequeue=q;dequeue=q;dequeue=q;dequeue=q;get=k"]
+--- response_body eval
+["set k: Ok\nregister q: id=1\nenqueue q: Ok(())\nenqueue q: Ok(())\n",
+ "dequeue_id 1: NotFound\nenqueue_id 1: Err(NotFound)\nget k: NOT_FOUND\ndequeue q: NOT_FOUND\ndequeue_vm alpha:q: NotFound\nenqueue_vm alpha:q: Ok(())\ndequeue_vm alpha:q: NotFound\n",
+ "dequeue q: secret 1\ndequeue q: secret 2\ndequeue q: from beta\ndequeue q: EMPTY\nget k: alpha secret cas=nonzero\n"]

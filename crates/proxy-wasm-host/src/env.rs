@@ -203,6 +203,10 @@ pub struct HostEnv {
     pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
     /// Queues registered by this instance's root contexts, polled for on_queue_ready.
     pub(crate) queue_regs: Vec<crate::shared_store::QueueReg>,
+    /// Queue ids this instance registered or resolved, and whether the queue is its own VM's
+    /// (may dequeue) rather than another VM's it resolved by name (may only enqueue). A
+    /// guessed id is NOT_FOUND. At most MAX_QUEUES entries (ids are 1..=MAX_QUEUES).
+    pub(crate) queue_grants: HashMap<u32, bool>,
 }
 
 impl HostEnv {
@@ -230,6 +234,7 @@ impl HostEnv {
             refusals: Default::default(),
             shared: crate::shared_store::process_store(),
             queue_regs: Vec::new(),
+            queue_grants: HashMap::new(),
         }
     }
 

@@ -1550,3 +1550,73 @@ fn shared_data_queues_and_metrics_hostcalls() {
     inst.poll_queues().expect("no trap");
     assert!(got(&records).is_empty());
 }
+
+/// Queue ids are shared numbers: a module that neither registered nor resolved a queue cannot
+/// use its id; another VM's queue found by name may be enqueued to, never dequeued from; shared
+/// data of another VM is out of reach.
+#[test]
+fn queues_and_shared_data_are_scoped_to_their_vm() {
+    let engine = engine();
+    let store = Arc::new(proxy_wasm_host::SharedStore::new_private(proxy_wasm_host::shared_store::MIN_SIZE));
+    let calls = [
+        "proxy_set_shared_data",
+        "proxy_get_shared_data",
+        "proxy_register_shared_queue",
+        "proxy_resolve_shared_queue",
+        "proxy_enqueue_shared_queue",
+        "proxy_dequeue_shared_queue",
+    ];
+    // The owner ("test"): registers q (id at 112), enqueues "secret", stores k.
+    let mut w = Wat::new();
+    for c in calls {
+        w.env(c);
+    }
+    let (k, v, q, secret) = (w.s("k"), w.s("v"), w.s("q"), w.s("secret"));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (call $st (call $proxy_set_shared_data {k} {v} (i32.const 0)))
+    (call $st (call $proxy_register_shared_queue {q} (i32.const 112)))
+    (call $st (call $proxy_enqueue_shared_queue (i32.load (i32.const 112)) {secret}))
+    (i32.const 1))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut owner, records) = instantiate(&engine, &m, b"", LogLevel::Trace);
+    owner.set_shared_store(Some(store.clone()));
+    owner.create_root_context(Some(Vec::new())).expect("no trap");
+    assert_eq!(messages(&records), strs(&["st=0000", "st=0000", "st=0000"]));
+    assert_eq!(store.resolve_queue(b"test\0q"), Some(1));
+
+    // Another module ("other") guesses id 1, then finds the queue by name.
+    let mut w = Wat::new();
+    for c in calls {
+        w.env(c);
+    }
+    let (k, q, empty, test, hello) = (w.s("k"), w.s("q"), w.s(""), w.s("test"), w.s("hello"));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (call $st (call $proxy_dequeue_shared_queue (i32.const 1) (i32.const 100) (i32.const 104)))
+    (call $st (call $proxy_enqueue_shared_queue (i32.const 1) {hello}))
+    (call $st (call $proxy_get_shared_data {k} (i32.const 100) (i32.const 104) (i32.const 108)))
+    (call $st (call $proxy_resolve_shared_queue {empty} {q} (i32.const 116)))
+    (call $st (call $proxy_resolve_shared_queue {test} {q} (i32.const 116)))
+    (call $st (call $proxy_enqueue_shared_queue (i32.load (i32.const 116)) {hello}))
+    (call $st (call $proxy_dequeue_shared_queue (i32.load (i32.const 116)) (i32.const 100) (i32.const 104)))
+    (i32.const 1))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (log, records) = logger(LogLevel::Trace);
+    let mut other = PluginInstance::new(&m, "other", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS).expect("instantiates");
+    other.set_shared_store(Some(store.clone()));
+    other.create_root_context(Some(Vec::new())).expect("no trap");
+    assert_eq!(
+        messages(&records),
+        strs(&["st=0001", "st=0001", "st=0001", "st=0001", "st=0000", "st=0000", "st=0001"])
+    );
+    // The owner's item is still there, followed by the one enqueued through the cross-VM path.
+    assert_eq!(store.dequeue(1).unwrap(), b"secret");
+    assert_eq!(store.dequeue(1).unwrap(), b"hello");
+}
