@@ -693,7 +693,7 @@ pub(crate) unsafe fn send_new(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) 
 /// Cancels every call of the request that is still pending (it was answered or failed):
 /// their callbacks never run.
 pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
-    let mut owners: Vec<usize> = Vec::new();
+    let mut owners: Vec<(usize, u32)> = Vec::new();
     for call in ctx.calls.iter_mut().filter(|c| !c.done) {
         call.done = true;
         if call.ev.timer_set() != 0 {
@@ -703,7 +703,7 @@ pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
             abort(call);
         }
         if let Owner::Filter(i) = call.owner {
-            owners.push(i);
+            owners.push((i, call.token));
         }
     }
     forget(ctx, &owners);
@@ -712,29 +712,29 @@ pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
 /// The request ends (cleanup): calls still pending or never sent will not be answered.
 /// Their subrequests are gone already (nginx frees a request after its subrequests).
 pub(crate) fn forget_pending(ctx: &mut RequestCtx) {
-    let mut owners: Vec<usize> = ctx.new_calls.drain(..).map(|(i, _)| i).collect();
+    let mut owners: Vec<(usize, u32)> = ctx.new_calls.drain(..).map(|(i, c)| (i, c.token)).collect();
     for call in ctx.calls.iter_mut().filter(|c| !c.done) {
         call.done = true;
         if let Owner::Filter(i) = call.owner {
-            owners.push(i);
+            owners.push((i, call.token));
         }
     }
     forget(ctx, &owners);
 }
 
-/// Tells each owning filter's instance that one call per entry will never be answered.
-fn forget(ctx: &RequestCtx, owners: &[usize]) {
+/// Tells each owning filter's instance that these calls (filter, token) will never be answered.
+fn forget(ctx: &RequestCtx, owners: &[(usize, u32)]) {
     if owners.is_empty() {
         return;
     }
     let _ = WORKER.try_with(|w| {
         let Ok(mut w) = w.try_borrow_mut() else { return };
         let Some(w) = w.as_mut() else { return };
-        for &i in owners {
+        for &(i, token) in owners {
             let fc = &ctx.filters[i];
             let mi = w.filter_module[fc.filter];
             if let Some(inst) = w.instance_for(mi, fc.generation) {
-                inst.forget_http_calls(1);
+                inst.forget_http_calls(&[token]);
             }
         }
     });
@@ -744,7 +744,7 @@ unsafe fn deliver_to_request(r: *mut ngx_http_request_t, i: usize, token: u32, r
     let Some(ctx) = chain::get(r) else { return };
     if ctx.finished || ctx.answered {
         // Nobody to tell any more; the instance stops counting the call.
-        forget(ctx, &[i]);
+        forget(ctx, &[(i, token)]);
         return;
     }
     let res = chain::step(r, ctx, i, &mut |inst, id, _fc, seed| {

@@ -70,7 +70,7 @@ pub(crate) fn send(calls: Vec<(usize, u64, HttpCallRequest)>) {
                     if let Some(w) = w.as_mut() {
                         let mi = w.filter_module[fi];
                         if let Some(inst) = w.instance_for(mi, generation) {
-                            inst.forget_http_calls(1);
+                            inst.forget_http_calls(&[req.token]);
                         }
                     }
                 }

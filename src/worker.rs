@@ -109,15 +109,15 @@ impl Worker {
             return Vec::new();
         }
         let mut out = Vec::new();
-        let mut orphans = 0;
+        let mut orphans = Vec::new();
         for c in inst.take_http_calls() {
             let fi = (0..self.roots.len()).find(|&fi| self.filter_module[fi] == mi && self.roots[fi] == Some(c.context_id));
             match fi {
                 Some(fi) => out.push((fi, generation, c)),
-                None => orphans += 1,
+                None => orphans.push(c.token),
             }
         }
-        inst.forget_http_calls(orphans);
+        inst.forget_http_calls(&orphans);
         out
     }
 

@@ -274,3 +274,25 @@ location /b { proxy_wasm beta; empty_gif; }
 ["set k: Ok\nregister q: id=1\nenqueue q: Ok(())\nenqueue q: Ok(())\n",
  "dequeue_id 1: NotFound\nenqueue_id 1: Err(NotFound)\nget k: NOT_FOUND\ndequeue q: NOT_FOUND\ndequeue_vm alpha:q: NotFound\nenqueue_vm alpha:q: Ok(())\ndequeue_vm alpha:q: NotFound\n",
  "dequeue q: secret 1\ndequeue q: secret 2\ndequeue q: from beta\ndequeue q: EMPTY\nget k: alpha secret cas=nonzero\n"]
+
+
+
+=== TEST 12: a request's context may make 1024 calls over its life: a plugin chaining calls forever hits the wall and the request goes on
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow testbed 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend; call_forever";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- timeout: 20
+--- response_body
+app got x-auth=
+--- error_log eval
+[qr/testbed call response token=1024 status=200/,
+ qr/proxy_http_call refused \(INTERNAL_FAILURE\): this request made too many calls, or too many call bytes/]
+--- no_error_log eval
+[qr/token=1025 status/, "[alert]", "[crit]"]

@@ -199,6 +199,8 @@ pub struct HostEnv {
     pub(crate) call_policy: Option<crate::http_call::CallPolicy>,
     /// Targets whose refusal was logged already.
     pub(crate) refusals: crate::http_call::RefusalLog,
+    /// Bytes of calls in flight, and what each HTTP context dispatched.
+    pub(crate) call_ledger: crate::http_call::CallLedger,
     /// Shared data, queues and metrics (None: those hostcalls answer UNIMPLEMENTED).
     pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
     /// Queues registered by this instance's root contexts, polled for on_queue_ready.
@@ -232,6 +234,7 @@ impl HostEnv {
             next_call_token: 1,
             call_policy: None,
             refusals: Default::default(),
+            call_ledger: Default::default(),
             shared: crate::shared_store::process_store(),
             queue_regs: Vec::new(),
             queue_grants: HashMap::new(),

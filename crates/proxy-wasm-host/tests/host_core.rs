@@ -1471,12 +1471,13 @@ fn http_calls_in_flight_are_bounded() {
     assert_eq!(sts, [st((cap / 10) as u32), st(100)]);
     let calls = inst.take_http_calls();
     assert_eq!(calls.len(), cap);
+    let tokens: Vec<u32> = calls.iter().map(|c| c.token).collect();
     // Taken calls still count until answered (or forgotten); the counters are cumulative.
     s.logs.clear();
     inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
     let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
     assert_eq!(sts, [st((cap / 10) as u32), st((100 + cap + 100) as u32)]);
-    inst.forget_http_calls(cap);
+    inst.forget_http_calls(&tokens);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1619,4 +1620,41 @@ fn queues_and_shared_data_are_scoped_to_their_vm() {
     // The owner's item is still there, followed by the one enqueued through the cross-VM path.
     assert_eq!(store.dequeue(1).unwrap(), b"secret");
     assert_eq!(store.dequeue(1).unwrap(), b"hello");
+}
+
+/// A call's timeout is capped, its header map bounded before it is copied, and the embedder's
+/// policy refuses targets at dispatch with BAD_ARGUMENT, logging once per target.
+#[test]
+fn http_call_bounds_and_policy() {
+    use proxy_wasm_host::http_call::{MAX_CALL_HEADER_BYTES, MAX_CALL_TIMEOUT_MS};
+    let engine = engine();
+    let mut w = Wat::new();
+    w.env("proxy_http_call");
+    let hdrs = maps::serialize([(&b":method"[..], &b"GET"[..]), (b":path", b"/")]);
+    let (up, bad) = (w.s("up"), w.s("bad"));
+    let h = w.s(&hdrs);
+    let hp = w.ptr(&hdrs);
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (call $st (call $proxy_http_call {up} {h} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 200)))
+    (call $st (call $proxy_http_call {up} (i32.const {hp}) (i32.const {too_long}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 200)))
+    (call $st (call $proxy_http_call {bad} {h} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 200)))
+    (call $st (call $proxy_http_call {bad} {h} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 200)))
+    (i32.const 1))
+"#,
+        too_long = MAX_CALL_HEADER_BYTES + 1
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, records) = instantiate(&engine, &m, b"", LogLevel::Warn);
+    inst.set_call_policy(Box::new(|up: &[u8]| if up == b"bad" { Err("not on the list".into()) } else { Ok(()) }));
+    inst.create_root_context(Some(Vec::new())).expect("no trap");
+    let logs = messages(&records);
+    let sts: Vec<&str> = logs.iter().filter(|m| m.starts_with("st=")).map(|m| m.as_str()).collect();
+    assert_eq!(sts, ["st=0000", "st=0002", "st=0002", "st=0002"]);
+    let refusals: Vec<&String> = logs.iter().filter(|m| m.contains("\"bad\" refused (BAD_ARGUMENT): not on the list")).collect();
+    assert_eq!(refusals.len(), 1, "{logs:?}");
+    let calls = inst.take_http_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].timeout_ms, MAX_CALL_TIMEOUT_MS);
 }

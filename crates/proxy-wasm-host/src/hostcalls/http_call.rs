@@ -7,7 +7,7 @@ use super::headers::{valid_name, valid_value};
 use crate::abi::{LogLevel, Status};
 use crate::env::HostEnv;
 use crate::http_call::{
-    HttpCallRequest, MAX_CALL_BODY, MAX_CALL_HEADERS, MAX_CALL_HEADER_BYTES, MAX_CALL_TIMEOUT_MS, MAX_CALL_UPSTREAM,
+    call_bytes, HttpCallRequest, MAX_CALL_BODY, MAX_CALL_HEADERS, MAX_CALL_HEADER_BYTES, MAX_CALL_TIMEOUT_MS, MAX_CALL_UPSTREAM,
     MAX_PENDING_CALLS,
 };
 use crate::maps;
@@ -54,9 +54,18 @@ pub(crate) fn proxy_http_call(
     }
     let data = env.data_mut();
     let token = data.next_call_token;
+    let ctx = call.context_id;
+    let http = !data.roots.contains_key(&ctx);
+    let contexts = &data.contexts;
+    if let Err(why) = data.call_ledger.admit(token, ctx, http, call_bytes(&call), |c| contexts.contains_key(&c)) {
+        let msg = format!("proxy_http_call refused (INTERNAL_FAILURE): {why}");
+        data.log(LogLevel::Warn, msg.as_bytes());
+        return Status::InternalFailure as i32;
+    }
     data.next_call_token = data.next_call_token.wrapping_add(1).max(1);
     call.token = token;
     if let Err(s) = write_u32(&env, token_ptr, token) {
+        env.data_mut().call_ledger.release(token);
         return s as i32;
     }
     env.data_mut().http_calls.push(call);

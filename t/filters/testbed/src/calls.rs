@@ -10,6 +10,7 @@
 //!   call_chain=SPEC      from the first call response, dispatch SPEC (once)
 //!   call_retry           from every failed call response, dispatch the `call` specs again
 //!                        (forever: a retry storm)
+//!   call_forever         from every call response, dispatch the `call` specs again
 //!   call_then_local=S:B  dispatches the calls, then answers S with body B in the same callback
 //!   resp_call=SPEC       tries to dispatch from on_http_response_headers (logs the status)
 //!   tick_call=SPEC       (root) dispatches from on_tick

@@ -319,7 +319,7 @@ impl Context for Filter {
                 return;
             }
         }
-        if status.is_none() && self.has("call_retry") {
+        if self.has("call_forever") || (status.is_none() && self.has("call_retry")) {
             let specs: Vec<String> = self.actions.iter().filter(|(a, _)| a == "call").map(|(_, v)| v.clone()).collect();
             for spec in specs {
                 let _ = calls::dispatch(self, &spec, &who);
