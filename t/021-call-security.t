@@ -6,6 +6,9 @@ use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use ProxyWasmTest;
 
+# "The same worker": the storms and the logged-once checks need one worker, in every mode.
+workers(1);
+
 our $Backend = <<'_EOC_';
 location /plain { return 200 "plain ok\n"; }
 location /backend { return 200 "backend ok\n"; }
