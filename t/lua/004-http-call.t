@@ -155,3 +155,24 @@ x-call=nil
 --- no_error_log
 [crit]
 [alert]
+
+=== TEST 9: failed calls in a row are answered after a growing back-off (the request yields meanwhile)
+--- http_config
+proxy_wasm_call_allow callout 127.0.0.1:1;
+init_worker_by_lua_block { require("apisix_like").load("callout", "$TEST_NGINX_FILTERS/lua_callout.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:1;calls=3") }
+    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
+}
+--- request
+GET /t
+--- response_body
+x-call=NONE/,NONE/,NONE/
+--- error_log eval
+[qr/proxy-wasm: 1 failed call\(s\) in a row: answering after 5 ms/,
+ qr/proxy-wasm: 2 failed call\(s\) in a row: answering after 10 ms/,
+ qr/proxy-wasm: 3 failed call\(s\) in a row: answering after 20 ms/]
+--- no_error_log
+[crit]
+[alert]
