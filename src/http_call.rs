@@ -535,7 +535,9 @@ pub(crate) unsafe fn capture_body(call: &mut Call, mut cl: *mut ngx_chain_t) -> 
 unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_void, rc: ngx_int_t) -> ngx_int_t {
     crate::guard("http call done", NGX_OK as ngx_int_t, || {
         let call = &mut *(data as *mut Call);
-        if call.done {
+        // Settled already (nginx may finalize a subrequest more than once): the first word
+        // stands, and its answer waits for the call's timer.
+        if call.done || call.sr_done {
             return NGX_OK as ngx_int_t;
         }
         let complete = rc == NGX_OK as ngx_int_t && (call.body_done || (*sr).header_only() != 0);
