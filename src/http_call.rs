@@ -36,6 +36,14 @@ use crate::Module;
 const LOCATION: &str = "@proxy_wasm_call";
 /// Largest call response body we capture; a larger one fails the call.
 pub(crate) const MAX_RESPONSE_BODY: usize = 16 << 20;
+/// Call response bodies one worker holds at any time (captured, not yet delivered and
+/// dropped): a response that would pass it fails its call, as one past MAX_RESPONSE_BODY.
+pub(crate) const MAX_RESPONSE_BYTES_PER_WORKER: usize = 256 << 20;
+
+thread_local! {
+    /// Bytes of call response bodies this worker holds (see MAX_RESPONSE_BYTES_PER_WORKER).
+    static CAPTURED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 /// Default of wasm_call_timeout: for calls with timeout 0, and nginx's proxy timeouts.
 pub(crate) const DEFAULT_TIMEOUT_MS: ngx_msec_t = 60_000;
 /// Back-off of a context whose calls keep failing: the k-th failed call in a row (k >= 1;
@@ -77,6 +85,8 @@ pub(crate) struct Call {
     sr: *mut ngx_http_request_t,
     headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     body: Vec<u8>,
+    /// Bytes of this call's response counted in CAPTURED.
+    captured: usize,
     body_done: bool,
     too_big: bool,
     /// Answered (response, failure, timeout) or cancelled: nothing more happens to it.
@@ -94,8 +104,17 @@ pub(crate) struct Call {
     ev: ngx_event_t,
 }
 
+impl Call {
+    /// The response bytes this call held are gone (delivered, or the call is freed).
+    fn release_captured(&mut self) {
+        let n = std::mem::take(&mut self.captured);
+        CAPTURED.with(|c| c.set(c.get().saturating_sub(n)));
+    }
+}
+
 impl Drop for Call {
     fn drop(&mut self) {
+        self.release_captured();
         // SAFETY: the event is ours; if armed it is in nginx's timer tree, so it must leave
         // the tree before its memory goes.
         unsafe {
@@ -335,6 +354,7 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
         sr: ptr::null_mut(),
         headers: None,
         body: Vec::new(),
+        captured: 0,
         body_done: false,
         too_big: false,
         done: false,
@@ -511,10 +531,13 @@ pub(crate) unsafe fn capture_body(call: &mut Call, mut cl: *mut ngx_chain_t) -> 
             let in_memory = (*b).temporary() != 0 || (*b).memory() != 0 || (*b).mmap() != 0;
             if in_memory && (*b).last > (*b).pos {
                 let n = (*b).last.offset_from((*b).pos) as usize;
-                if call.body.len() + n > MAX_RESPONSE_BODY {
+                let worker_full = CAPTURED.with(|c| c.get() + n > MAX_RESPONSE_BYTES_PER_WORKER);
+                if call.body.len() + n > MAX_RESPONSE_BODY || worker_full {
                     call.too_big = true;
-                } else if !call.done {
+                } else if !call.done && !call.too_big {
                     call.body.extend_from_slice(std::slice::from_raw_parts((*b).pos, n));
+                    call.captured += n;
+                    CAPTURED.with(|c| c.set(c.get() + n));
                 }
                 (*b).pos = (*b).last;
             } else if (*b).in_file() != 0 {
@@ -546,8 +569,12 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_v
                 HttpCallResponse { headers, body: std::mem::take(&mut call.body), trailers: Vec::new() }
             }
             got => {
+                // A failed call's partial body is not kept (nor counted) until the request ends.
+                call.body = Vec::new();
                 let why = if call.too_big {
-                    format!("its response body exceeds {} bytes", MAX_RESPONSE_BODY)
+                    format!(
+                        "its response body exceeds {MAX_RESPONSE_BODY} bytes, or this worker holds {MAX_RESPONSE_BYTES_PER_WORKER} bytes of call responses already"
+                    )
                 } else if got.is_some() {
                     "the response was cut short".to_string()
                 } else {
@@ -667,6 +694,8 @@ unsafe fn complete_call(ptr: *mut Call, resp: HttpCallResponse) {
         if call.ev.timer_set() != 0 {
             ngx_del_timer(&mut call.ev);
         }
+        // The body's bytes are in `resp` now, gone when this returns.
+        call.release_captured();
         (call.owner, call.token, call.main)
     };
     match owner {
@@ -704,6 +733,9 @@ pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
         if !call.sr_done {
             abort(call);
         }
+        call.answer = None;
+        call.body = Vec::new();
+        call.release_captured();
         if let Owner::Filter(i) = call.owner {
             owners.push((i, call.token));
         }
