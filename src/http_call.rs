@@ -47,9 +47,11 @@ thread_local! {
 /// Default of wasm_call_timeout: for calls with timeout 0, and nginx's proxy timeouts.
 pub(crate) const DEFAULT_TIMEOUT_MS: ngx_msec_t = 60_000;
 /// Back-off of a context whose calls keep failing: the k-th failed call in a row (k >= 1;
-/// a call that got a response resets k) is answered no sooner than
-/// min(BACKOFF_FIRST_MS * 2^(k-1), BACKOFF_MAX_MS) after its dispatch. A call that took
-/// longer to fail (a timeout) is answered at once.
+/// a call that got a response resets k) is answered no sooner than B(k) =
+/// min(BACKOFF_FIRST_MS * 2^(k-1), BACKOFF_MAX_MS) after its dispatch, and no sooner than
+/// B(k) after the context's previous failure was answered (so a plugin that dispatches
+/// several calls per failure gets at most one failure per second, not a growing crowd). A
+/// call that took longer to fail (a timeout) is answered at once.
 pub(crate) const BACKOFF_FIRST_MS: ngx_msec_t = 5;
 pub(crate) const BACKOFF_MAX_MS: ngx_msec_t = 1000;
 /// Failures in a row past which the back-off no longer grows (5 ms * 2^8 > 1 s).
@@ -95,6 +97,8 @@ pub(crate) struct Call {
     answer: Option<HttpCallResponse>,
     /// Settled: Some(true) failed, Some(false) got a response (for the back-off).
     failed: Option<bool>,
+    /// When a failed call's answer is (or was) due: ngx_current_msec + its delay.
+    deliver_at: ngx_msec_t,
     /// The subrequest is over (or never ran): nothing to abort.
     sr_done: bool,
     /// ngx_current_msec at dispatch.
@@ -360,6 +364,7 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
         done: false,
         answer: None,
         failed: None,
+        deliver_at: 0,
         sr_done: false,
         started: ngx_current_msec,
         timeout: if req.timeout_ms > 0 { req.timeout_ms as ngx_msec_t } else { default_timeout },
@@ -380,7 +385,7 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
             log(&call, NGX_LOG_ERR, &format!("failed: {why}"));
             let prior = match owner {
                 Owner::Filter(i) => failures_in_a_row_in(earlier, i, data),
-                Owner::Root { .. } => 0,
+                Owner::Root { .. } => Prior::default(),
             };
             settle(data, HttpCallResponse::failed(), prior);
         }
@@ -586,32 +591,48 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_v
         };
         let prior = match call.owner {
             Owner::Filter(i) => failures_in_a_row(call.main, i, data as *const Call),
-            Owner::Root { .. } => 0,
+            Owner::Root { .. } => Prior::default(),
         };
         settle(data as *mut Call, resp, prior);
         NGX_OK as ngx_int_t
     })
 }
 
+/// A request filter's failed calls before this one: how many in a row, and when the last
+/// failure was due.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Prior {
+    failures: u32,
+    last_at: Option<ngx_msec_t>,
+}
+
 /// The call is over: its answer goes out from its timer, after the back-off if it failed.
-/// `prior`: for a request's call, the failures in a row of its filter before this one.
-unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse, prior: u32) {
+/// `prior`: for a request's call, its filter's failures before this one.
+unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse, prior: Prior) {
     let failed = resp.headers.is_empty();
     let (owner, started) = {
         let call = &*ptr;
         (call.owner, call.started)
     };
-    let in_a_row = match owner {
-        Owner::Filter(_) => prior + u32::from(failed),
+    let (in_a_row, last_at) = match owner {
+        Owner::Filter(_) => (prior.failures + u32::from(failed), prior.last_at),
         Owner::Root { fi, .. } => crate::root_calls::note_outcome(fi, failed),
     };
+    let now = ngx_current_msec;
     let delay = if failed {
-        let elapsed = ngx_current_msec.wrapping_sub(started);
-        backoff_ms(in_a_row).saturating_sub(elapsed)
+        let spacing = backoff_ms(in_a_row);
+        let due = (started + spacing).max(last_at.map_or(0, |l| l + spacing));
+        due.saturating_sub(now)
     } else {
         0
     };
+    if failed {
+        if let Owner::Root { fi, .. } = owner {
+            crate::root_calls::note_due(fi, now + delay);
+        }
+    }
     let call = &mut *ptr;
+    call.deliver_at = now + delay;
     call.answer = Some(resp);
     call.failed = Some(failed);
     call.sr_done = true;
@@ -624,27 +645,27 @@ unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse, prior: u32) {
 }
 
 /// Calls of filter `i` of the request that failed in a row, most recent first (not counting
-/// `this`), up to BACKOFF_STEPS.
-unsafe fn failures_in_a_row(r: *mut ngx_http_request_t, i: usize, this: *const Call) -> u32 {
-    chain::get(r).map(|ctx| failures_in_a_row_in(&ctx.calls, i, this)).unwrap_or(0)
+/// `this`; the count stops growing at BACKOFF_STEPS), and when the latest of them was due.
+unsafe fn failures_in_a_row(r: *mut ngx_http_request_t, i: usize, this: *const Call) -> Prior {
+    chain::get(r).map(|ctx| failures_in_a_row_in(&ctx.calls, i, this)).unwrap_or_default()
 }
 
-fn failures_in_a_row_in(calls: &[Box<Call>], i: usize, this: *const Call) -> u32 {
-    let mut n = 0;
+fn failures_in_a_row_in(calls: &[Box<Call>], i: usize, this: *const Call) -> Prior {
+    let mut p = Prior::default();
     for c in calls.iter().rev() {
         if ptr::eq(&**c, this) || !matches!(c.owner, Owner::Filter(f) if f == i) {
             continue;
         }
         match c.failed {
-            Some(true) => n += 1,
+            Some(true) => {
+                p.failures = (p.failures + 1).min(BACKOFF_STEPS);
+                p.last_at = Some(p.last_at.map_or(c.deliver_at, |l| l.max(c.deliver_at)));
+            }
             Some(false) => break,
             None => continue,
         }
-        if n >= BACKOFF_STEPS {
-            break;
-        }
     }
-    n
+    p
 }
 
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
@@ -659,8 +680,10 @@ unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
             if answer.is_none() {
                 log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout));
                 call.failed = Some(true);
+                call.deliver_at = ngx_current_msec;
                 if let Owner::Root { fi, .. } = call.owner {
                     crate::root_calls::note_outcome(fi, true);
+                    crate::root_calls::note_due(fi, ngx_current_msec);
                 }
             }
             (answer, (*call.main).connection, matches!(call.owner, Owner::Filter(_)))

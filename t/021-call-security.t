@@ -299,3 +299,29 @@ app got x-auth=
  qr/proxy_http_call refused \(INTERNAL_FAILURE\): this request made too many calls, or too many call bytes/]
 --- no_error_log eval
 [qr/token=1025 status/, "[alert]", "[crit]"]
+
+
+
+=== TEST 13: a storm that fans out (two calls dispatched per failure) is paced too: at most one failure per back-off step
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow testbed 127.0.0.1:1;
+--- config
+location /storm {
+    proxy_wasm testbed "call=127.0.0.1:1 /x; call=127.0.0.1:1 /y; call_retry";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/plain;
+}
+--- init
+start_storm();
+--- request
+GET /plain
+--- timeout: 3
+--- response_body
+plain ok
+--- wait: 4
+--- error_log eval
+qr/testbed call response token=[2-9]\d* status=NONE/
+--- no_error_log eval
+[qr/call response token=(?:[3-9]\d|\d{3,}) /, "[alert]", "[crit]", "exited on signal"]
+--- shutdown_error_log eval
+qr/\[notice\] \d+#\d+: exit$/
