@@ -265,7 +265,7 @@ pub(crate) unsafe fn step(
         let mut root_calls = Vec::new();
         if matches!(res, Some(Err(_))) {
             // A failed filter's calls are never sent.
-            inst.forget_http_calls(calls.len());
+            inst.forget_http_calls(&calls.iter().map(|c| c.token).collect::<Vec<_>>());
         } else {
             for c in calls {
                 if c.context_id == id {
@@ -285,7 +285,7 @@ pub(crate) unsafe fn step(
                 w.root_calls.push((fi, generation, c));
                 root_calls_queued = true;
             } else if let Some(inst) = w.instance_for(mi, generation) {
-                inst.forget_http_calls(1);
+                inst.forget_http_calls(&[c.token]);
             }
         }
         w.apply_ticks(mi);

@@ -19,7 +19,7 @@ pub(crate) struct Origin {
 }
 
 impl Origin {
-    unsafe fn of(cf: *mut ngx_conf_t) -> Origin {
+    pub(crate) unsafe fn of(cf: *mut ngx_conf_t) -> Origin {
         let cf = &*cf;
         if cf.conf_file.is_null() {
             return Origin::default();
@@ -43,6 +43,9 @@ pub(crate) struct ModuleDef {
     pub origin: Origin,
     /// Set in postconfiguration (in the master, before fork), shared by every worker.
     pub compiled: Option<CompiledModule>,
+    /// proxy_wasm_call_allow: the host:port / IP targets its HTTP calls may reach besides
+    /// `upstream {}` blocks (see call_policy.rs).
+    pub call_allow: Vec<proxy_wasm_host::call_target::Pattern>,
 }
 
 pub(crate) struct FilterDef {
@@ -70,6 +73,12 @@ pub(crate) struct MainConf {
     pub call_trusted: Option<String>,
     /// The generated HTTP-call location's configuration (a `void **`), 0 if none.
     pub call_loc_conf: usize,
+    /// What calls can reach without a resolver, and whether there is one (call_policy.rs).
+    pub reachable: crate::call_policy::Reachable,
+    /// proxy_wasm_call_allow naming no wasm_module (yet): resolved in postconfiguration.
+    pub call_allow_pending: Vec<(String, Vec<proxy_wasm_host::call_target::Pattern>, Origin)>,
+    /// proxy_wasm_call_allow for plugins loaded from Lua, by the name given to load().
+    pub lua_call_allow: Vec<(String, Vec<proxy_wasm_host::call_target::Pattern>)>,
     /// wasm_shm_size, and the zone declared in postconfiguration (see shm.rs).
     pub shm_size: Option<usize>,
     pub shm_zone: Option<std::ptr::NonNull<ngx_shm_zone_t>>,
@@ -229,7 +238,7 @@ pub(crate) extern "C" fn set_wasm_module(cf: *mut ngx_conf_t, _cmd: *mut ngx_com
             Err(e) => conf_error!(cf, "wasm_module \"{name}\": cannot read \"{path}\": {e}"),
         };
         let vm_config = a.get(3).map(|s| s.as_bytes().to_vec()).unwrap_or_default();
-        mcf.modules.push(ModuleDef { name, path, bytes, vm_config, origin: Origin::of(cf), compiled: None });
+        mcf.modules.push(ModuleDef { name, path, bytes, vm_config, origin: Origin::of(cf), compiled: None, call_allow: Vec::new() });
         core::NGX_CONF_OK
     })
 }

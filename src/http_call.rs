@@ -11,6 +11,13 @@
 //! Calls from a request park it in the access phase until its calls are answered (or the
 //! plugin resumes it); calls from root contexts (on_tick, on_configure) hang off a fake
 //! request that lives as long as its calls.
+//!
+//! Responses are delivered from the call's own timer, never from inside nginx's
+//! subrequest machinery: a plugin that dispatches again from `on_http_call_response` starts
+//! its next call from the event loop, not recursively. A call that fails is answered no
+//! sooner than a back-off after its dispatch, growing with the failures in a row of its
+//! context (`BACKOFF_FIRST_MS`, `BACKOFF_MAX_MS`), so a plugin retrying a call that fails
+//! without network I/O (a refused port) cannot spin the worker or flood the log.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -29,8 +36,32 @@ use crate::Module;
 const LOCATION: &str = "@proxy_wasm_call";
 /// Largest call response body we capture; a larger one fails the call.
 pub(crate) const MAX_RESPONSE_BODY: usize = 16 << 20;
+/// Call response bodies one worker holds at any time (captured, not yet delivered and
+/// dropped): a response that would pass it fails its call, as one past MAX_RESPONSE_BODY.
+pub(crate) const MAX_RESPONSE_BYTES_PER_WORKER: usize = 256 << 20;
+
+thread_local! {
+    /// Bytes of call response bodies this worker holds (see MAX_RESPONSE_BYTES_PER_WORKER).
+    static CAPTURED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 /// Default of wasm_call_timeout: for calls with timeout 0, and nginx's proxy timeouts.
 pub(crate) const DEFAULT_TIMEOUT_MS: ngx_msec_t = 60_000;
+/// Back-off of a context whose calls keep failing: the k-th failed call in a row (k >= 1;
+/// a call that got a response resets k) is answered no sooner than B(k) =
+/// min(BACKOFF_FIRST_MS * 2^(k-1), BACKOFF_MAX_MS) after its dispatch, and no sooner than
+/// B(k) after the context's previous failure was answered (so a plugin that dispatches
+/// several calls per failure gets at most one failure per second, not a growing crowd). A
+/// call that took longer to fail (a timeout) is answered at once.
+pub(crate) const BACKOFF_FIRST_MS: ngx_msec_t = 5;
+pub(crate) const BACKOFF_MAX_MS: ngx_msec_t = 1000;
+/// Failures in a row past which the back-off no longer grows (5 ms * 2^8 > 1 s).
+const BACKOFF_STEPS: u32 = 9;
+
+/// The back-off for the k-th failed call in a row.
+pub(crate) fn backoff_ms(k: u32) -> ngx_msec_t {
+    let k = k.clamp(1, BACKOFF_STEPS);
+    (BACKOFF_FIRST_MS << (k - 1)).min(BACKOFF_MAX_MS)
+}
 
 /// Who made a call, and so who gets its response.
 #[derive(Clone, Copy)]
@@ -56,18 +87,38 @@ pub(crate) struct Call {
     sr: *mut ngx_http_request_t,
     headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     body: Vec<u8>,
+    /// Bytes of this call's response counted in CAPTURED.
+    captured: usize,
     body_done: bool,
     too_big: bool,
     /// Answered (response, failure, timeout) or cancelled: nothing more happens to it.
     pub done: bool,
-    /// Set when the call could not even start; the timer delivers the failure.
-    fail: Option<String>,
+    /// The answer (a failed one has no headers), delivered when the timer fires.
+    answer: Option<HttpCallResponse>,
+    /// Settled: Some(true) failed, Some(false) got a response (for the back-off).
+    failed: Option<bool>,
+    /// When a failed call's answer is (or was) due: ngx_current_msec + its delay.
+    deliver_at: ngx_msec_t,
+    /// The subrequest is over (or never ran): nothing to abort.
+    sr_done: bool,
+    /// ngx_current_msec at dispatch.
+    started: ngx_msec_t,
     timeout: ngx_msec_t,
+    /// The call's timer: its timeout while in flight, then its delivery.
     ev: ngx_event_t,
+}
+
+impl Call {
+    /// The response bytes this call held are gone (delivered, or the call is freed).
+    fn release_captured(&mut self) {
+        let n = std::mem::take(&mut self.captured);
+        CAPTURED.with(|c| c.set(c.get().saturating_sub(n)));
+    }
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
+        self.release_captured();
         // SAFETY: the event is ours; if armed it is in nginx's timer tree, so it must leave
         // the tree before its memory goes.
         unsafe {
@@ -247,6 +298,7 @@ pub(crate) unsafe fn create_location(cf: *mut ngx_conf_t, mcf: &mut MainConf) ->
     (*cf).ctx = saved_ctx;
     result?;
     mcf.call_loc_conf = loc_conf as usize;
+    crate::call_policy::collect(cf, mcf);
     Ok(())
 }
 
@@ -280,8 +332,9 @@ fn method_code(m: &[u8]) -> u32 {
 }
 
 /// Starts `req` as a subrequest of `main`. Never fails: a call that cannot start is
-/// answered as failed from a zero-delay timer (never from inside the plugin's callback).
-pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: HttpCallRequest) -> Box<Call> {
+/// answered as failed from its timer (never from inside the plugin's callback). `earlier`:
+/// the request's calls so far (for the back-off; empty for a root context's).
+pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: HttpCallRequest, earlier: &[Box<Call>]) -> Box<Call> {
     let mcf = Module::main_conf(&*main);
     let default_timeout = mcf.and_then(|m| m.call_timeout).unwrap_or(DEFAULT_TIMEOUT_MS);
     let https = req.header(b":scheme").is_some_and(|s| s.eq_ignore_ascii_case(b"https"));
@@ -305,30 +358,39 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
         sr: ptr::null_mut(),
         headers: None,
         body: Vec::new(),
+        captured: 0,
         body_done: false,
         too_big: false,
         done: false,
-        fail: None,
+        answer: None,
+        failed: None,
+        deliver_at: 0,
+        sr_done: false,
+        started: ngx_current_msec,
         timeout: if req.timeout_ms > 0 { req.timeout_ms as ngx_msec_t } else { default_timeout },
         // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
         ev: std::mem::zeroed(),
     });
-    let data = &mut *call as *mut Call;
     call.ev.handler = Some(timer_handler);
-    call.ev.data = data as *mut c_void;
+    // nginx's debug lines read ev->data as a connection: the request's (a fake request has
+    // one too). The handler finds its Call from the event's address.
+    call.ev.data = (*main).connection as *mut c_void;
     call.ev.log = (*(*main).connection).log;
-    let delay = match start_subrequest(main, &mut call, &req, mcf) {
-        Ok(()) => call.timeout,
+    match start_subrequest(main, &mut call, &req, mcf) {
+        Ok(()) => ngx_add_timer(&mut call.ev, call.timeout),
         Err(why) => {
             if !call.sr.is_null() {
                 // Created but not set up: it must end without running.
                 (*call.sr).write_event_handler = Some(end_cancelled);
             }
-            call.fail = Some(why);
-            0
+            log(&call, NGX_LOG_ERR, &format!("failed: {why}"));
+            let prior = match owner {
+                Owner::Filter(i) => failures_in_a_row_in(earlier, i, data),
+                Owner::Root { .. } => Prior::default(),
+            };
+            settle(data, HttpCallResponse::failed(), prior);
         }
-    };
-    ngx_add_timer(&mut call.ev, delay);
+    }
     call
 }
 
@@ -475,10 +537,13 @@ pub(crate) unsafe fn capture_body(call: &mut Call, mut cl: *mut ngx_chain_t) -> 
             let in_memory = (*b).temporary() != 0 || (*b).memory() != 0 || (*b).mmap() != 0;
             if in_memory && (*b).last > (*b).pos {
                 let n = (*b).last.offset_from((*b).pos) as usize;
-                if call.body.len() + n > MAX_RESPONSE_BODY {
+                let worker_full = CAPTURED.with(|c| c.get() + n > MAX_RESPONSE_BYTES_PER_WORKER);
+                if call.body.len() + n > MAX_RESPONSE_BODY || worker_full {
                     call.too_big = true;
-                } else if !call.done {
+                } else if !call.done && !call.too_big {
                     call.body.extend_from_slice(std::slice::from_raw_parts((*b).pos, n));
+                    call.captured += n;
+                    CAPTURED.with(|c| c.set(c.get() + n));
                 }
                 (*b).pos = (*b).last;
             } else if (*b).in_file() != 0 {
@@ -499,7 +564,9 @@ pub(crate) unsafe fn capture_body(call: &mut Call, mut cl: *mut ngx_chain_t) -> 
 unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_void, rc: ngx_int_t) -> ngx_int_t {
     crate::guard("http call done", NGX_OK as ngx_int_t, || {
         let call = &mut *(data as *mut Call);
-        if call.done {
+        // Settled already (nginx may finalize a subrequest more than once): the first word
+        // stands, and its answer waits for the call's timer.
+        if call.done || call.sr_done {
             return NGX_OK as ngx_int_t;
         }
         let complete = rc == NGX_OK as ngx_int_t && (call.body_done || (*sr).header_only() != 0);
@@ -508,8 +575,12 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_v
                 HttpCallResponse { headers, body: std::mem::take(&mut call.body), trailers: Vec::new() }
             }
             got => {
+                // A failed call's partial body is not kept (nor counted) until the request ends.
+                call.body = Vec::new();
                 let why = if call.too_big {
-                    format!("its response body exceeds {} bytes", MAX_RESPONSE_BODY)
+                    format!(
+                        "its response body exceeds {MAX_RESPONSE_BODY} bytes, or this worker holds {MAX_RESPONSE_BYTES_PER_WORKER} bytes of call responses already"
+                    )
                 } else if got.is_some() {
                     "the response was cut short".to_string()
                 } else {
@@ -519,27 +590,109 @@ unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_v
                 HttpCallResponse::failed()
             }
         };
-        complete_call(data as *mut Call, resp);
+        let prior = match call.owner {
+            Owner::Filter(i) => failures_in_a_row(call.main, i, data as *const Call),
+            Owner::Root { .. } => Prior::default(),
+        };
+        settle(data as *mut Call, resp, prior);
         NGX_OK as ngx_int_t
     })
 }
 
+/// A request filter's failed calls before this one: how many in a row, and when the last
+/// failure was due.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Prior {
+    failures: u32,
+    last_at: Option<ngx_msec_t>,
+}
+
+/// The call is over: its answer goes out from its timer, after the back-off if it failed.
+/// `prior`: for a request's call, its filter's failures before this one.
+unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse, prior: Prior) {
+    let failed = resp.headers.is_empty();
+    let (owner, started) = {
+        let call = &*ptr;
+        (call.owner, call.started)
+    };
+    let (in_a_row, last_at) = match owner {
+        Owner::Filter(_) => (prior.failures + u32::from(failed), prior.last_at),
+        Owner::Root { fi, .. } => crate::root_calls::note_outcome(fi, failed),
+    };
+    let now = ngx_current_msec;
+    let delay = if failed {
+        let spacing = backoff_ms(in_a_row);
+        let due = (started + spacing).max(last_at.map_or(0, |l| l + spacing));
+        due.saturating_sub(now)
+    } else {
+        0
+    };
+    if failed {
+        if let Owner::Root { fi, .. } = owner {
+            crate::root_calls::note_due(fi, now + delay);
+        }
+    }
+    let call = &mut *ptr;
+    call.deliver_at = now + delay;
+    call.answer = Some(resp);
+    call.failed = Some(failed);
+    call.sr_done = true;
+    if call.ev.timer_set() != 0 {
+        ngx_del_timer(&mut call.ev);
+    }
+    // A worker shutting down does not wait for a delivery (it does for calls in flight).
+    call.ev.set_cancelable(1);
+    ngx_add_timer(&mut call.ev, delay);
+}
+
+/// Calls of filter `i` of the request that failed in a row, most recent first (not counting
+/// `this`; the count stops growing at BACKOFF_STEPS), and when the latest of them was due.
+unsafe fn failures_in_a_row(r: *mut ngx_http_request_t, i: usize, this: *const Call) -> Prior {
+    chain::get(r).map(|ctx| failures_in_a_row_in(&ctx.calls, i, this)).unwrap_or_default()
+}
+
+fn failures_in_a_row_in(calls: &[Box<Call>], i: usize, this: *const Call) -> Prior {
+    let mut p = Prior::default();
+    for c in calls.iter().rev() {
+        if ptr::eq(&**c, this) || !matches!(c.owner, Owner::Filter(f) if f == i) {
+            continue;
+        }
+        match c.failed {
+            Some(true) => {
+                p.failures = (p.failures + 1).min(BACKOFF_STEPS);
+                p.last_at = Some(p.last_at.map_or(c.deliver_at, |l| l.max(c.deliver_at)));
+            }
+            Some(false) => break,
+            None => continue,
+        }
+    }
+    p
+}
+
 unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
     crate::guard("http call timer", (), || {
-        let ptr = (*ev).data as *mut Call;
-        let (timed_out, c, is_request) = {
+        // SAFETY: nginx hands back the event of a live Call (Drop removes it from the timer
+        // tree before the Box goes).
+        let ptr = crate::timer_event::owner::<Call>(ev, std::mem::offset_of!(Call, ev));
+        let (answer, c, is_request) = {
             let call = &mut *ptr;
             if call.done {
                 return;
             }
-            let timed_out = call.fail.is_none();
-            match call.fail.take() {
-                Some(why) => log(call, NGX_LOG_ERR, &format!("failed: {why}")),
-                None => log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout)),
+            let answer = call.answer.take();
+            if answer.is_none() {
+                log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout));
+                call.failed = Some(true);
+                call.deliver_at = ngx_current_msec;
+                if let Owner::Root { fi, .. } = call.owner {
+                    crate::root_calls::note_outcome(fi, true);
+                    crate::root_calls::note_due(fi, ngx_current_msec);
+                }
             }
-            (timed_out, (*call.main).connection, matches!(call.owner, Owner::Filter(_)))
+            (answer, (*call.main).connection, matches!(call.owner, Owner::Filter(_)))
         };
-        complete_call(ptr, HttpCallResponse::failed());
+        let timed_out = answer.is_none();
+        complete_call(ptr, answer.unwrap_or_else(HttpCallResponse::failed));
         if timed_out {
             // Last: ending the subrequest may end the request it hangs off (when that one
             // is not parked), and free the call.
@@ -567,6 +720,8 @@ unsafe fn complete_call(ptr: *mut Call, resp: HttpCallResponse) {
         if call.ev.timer_set() != 0 {
             ngx_del_timer(&mut call.ev);
         }
+        // The body's bytes are in `resp` now, gone when this returns.
+        call.release_captured();
         (call.owner, call.token, call.main)
     };
     match owner {
@@ -587,7 +742,7 @@ pub(crate) fn pending(ctx: &RequestCtx, i: usize) -> usize {
 /// Sends the calls the last callbacks dispatched.
 pub(crate) unsafe fn send_new(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
     for (i, req) in std::mem::take(&mut ctx.new_calls) {
-        let call = dispatch(r, Owner::Filter(i), req);
+        let call = dispatch(r, Owner::Filter(i), req, &ctx.calls);
         ctx.calls.push(call);
     }
 }
@@ -595,15 +750,20 @@ pub(crate) unsafe fn send_new(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) 
 /// Cancels every call of the request that is still pending (it was answered or failed):
 /// their callbacks never run.
 pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
-    let mut owners: Vec<usize> = Vec::new();
+    let mut owners: Vec<(usize, u32)> = Vec::new();
     for call in ctx.calls.iter_mut().filter(|c| !c.done) {
         call.done = true;
         if call.ev.timer_set() != 0 {
             ngx_del_timer(&mut call.ev);
         }
-        abort(call);
+        if !call.sr_done {
+            abort(call);
+        }
+        call.answer = None;
+        call.body = Vec::new();
+        call.release_captured();
         if let Owner::Filter(i) = call.owner {
-            owners.push(i);
+            owners.push((i, call.token));
         }
     }
     forget(ctx, &owners);
@@ -612,29 +772,29 @@ pub(crate) unsafe fn cancel_all(ctx: &mut RequestCtx) {
 /// The request ends (cleanup): calls still pending or never sent will not be answered.
 /// Their subrequests are gone already (nginx frees a request after its subrequests).
 pub(crate) fn forget_pending(ctx: &mut RequestCtx) {
-    let mut owners: Vec<usize> = ctx.new_calls.drain(..).map(|(i, _)| i).collect();
+    let mut owners: Vec<(usize, u32)> = ctx.new_calls.drain(..).map(|(i, c)| (i, c.token)).collect();
     for call in ctx.calls.iter_mut().filter(|c| !c.done) {
         call.done = true;
         if let Owner::Filter(i) = call.owner {
-            owners.push(i);
+            owners.push((i, call.token));
         }
     }
     forget(ctx, &owners);
 }
 
-/// Tells each owning filter's instance that one call per entry will never be answered.
-fn forget(ctx: &RequestCtx, owners: &[usize]) {
+/// Tells each owning filter's instance that these calls (filter, token) will never be answered.
+fn forget(ctx: &RequestCtx, owners: &[(usize, u32)]) {
     if owners.is_empty() {
         return;
     }
     let _ = WORKER.try_with(|w| {
         let Ok(mut w) = w.try_borrow_mut() else { return };
         let Some(w) = w.as_mut() else { return };
-        for &i in owners {
+        for &(i, token) in owners {
             let fc = &ctx.filters[i];
             let mi = w.filter_module[fc.filter];
             if let Some(inst) = w.instance_for(mi, fc.generation) {
-                inst.forget_http_calls(1);
+                inst.forget_http_calls(&[token]);
             }
         }
     });
@@ -644,7 +804,7 @@ unsafe fn deliver_to_request(r: *mut ngx_http_request_t, i: usize, token: u32, r
     let Some(ctx) = chain::get(r) else { return };
     if ctx.finished || ctx.answered {
         // Nobody to tell any more; the instance stops counting the call.
-        forget(ctx, &[i]);
+        forget(ctx, &[(i, token)]);
         return;
     }
     let res = chain::step(r, ctx, i, &mut |inst, id, _fc, seed| {

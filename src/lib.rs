@@ -9,7 +9,8 @@
 //! - `filters`: on_response_headers in the header filter; the body filter that replaces an
 //!   upstream body by a local response.
 //! - `http_call`: proxy_http_call as subrequests to a generated location; `root_calls`:
-//!   the fake requests that carry calls made by root contexts.
+//!   the fake requests that carry calls made by root contexts; `call_policy`: which
+//!   targets a module may call (proxy_wasm_call_allow).
 //! - `log_phase`: on_done / on_log / on_delete at the end of a request.
 //! - `request`: the host core's `HttpStream` over `ngx_http_request_t`.
 //! - `ngx_log`: plugin logs into nginx's error log.
@@ -24,6 +25,7 @@ use ngx::http::HttpModule;
 
 mod access;
 mod body;
+mod call_policy;
 mod chain;
 mod conf;
 mod filters;
@@ -68,7 +70,7 @@ impl HttpModule for Module {
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 14] = [
+static mut COMMANDS: [ngx_command_t; 15] = [
     ngx_command_t {
         name: ngx::ngx_string!("wasm_vm"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
@@ -153,6 +155,14 @@ static mut COMMANDS: [ngx_command_t; 14] = [
         name: ngx::ngx_string!("wasm_call_ssl_trusted_certificate"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(conf::set_call_trusted),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("proxy_wasm_call_allow"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE) as ngx_uint_t,
+        set: Some(call_policy::set_call_allow),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: null_mut(),

@@ -240,6 +240,6 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http_call_resp(
 /// Tells the instances that calls will never be answered.
 pub(crate) fn forget(calls: Vec<PendingCall>) {
     for c in calls {
-        lua_ffi::forget_call(&c.root);
+        lua_ffi::forget_call(&c.root, c.req.token);
     }
 }

@@ -98,6 +98,7 @@ impl Plugin {
         // api7's module reports the name given to load() as plugin_root_id; SDKs that look up
         // their root context by it (AssemblyScript) rely on that.
         inst.set_root_id(&self.name);
+        inst.set_call_policy(crate::call_policy::for_lua(&self.name));
         let started = inst.create_root_context(None);
         drop_root_calls(&mut inst, &self.name);
         started.map_err(|e| e.to_string())?;
@@ -128,9 +129,10 @@ impl Plugin {
 /// HTTP calls made outside a request (on_vm_start, on_configure): api7's contract runs calls
 /// from Lua for requests only, so they are dropped (and never answered), with a log line.
 fn drop_root_calls(inst: &mut PluginInstance, name: &str) {
-    let n = inst.take_http_calls().len();
+    let tokens: Vec<u32> = inst.take_http_calls().iter().map(|c| c.token).collect();
+    let n = tokens.len();
     if n > 0 {
-        inst.forget_http_calls(n);
+        inst.forget_http_calls(&tokens);
         crate::ngx_log::cycle_error(&format!(
             "[proxy_wasm] {name}: {n} http call(s) from on_vm_start/on_configure dropped: on the Lua path calls run for requests only"
         ));
@@ -837,13 +839,13 @@ pub(crate) unsafe fn root_of(ctx: *mut c_void) -> Option<Rc<RootCtx>> {
 }
 
 /// A call of `root`'s plugin will never be answered.
-pub(crate) fn forget_call(root: &RootCtx) {
+pub(crate) fn forget_call(root: &RootCtx, token: u32) {
     let Ok(mut p) = root.plugin.try_borrow_mut() else { return };
     if p.generation != root.generation.get() {
         return;
     }
     if let Some(inst) = p.inst.as_mut() {
-        inst.forget_http_calls(1);
+        inst.forget_http_calls(&[token]);
     }
 }
 

@@ -41,6 +41,33 @@ impl Drop for Fake {
 
 thread_local! {
     static FAKES: RefCell<Vec<Box<Fake>>> = const { RefCell::new(Vec::new()) };
+    /// Indexed like MainConf::filters: the root context's calls that failed in a row, and
+    /// when the latest failure was due (the back-off of http_call.rs).
+    static FAILURES: RefCell<Vec<(u32, Option<ngx_msec_t>)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_failures<R>(fi: usize, f: impl FnOnce(&mut (u32, Option<ngx_msec_t>)) -> R) -> R {
+    FAILURES.with(|v| {
+        let mut v = v.borrow_mut();
+        if v.len() <= fi {
+            v.resize(fi + 1, (0, None));
+        }
+        f(&mut v[fi])
+    })
+}
+
+/// Records how a call of root context `fi` ended; returns its failures in a row so far and
+/// when the previous failure was due (a response resets both).
+pub(crate) fn note_outcome(fi: usize, failed: bool) -> (u32, Option<ngx_msec_t>) {
+    with_failures(fi, |e| {
+        *e = if failed { (e.0.saturating_add(1), e.1) } else { (0, None) };
+        *e
+    })
+}
+
+/// A failure of root context `fi` is due at `at`.
+pub(crate) fn note_due(fi: usize, at: ngx_msec_t) {
+    with_failures(fi, |e| e.1 = Some(e.1.map_or(at, |l| l.max(at))));
 }
 
 /// Sends calls made by root contexts: (filter definition, instance generation, call).
@@ -55,7 +82,7 @@ pub(crate) fn send(calls: Vec<(usize, u64, HttpCallRequest)>) {
                     if let Some(w) = w.as_mut() {
                         let mi = w.filter_module[fi];
                         if let Some(inst) = w.instance_for(mi, generation) {
-                            inst.forget_http_calls(1);
+                            inst.forget_http_calls(&[req.token]);
                         }
                     }
                 }
@@ -64,7 +91,7 @@ pub(crate) fn send(calls: Vec<(usize, u64, HttpCallRequest)>) {
         };
         // SAFETY: the fake request is alive until its reap event frees it.
         unsafe {
-            fake.call = Some(http_call::dispatch(fake.r, Owner::Root { fi, generation }, req));
+            fake.call = Some(http_call::dispatch(fake.r, Owner::Root { fi, generation }, req, &[]));
             ngx_add_timer(&mut fake.kick, 0);
         }
         FAKES.with(|f| f.borrow_mut().push(fake));

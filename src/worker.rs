@@ -86,6 +86,7 @@ impl Worker {
                 return;
             }
         };
+        inst.set_call_policy(crate::call_policy::for_module(conf, mi));
         for (fi, f) in conf.filters.iter().enumerate().filter(|(_, f)| f.module == mi) {
             match inst.create_root_context(Some(f.config.clone())) {
                 Ok(id) => self.roots[fi] = Some(id),
@@ -110,15 +111,15 @@ impl Worker {
             return Vec::new();
         }
         let mut out = Vec::new();
-        let mut orphans = 0;
+        let mut orphans = Vec::new();
         for c in inst.take_http_calls() {
             let fi = (0..self.roots.len()).find(|&fi| self.filter_module[fi] == mi && self.roots[fi] == Some(c.context_id));
             match fi {
                 Some(fi) => out.push((fi, generation, c)),
-                None => orphans += 1,
+                None => orphans.push(c.token),
             }
         }
-        inst.forget_http_calls(orphans);
+        inst.forget_http_calls(&orphans);
         out
     }
 
@@ -279,6 +280,10 @@ pub(crate) unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_in
         // Configurations are loaded by the master (or the single process) only.
         note_master_uid();
         let Some(mcf) = Module::main_conf_mut(&*cf) else { return NGX_ERROR as ngx_int_t };
+        if let Err(msg) = crate::call_policy::resolve(mcf) {
+            emerg(cf, &msg);
+            return NGX_ERROR as ngx_int_t;
+        }
         // The Lua path's engine, now with the final wasm_max_* limits.
         crate::lua_ffi::set_vm(mcf.lua_engine());
         crate::lua_ffi::set_cache_dir(mcf.cache_dir.clone());
@@ -333,6 +338,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
     let compiler = mcf.compiler.unwrap_or(Compiler::Cranelift);
     let limits = mcf.limits();
     let engine = proxy_wasm_host::new_engine(compiler, &limits)?;
+    let mut policies: Vec<_> = (0..mcf.modules.len()).map(|mi| crate::call_policy::for_module(mcf, mi)).collect();
     let filters = &mcf.filters;
     let mcf_cache = mcf.cache_dir.clone();
     let policy = cache_policy();
@@ -345,6 +351,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
         let logger = Box::new(CycleLogger { label: m.name.clone() });
         let mut inst = PluginInstance::new(&compiled, &m.name, m.vm_config.clone(), logger, &limits)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
+        inst.set_call_policy(policies.remove(0));
         let mut used = false;
         for f in filters.iter().filter(|f| f.module == mi) {
             used = true;

@@ -38,6 +38,14 @@ add_block_preprocessor(sub {
         $block->set_value("http_config", "wasm_module testbed \$TEST_NGINX_FILTERS/testbed.wasm;\n"
             . $block->tls . $TlsServer);
     }
+    # Calls to 127.0.0.1 (this server, the TLS server, a refused port) need an explicit allow:
+    # by default a module may call upstream{} blocks only (t/021-call-security.t).
+    my $allow = "proxy_wasm_call_allow testbed 127.0.0.1;\n";
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", "wasm_module testbed \$TEST_NGINX_FILTERS/testbed.wasm;\n$allow");
+    } elsif ($block->http_config =~ /^wasm_module testbed .*\n/m) {
+        $block->set_value("http_config", $block->http_config =~ s/^(wasm_module testbed .*\n)/$1$allow/mr);
+    }
     if (!defined $block->user_files) {
         $block->set_value("user_files", ">>> big.txt\n" . ("x" x 4000) . "\n"
             . ">>> large.txt\n" . ("0123456789abcdef" x 20000) . "\n");
@@ -200,7 +208,7 @@ GET /t
 [alert]
 [crit]
 
-=== TEST 11: a name that is neither an upstream{} nor resolvable fails clearly
+=== TEST 11: a name that is neither an upstream{} nor allowed is refused at dispatch, clearly
 --- config
 location /t {
     proxy_wasm testbed "call=no-such-cluster /x; call_to_header=x-auth";
@@ -209,10 +217,10 @@ location /t {
 --- request
 GET /t
 --- response_body
-app got x-auth=NONE:
+app got x-auth=
 --- error_log eval
-[qr/no resolver defined to resolve no-such-cluster/,
- qr/http call to "no-such-cluster" \(http:\/\/no-such-cluster\/x\): failed/]
+[qr/proxy_http_call to "no-such-cluster" refused \(BAD_ARGUMENT\): module "testbed" may not call it: it is not an upstream \{\} block/,
+ qr/call dispatch failed: BadArgument/]
 --- no_error_log
 [alert]
 

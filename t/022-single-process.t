@@ -30,6 +30,9 @@ tick 3 ticker
 qr/event timer del: -1: \d+/
 
 === TEST 2: a root context's call from on_tick (fake request timers) and a call that times out
+--- http_config
+wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow testbed 127.0.0.1;
 --- config
 location /t {
     proxy_wasm testbed "name=ticker; tick=50; tick_max=1; tick_call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend?from=tick";

@@ -369,6 +369,16 @@ local function run_http_call(ctx, r)
     else
         ngx.log(ngx.ERR, "proxy-wasm: http call failed: ", resp_headers, ", uri: ", scheme, "://", host, path)
     end
+    -- Back-off, as on the native path: the k-th failed call in a row of this request is
+    -- answered after min(5 ms * 2^(k-1), 1 s), so a plugin that retries a call failing
+    -- without network I/O yields to the event loop instead of spinning in this loop.
+    local fails = status and 0 or ((ngx.ctx.proxy_wasm_call_fails or 0) + 1)
+    ngx.ctx.proxy_wasm_call_fails = fails
+    if fails > 0 then
+        local ms = math.min(5 * 2 ^ (math.min(fails, 9) - 1), 1000)
+        ngx.log(ngx.INFO, "proxy-wasm: ", fails, " failed call(s) in a row: answering after ", ms, " ms")
+        pcall(ngx.sleep, ms / 1000)
+    end
     local rc = C.ngx_http_wasm_on_http_call_resp(ctx, r, out, out_n, out_body)
     keep = nil
     return tonumber(rc)

@@ -7,6 +7,15 @@ use ProxyWasmLua;
 
 ProxyWasmLua::load_by_default("callout", "lua_callout.wasm");
 
+# The plugin calls this server (127.0.0.1): it needs an explicit allow, as on the native path
+# (t/021-call-security.t). Runs before load_by_default's preprocessor.
+add_block_preprocessor(sub {
+    my $block = shift;
+    return if defined $block->http_config;
+    $block->set_value("http_config", "proxy_wasm_call_allow callout 127.0.0.1;\n"
+        . qq{init_worker_by_lua_block { require("apisix_like").load("callout", "\$TEST_NGINX_FILTERS/lua_callout.wasm") }});
+});
+
 run_tests();
 
 __DATA__
@@ -123,3 +132,47 @@ location /call {
 GET /t
 --- response_body
 x-call=200/abcd
+
+=== TEST 8: proxy_wasm_call_allow applies to plugins loaded from Lua, by their load() name
+--- http_config
+proxy_wasm_call_allow callout 10.0.0.0/8;
+init_worker_by_lua_block { require("apisix_like").load("callout", "$TEST_NGINX_FILTERS/lua_callout.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:$TEST_NGINX_SERVER_PORT") }
+    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
+}
+location /call {
+    content_by_lua_block { ngx.print("pong") }
+}
+--- request
+GET /t
+--- response_body
+x-call=nil
+--- error_log eval
+[qr/proxy_http_call to "127.0.0.1:\d+" refused \(BAD_ARGUMENT\): plugin "callout" may not call it/,
+ qr/dispatch failed: BadArgument/]
+--- no_error_log
+[crit]
+[alert]
+
+=== TEST 9: failed calls in a row are answered after a growing back-off (the request yields meanwhile)
+--- http_config
+proxy_wasm_call_allow callout 127.0.0.1:1;
+init_worker_by_lua_block { require("apisix_like").load("callout", "$TEST_NGINX_FILTERS/lua_callout.wasm") }
+--- config
+location /t {
+    access_by_lua_block { require("apisix_like").access("callout", "call=127.0.0.1:1;calls=3") }
+    content_by_lua_block { ngx.say("x-call=", ngx.var.http_x_call) }
+}
+--- request
+GET /t
+--- response_body
+x-call=NONE/,NONE/,NONE/
+--- error_log eval
+[qr/proxy-wasm: 1 failed call\(s\) in a row: answering after 5 ms/,
+ qr/proxy-wasm: 2 failed call\(s\) in a row: answering after 10 ms/,
+ qr/proxy-wasm: 3 failed call\(s\) in a row: answering after 20 ms/]
+--- no_error_log
+[crit]
+[alert]

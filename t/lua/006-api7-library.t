@@ -63,6 +63,7 @@ exited on signal
 
 === TEST 3: their library: an HTTP call through lua-resty-http
 --- http_config
+proxy_wasm_call_allow callout 127.0.0.1:$TEST_NGINX_SERVER_PORT;
 init_worker_by_lua_block { require("apisix_like").load("callout", "$TEST_NGINX_FILTERS/lua_callout.wasm") }
 --- config
 location /t {

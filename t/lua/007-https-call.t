@@ -22,6 +22,7 @@ EOF3
     $block->set_value("http_config", <<"EOF2");
 lua_ssl_trusted_certificate \$TEST_NGINX_LUA_CERTS/$ca;
 lua_ssl_verify_depth 2;
+proxy_wasm_call_allow callout 127.0.0.1:\$TEST_NGINX_RAND_PORT_1;
 init_worker_by_lua_block { $init require("apisix_like").load("callout", "\$TEST_NGINX_FILTERS/lua_callout.wasm") }
 server {
     listen 127.0.0.1:\$TEST_NGINX_RAND_PORT_1 ssl;

@@ -226,10 +226,20 @@ pub struct HostEnv {
     /// Calls taken by the embedder and not yet answered.
     pub(crate) calls_in_flight: usize,
     pub(crate) next_call_token: u32,
+    /// The embedder's check of a call's target at dispatch (None: every target passes).
+    pub(crate) call_policy: Option<crate::http_call::CallPolicy>,
+    /// Targets whose refusal was logged already.
+    pub(crate) refusals: crate::http_call::RefusalLog,
+    /// Bytes of calls in flight, and what each HTTP context dispatched.
+    pub(crate) call_ledger: crate::http_call::CallLedger,
     /// Shared data, queues and metrics (None: those hostcalls answer UNIMPLEMENTED).
     pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
     /// Queues registered by this instance's root contexts, polled for on_queue_ready.
     pub(crate) queue_regs: Vec<crate::shared_store::QueueReg>,
+    /// Queue ids this instance registered or resolved, and whether the queue is its own VM's
+    /// (may dequeue) rather than another VM's it resolved by name (may only enqueue). A
+    /// guessed id is NOT_FOUND. At most MAX_QUEUES entries (ids are 1..=MAX_QUEUES).
+    pub(crate) queue_grants: HashMap<u32, bool>,
 }
 
 impl HostEnv {
@@ -255,8 +265,12 @@ impl HostEnv {
             http_calls: Vec::new(),
             calls_in_flight: 0,
             next_call_token: 1,
+            call_policy: None,
+            refusals: Default::default(),
+            call_ledger: Default::default(),
             shared: crate::shared_store::process_store(),
             queue_regs: Vec::new(),
+            queue_grants: HashMap::new(),
         }
     }
 

@@ -230,6 +230,11 @@ impl PluginInstance {
         self.env.as_mut(&mut self.store).root_id = root_id.to_string();
     }
 
+    /// Installs the embedder's check of HTTP call targets (see `http_call::CallPolicy`).
+    pub fn set_call_policy(&mut self, policy: crate::http_call::CallPolicy) {
+        self.env.as_mut(&mut self.store).call_policy = Some(policy);
+    }
+
     pub fn abi(&self) -> AbiVersion {
         self.abi
     }
@@ -520,10 +525,13 @@ impl PluginInstance {
     }
 
     /// Calls taken but that will never be answered (their context went away: a local
-    /// response cancelled them, or the request ended).
-    pub fn forget_http_calls(&mut self, n: usize) {
+    /// response cancelled them, or the request ended), by token.
+    pub fn forget_http_calls(&mut self, tokens: &[u32]) {
         let data = self.env.as_mut(&mut self.store);
-        data.calls_in_flight = data.calls_in_flight.saturating_sub(n);
+        data.calls_in_flight = data.calls_in_flight.saturating_sub(tokens.len());
+        for &t in tokens {
+            data.call_ledger.release(t);
+        }
     }
 
     /// proxy_on_http_call_response(ctx, token, headers, body size, trailers) with `resp`
@@ -539,6 +547,7 @@ impl PluginInstance {
         {
             let data = self.env.as_mut(&mut self.store);
             data.calls_in_flight = data.calls_in_flight.saturating_sub(1);
+            data.call_ledger.release(token);
             if !data.contexts.contains_key(&ctx) {
                 return Ok(Outcome::CONTINUE);
             }

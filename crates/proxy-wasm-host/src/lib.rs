@@ -6,12 +6,14 @@
 //! - `limits`: every bound the host puts on a plugin, in one place.
 //! - `instance`: one plugin instance, its contexts and the callback lifecycle.
 //! - `hostcalls`: the functions plugins import (Proxy-Wasm and WASI).
-//! - `http_call`: calls plugins dispatch and the responses the embedder hands back.
+//! - `http_call`: calls plugins dispatch and the responses the embedder hands back;
+//!   `call_target`: call targets and the allow-list patterns that match them.
 //! - `stream`: the `HttpStream` trait an embedder implements for one request.
 //! - `shared_store`: shared data, queues and metrics in a raw (shared) memory region.
 
 pub mod abi;
 pub mod cache;
+pub mod call_target;
 mod env;
 pub mod hostcalls;
 pub mod http_call;
@@ -25,7 +27,7 @@ pub mod stream;
 
 pub use abi::{Action, LogLevel, MapType, Status};
 pub use env::{Callback, Logger, StreamOps};
-pub use http_call::{HttpCallRequest, HttpCallResponse};
+pub use http_call::{CallPolicy, HttpCallRequest, HttpCallResponse};
 pub use instance::{HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
 pub use cache::{compile_cached, CacheOutcome, CachePolicy};

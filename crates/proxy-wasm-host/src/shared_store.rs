@@ -79,6 +79,9 @@ const N_BUCKETS: usize = HISTOGRAM_BOUNDS.len() + 1;
 
 /// Most queues (of every module together).
 pub const MAX_QUEUES: usize = 256;
+/// Most queues of one vm_id (keys sharing the part before the first NUL): one module cannot
+/// take every queue slot from the others.
+pub const MAX_QUEUES_PER_VM: usize = 64;
 const QUEUE_SLOT: usize = 512;
 const Q_SEQ: usize = 0;
 const Q_LEN: usize = 8;
@@ -804,6 +807,17 @@ impl SharedStore {
         if n >= MAX_QUEUES {
             return Err(Status::InternalFailure);
         }
+        let vm = |k: &[u8]| k.split(|&b| b == 0).next().unwrap_or(&[]).to_vec();
+        let own = vm(key);
+        let mine = (0..n)
+            .filter(|&i| {
+                let s = self.queue_slot(i);
+                vm(self.bytes(s + Q_NAME, self.get_u16(s + Q_NAME_LEN) as usize)) == own
+            })
+            .count();
+        if mine >= MAX_QUEUES_PER_VM {
+            return Err(Status::InternalFailure);
+        }
         let s = self.queue_slot(n);
         self.set_u64(s + Q_LEN, 0);
         self.set_u64(s + Q_BYTES, 0);
@@ -1396,6 +1410,18 @@ mod tests {
         s.set(b"a", b"2", 0).unwrap();
         assert_eq!(s.dequeue(q).unwrap(), b"again");
         assert_eq!(s.get(b"a").unwrap().0, b"2");
+    }
+
+    #[test]
+    fn one_vm_cannot_take_every_queue_slot() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        for i in 0..MAX_QUEUES_PER_VM {
+            s.register_queue(format!("greedy\0q{i}").as_bytes()).unwrap();
+        }
+        assert_eq!(s.register_queue(b"greedy\0one-more"), Err(Status::InternalFailure));
+        // Its existing queues still resolve and re-register; another VM still gets slots.
+        assert_eq!(s.register_queue(b"greedy\0q0"), Ok(1));
+        assert!(s.register_queue(b"modest\0q").is_ok());
     }
 
     #[test]

@@ -1471,12 +1471,13 @@ fn http_calls_in_flight_are_bounded() {
     assert_eq!(sts, [st((cap / 10) as u32), st(100)]);
     let calls = inst.take_http_calls();
     assert_eq!(calls.len(), cap);
+    let tokens: Vec<u32> = calls.iter().map(|c| c.token).collect();
     // Taken calls still count until answered (or forgotten); the counters are cumulative.
     s.logs.clear();
     inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
     let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
     assert_eq!(sts, [st((cap / 10) as u32), st((100 + cap + 100) as u32)]);
-    inst.forget_http_calls(cap);
+    inst.forget_http_calls(&tokens);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1549,4 +1550,111 @@ fn shared_data_queues_and_metrics_hostcalls() {
     records.lock().unwrap().clear();
     inst.poll_queues().expect("no trap");
     assert!(got(&records).is_empty());
+}
+
+/// Queue ids are shared numbers: a module that neither registered nor resolved a queue cannot
+/// use its id; another VM's queue found by name may be enqueued to, never dequeued from; shared
+/// data of another VM is out of reach.
+#[test]
+fn queues_and_shared_data_are_scoped_to_their_vm() {
+    let engine = engine();
+    let store = Arc::new(proxy_wasm_host::SharedStore::new_private(proxy_wasm_host::shared_store::MIN_SIZE));
+    let calls = [
+        "proxy_set_shared_data",
+        "proxy_get_shared_data",
+        "proxy_register_shared_queue",
+        "proxy_resolve_shared_queue",
+        "proxy_enqueue_shared_queue",
+        "proxy_dequeue_shared_queue",
+    ];
+    // The owner ("test"): registers q (id at 112), enqueues "secret", stores k.
+    let mut w = Wat::new();
+    for c in calls {
+        w.env(c);
+    }
+    let (k, v, q, secret) = (w.s("k"), w.s("v"), w.s("q"), w.s("secret"));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (call $st (call $proxy_set_shared_data {k} {v} (i32.const 0)))
+    (call $st (call $proxy_register_shared_queue {q} (i32.const 112)))
+    (call $st (call $proxy_enqueue_shared_queue (i32.load (i32.const 112)) {secret}))
+    (i32.const 1))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut owner, records) = instantiate(&engine, &m, b"", LogLevel::Trace);
+    owner.set_shared_store(Some(store.clone()));
+    owner.create_root_context(Some(Vec::new())).expect("no trap");
+    assert_eq!(messages(&records), strs(&["st=0000", "st=0000", "st=0000"]));
+    assert_eq!(store.resolve_queue(b"test\0q"), Some(1));
+
+    // Another module ("other") guesses id 1, then finds the queue by name.
+    let mut w = Wat::new();
+    for c in calls {
+        w.env(c);
+    }
+    let (k, q, empty, test, hello) = (w.s("k"), w.s("q"), w.s(""), w.s("test"), w.s("hello"));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (call $st (call $proxy_dequeue_shared_queue (i32.const 1) (i32.const 100) (i32.const 104)))
+    (call $st (call $proxy_enqueue_shared_queue (i32.const 1) {hello}))
+    (call $st (call $proxy_get_shared_data {k} (i32.const 100) (i32.const 104) (i32.const 108)))
+    (call $st (call $proxy_resolve_shared_queue {empty} {q} (i32.const 116)))
+    (call $st (call $proxy_resolve_shared_queue {test} {q} (i32.const 116)))
+    (call $st (call $proxy_enqueue_shared_queue (i32.load (i32.const 116)) {hello}))
+    (call $st (call $proxy_dequeue_shared_queue (i32.load (i32.const 116)) (i32.const 100) (i32.const 104)))
+    (i32.const 1))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (log, records) = logger(LogLevel::Trace);
+    let mut other = PluginInstance::new(&m, "other", Vec::new(), log, &proxy_wasm_host::DEFAULT_LIMITS).expect("instantiates");
+    other.set_shared_store(Some(store.clone()));
+    other.create_root_context(Some(Vec::new())).expect("no trap");
+    assert_eq!(
+        messages(&records),
+        strs(&["st=0001", "st=0001", "st=0001", "st=0001", "st=0000", "st=0000", "st=0001"])
+    );
+    // The owner's item is still there, followed by the one enqueued through the cross-VM path.
+    assert_eq!(store.dequeue(1).unwrap(), b"secret");
+    assert_eq!(store.dequeue(1).unwrap(), b"hello");
+}
+
+/// A call's timeout is capped, its header map bounded before it is copied, and the embedder's
+/// policy refuses targets at dispatch with BAD_ARGUMENT, logging once per target.
+#[test]
+fn http_call_bounds_and_policy() {
+    use proxy_wasm_host::http_call::{MAX_CALL_HEADER_BYTES, MAX_CALL_TIMEOUT_MS};
+    let engine = engine();
+    let mut w = Wat::new();
+    w.env("proxy_http_call");
+    let hdrs = maps::serialize([(&b":method"[..], &b"GET"[..]), (b":path", b"/")]);
+    let (up, bad) = (w.s("up"), w.s("bad"));
+    let h = w.s(&hdrs);
+    let hp = w.ptr(&hdrs);
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (call $st (call $proxy_http_call {up} {h} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 200)))
+    (call $st (call $proxy_http_call {up} (i32.const {hp}) (i32.const {too_long}) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 200)))
+    (call $st (call $proxy_http_call {bad} {h} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 200)))
+    (call $st (call $proxy_http_call {bad} {h} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 5) (i32.const 200)))
+    (i32.const 1))
+"#,
+        too_long = MAX_CALL_HEADER_BYTES + 1
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, records) = instantiate(&engine, &m, b"", LogLevel::Warn);
+    inst.set_call_policy(Box::new(|up: &[u8]| if up == b"bad" { Err("not on the list".into()) } else { Ok(()) }));
+    inst.create_root_context(Some(Vec::new())).expect("no trap");
+    let logs = messages(&records);
+    let sts: Vec<&str> = logs.iter().filter(|m| m.starts_with("st=")).map(|m| m.as_str()).collect();
+    assert_eq!(sts, ["st=0000", "st=0002", "st=0002", "st=0002"]);
+    let refusals: Vec<&String> = logs.iter().filter(|m| m.contains("\"bad\" refused (BAD_ARGUMENT): not on the list")).collect();
+    assert_eq!(refusals.len(), 1, "{logs:?}");
+    let calls = inst.take_http_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].timeout_ms, MAX_CALL_TIMEOUT_MS);
 }

@@ -74,8 +74,8 @@ fuzz_target!(|data: &[u8]| {
                 inst.on_http_call_response(call.context_id, call.token, &resp, Some(&mut stream)).ok()?;
             }
             // Calls made from the responses are never answered: the instance stops counting them.
-            let late = inst.take_http_calls().len();
-            inst.forget_http_calls(late);
+            let late: Vec<u32> = inst.take_http_calls().iter().map(|c| c.token).collect();
+            inst.forget_http_calls(&late);
             inst.on_delete(ctx).ok()
         })();
         // A host error can only be the plugin's own (the CPU budget): start over cleanly.

@@ -6,14 +6,20 @@ use wasmer::FunctionEnvMut;
 use super::headers::{valid_name, valid_value};
 use crate::abi::{LogLevel, Status};
 use crate::env::HostEnv;
-use crate::http_call::{HttpCallRequest, MAX_CALL_BODY, MAX_PENDING_CALLS};
+use crate::http_call::{
+    call_bytes, HttpCallRequest, MAX_CALL_BODY, MAX_CALL_HEADERS, MAX_CALL_HEADER_BYTES, MAX_CALL_TIMEOUT_MS, MAX_CALL_UPSTREAM,
+    MAX_PENDING_CALLS,
+};
 use crate::maps;
 use crate::memory::{read, write_u32};
 
 fn pairs(env: &FunctionEnvMut<HostEnv>, ptr: i32, len: i32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+    if len as u32 as usize > MAX_CALL_HEADER_BYTES {
+        return Err(Status::BadArgument);
+    }
     let raw = read(env, ptr, len)?;
     let pairs = maps::deserialize(&raw)?;
-    if !pairs.iter().all(|(k, v)| valid_name(k) && valid_value(v)) {
+    if pairs.len() > MAX_CALL_HEADERS || !pairs.iter().all(|(k, v)| valid_name(k) && valid_value(v)) {
         return Err(Status::BadArgument);
     }
     Ok(pairs.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())
@@ -43,11 +49,23 @@ pub(crate) fn proxy_http_call(
             return s as i32;
         }
     };
+    if let Err(why) = check_policy(&mut env, &call.upstream) {
+        return why as i32;
+    }
     let data = env.data_mut();
     let token = data.next_call_token;
+    let ctx = call.context_id;
+    let http = !data.roots.contains_key(&ctx);
+    let contexts = &data.contexts;
+    if let Err(why) = data.call_ledger.admit(token, ctx, http, call_bytes(&call), |c| contexts.contains_key(&c)) {
+        let msg = format!("proxy_http_call refused (INTERNAL_FAILURE): {why}");
+        data.log(LogLevel::Warn, msg.as_bytes());
+        return Status::InternalFailure as i32;
+    }
     data.next_call_token = data.next_call_token.wrapping_add(1).max(1);
     call.token = token;
     if let Err(s) = write_u32(&env, token_ptr, token) {
+        env.data_mut().call_ledger.release(token);
         return s as i32;
     }
     env.data_mut().http_calls.push(call);
@@ -68,7 +86,13 @@ fn build(env: &FunctionEnvMut<HostEnv>, args: [i32; 8], timeout_ms: i32) -> Resu
     if (body_len as u32 as usize) > MAX_CALL_BODY {
         return Err((Status::BadArgument, "body too large"));
     }
-    let bad = |s: Status| (s, "unreadable or malformed argument");
+    if (upstream_len as u32 as usize) > MAX_CALL_UPSTREAM {
+        return Err((Status::BadArgument, "upstream name too long"));
+    }
+    if (headers_len as u32 as usize) > MAX_CALL_HEADER_BYTES || (trailers_len as u32 as usize) > MAX_CALL_HEADER_BYTES {
+        return Err((Status::BadArgument, "headers or trailers too large"));
+    }
+    let bad = |s: Status| (s, "unreadable or malformed argument (or too many headers)");
     let upstream = read(env, upstream, upstream_len).map_err(bad)?;
     if upstream.is_empty() || upstream.iter().any(|&b| b <= b' ' || b == b'/' || b >= 0x7f) {
         return Err((Status::BadArgument, "empty or malformed upstream"));
@@ -98,6 +122,27 @@ fn build(env: &FunctionEnvMut<HostEnv>, args: [i32; 8], timeout_ms: i32) -> Resu
         headers,
         body,
         trailers,
-        timeout_ms: timeout_ms as u32,
+        // A plugin may not hold a call (and its subrequest) open for days.
+        timeout_ms: (timeout_ms as u32).min(MAX_CALL_TIMEOUT_MS),
     })
+}
+
+/// Asks the embedder's policy about the target; a refusal is logged once per target (per
+/// instance), so a plugin retrying a refused target cannot flood the log.
+fn check_policy(env: &mut FunctionEnvMut<HostEnv>, upstream: &[u8]) -> Result<(), Status> {
+    let data = env.data_mut();
+    let Some(policy) = data.call_policy.as_ref() else { return Ok(()) };
+    let Err(why) = policy(upstream) else { return Ok(()) };
+    let (log_it, full) = data.refusals.first_time(upstream);
+    if log_it {
+        let msg = format!(
+            "proxy_http_call to \"{}\" refused (BAD_ARGUMENT): {why} (logged once per target)",
+            String::from_utf8_lossy(upstream)
+        );
+        data.log(LogLevel::Error, msg.as_bytes());
+    } else if full {
+        let msg = "proxy_http_call: refusals of further targets are not logged (too many distinct targets)";
+        data.log(LogLevel::Error, msg.as_bytes());
+    }
+    Err(Status::BadArgument)
 }

@@ -1,6 +1,11 @@
 //! Shared data, shared queues and metrics: the hostcalls over the instance's `SharedStore`
 //! (see shared_store.rs). Shared-data keys and queue names are namespaced by the vm_id (the
 //! module's name), as in Envoy; metrics are one namespace for every module.
+//!
+//! Queue ids are small numbers shared by every module, so an id is only honoured by an
+//! instance that registered the queue or resolved it by name: its own VM's queues it may
+//! dequeue from and enqueue to; another VM's queue, found with resolve_shared_queue(vm_id,
+//! name) (Envoy's explicit cross-VM path), it may only enqueue to. Anything else is NOT_FOUND.
 
 use wasmer::FunctionEnvMut;
 
@@ -106,6 +111,7 @@ pub(crate) fn proxy_register_shared_queue(mut env: FunctionEnvMut<HostEnv>, name
         let id = s.register_queue(&key)?;
         write_u32(&env, ret_id, id)?;
         let data = env.data_mut();
+        data.queue_grants.insert(id, true);
         if !data.queue_regs.iter().any(|r| r.root == root && r.queue == id) {
             // Items already waiting are announced at the next poll. The sequence number is read
             // before the length: an enqueue between the two then shows in the length (announced
@@ -141,13 +147,20 @@ pub(crate) fn proxy_resolve_shared_queue(
         }
         let key = namespaced(&vm, &read(&env, name, name_len)?);
         let id = s.resolve_queue(&key).ok_or(Status::NotFound)?;
-        write_u32(&env, ret_id, id)
+        write_u32(&env, ret_id, id)?;
+        let own = vm == env.data().name.as_bytes();
+        let grant = env.data_mut().queue_grants.entry(id).or_insert(own);
+        *grant |= own;
+        Ok(())
     })())
 }
 
 pub(crate) fn proxy_enqueue_shared_queue(mut env: FunctionEnvMut<HostEnv>, id: i32, value: i32, value_len: i32) -> i32 {
     status((|| {
         let s = store(&mut env, "proxy_enqueue_shared_queue")?;
+        if !env.data().queue_grants.contains_key(&(id as u32)) {
+            return Err(Status::NotFound);
+        }
         check_len(value_len, MAX_VALUE, Status::BadArgument)?;
         let value = read(&env, value, value_len)?;
         let evicted = s.enqueue(id as u32, &value)?;
@@ -159,6 +172,9 @@ pub(crate) fn proxy_enqueue_shared_queue(mut env: FunctionEnvMut<HostEnv>, id: i
 pub(crate) fn proxy_dequeue_shared_queue(mut env: FunctionEnvMut<HostEnv>, id: i32, ret_data: i32, ret_size: i32) -> i32 {
     code((|| {
         let s = store(&mut env, "proxy_dequeue_shared_queue")?;
+        if env.data().queue_grants.get(&(id as u32)) != Some(&true) {
+            return Err(Status::NotFound);
+        }
         let item = s.dequeue(id as u32)?;
         Ok(return_bytes(&mut env, &item, ret_data, ret_size) as i32)
     })())

@@ -20,6 +20,8 @@
 //!   register=q         `register q: Ok`
 //!   enqueue=q:item     `enqueue q: Ok|NOT_FOUND|<status>` (resolved in this VM)
 //!   dequeue=q          `dequeue q: <item>|EMPTY|NOT_FOUND`
+//!   enqueue_id=N:item, dequeue_id=N   the same on a raw queue id (a guess): `... N: ...`
+//!   enqueue_vm=vm:q:item, dequeue_vm=vm:q   the same on queue q of VM `vm` (resolved by name)
 //!   counter=name:d  gauge=name:d  gauge_set=name:v  hist=name:v
 //!                      define then increment/record: `<op> name: Ok|<status>`
 //!   metric=name:type   type counter|gauge|histogram: `metric name: <value>|<status>`
@@ -209,6 +211,24 @@ impl Http {
                     Ok(Some(item)) => format!("dequeue {a}: {}", String::from_utf8_lossy(&item)),
                     Ok(None) => format!("dequeue {a}: EMPTY"),
                     Err(s) => format!("dequeue {a}: {s:?}"),
+                },
+            },
+            "enqueue_id" => format!("enqueue_id {a}: {:?}", self.enqueue_shared_queue(a.parse().unwrap_or(0), Some(b.as_bytes()))),
+            "dequeue_id" => match self.dequeue_shared_queue(a.parse().unwrap_or(0)) {
+                Ok(Some(item)) => format!("dequeue_id {a}: {}", String::from_utf8_lossy(&item)),
+                Ok(None) => format!("dequeue_id {a}: EMPTY"),
+                Err(s) => format!("dequeue_id {a}: {s:?}"),
+            },
+            "enqueue_vm" => match self.resolve_shared_queue(a, b) {
+                None => format!("enqueue_vm {a}:{b}: NOT_FOUND"),
+                Some(id) => format!("enqueue_vm {a}:{b}: {:?}", self.enqueue_shared_queue(id, Some(c.as_bytes()))),
+            },
+            "dequeue_vm" => match self.resolve_shared_queue(a, b) {
+                None => format!("dequeue_vm {a}:{b}: NOT_FOUND"),
+                Some(id) => match self.dequeue_shared_queue(id) {
+                    Ok(Some(item)) => format!("dequeue_vm {a}:{b}: {}", String::from_utf8_lossy(&item)),
+                    Ok(None) => format!("dequeue_vm {a}:{b}: EMPTY"),
+                    Err(s) => format!("dequeue_vm {a}:{b}: {s:?}"),
                 },
             },
             "counter" | "gauge" | "gauge_set" | "hist" => {

@@ -8,10 +8,15 @@
 //!   call_deny=STATUS     a call answered other than 200 (or failed) answers STATUS
 //!   call_to_header=NAME  sets request header NAME to "<status>:<body>" of each response
 //!   call_chain=SPEC      from the first call response, dispatch SPEC (once)
+//!   call_retry           from every failed call response, dispatch the `call` specs again
+//!                        (forever: a retry storm)
+//!   call_forever         from every call response, dispatch the `call` specs again
 //!   call_then_local=S:B  dispatches the calls, then answers S with body B in the same callback
 //!   resp_call=SPEC       tries to dispatch from on_http_response_headers (logs the status)
 //!   tick_call=SPEC       (root) dispatches from on_tick
 //!   configure_call=SPEC  (root) dispatches from on_configure
+//!   root_call_retry      (root) from every failed root call response, dispatch the
+//!                        tick_call / configure_call specs again (forever)
 //! Each response logs `call response token=T status=S headers=N body=B` (or `root call
 //! response ...`), with S = NONE for a failed call; hdr=<x-call-echo value> if present, and
 //! size=<body size> last.

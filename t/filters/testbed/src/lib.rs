@@ -130,7 +130,12 @@ fn split2(s: &str) -> (&str, &str) {
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         let who = format!("root {}", self.name);
-        calls::log_response(self, &who, token, num_headers, body_size);
+        let (status, _) = calls::log_response(self, &who, token, num_headers, body_size);
+        if status.is_none() && !self.each("root_call_retry").is_empty() {
+            for spec in self.each("tick_call").into_iter().chain(self.each("configure_call")) {
+                let _ = calls::dispatch(self, &spec, &who);
+            }
+        }
     }
 }
 
@@ -360,6 +365,13 @@ impl Context for Filter {
                 self.send_http_response(deny.parse().unwrap_or(403), vec![("x-denied", "1")], Some(msg.as_bytes()));
                 return;
             }
+        }
+        if self.has("call_forever") || (status.is_none() && self.has("call_retry")) {
+            let specs: Vec<String> = self.actions.iter().filter(|(a, _)| a == "call").map(|(_, v)| v.clone()).collect();
+            for spec in specs {
+                let _ = calls::dispatch(self, &spec, &who);
+            }
+            return;
         }
         if let Some(spec) = self.arg("call_chain") {
             if !self.chained {
