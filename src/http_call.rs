@@ -371,6 +371,7 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, req: 
         // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
         ev: std::mem::zeroed(),
     });
+    let data = &mut *call as *mut Call;
     call.ev.handler = Some(timer_handler);
     // nginx's debug lines read ev->data as a connection: the request's (a fake request has
     // one too). The handler finds its Call from the event's address.
