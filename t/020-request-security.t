@@ -249,6 +249,7 @@ unexpected status: 2
 === TEST 11: log_subrequest on: a plugin's HTTP call (a subrequest) runs no callback of its main request
 --- http_config
 wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+proxy_wasm_call_allow testbed 127.0.0.1;
 log_subrequest on;
 --- config
 location /t {
