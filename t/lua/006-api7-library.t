@@ -1,7 +1,8 @@
 # api7's own resty.proxy-wasm, unchanged, against this module. Not shipped here: set
 # TEST_NGINX_API7_LIB to a directory holding resty/proxy-wasm.lua from api7/wasm-nginx-module
-# and lua-resty-http (resty/http.lua, ...), e.g. a checkout's lib/ plus lua-resty-http's lib/
-# copied in; otherwise the file is skipped.
+# lua-resty-http (resty/http.lua, ...) and lua-resty-string (resty/string.lua, which
+# lua-resty-http's http_connect.lua requires), e.g. a checkout's lib/ plus those two
+# libraries' lib/ copied in; otherwise the file is skipped.
 use lib 't/lib';
 BEGIN {
     if (!$ENV{TEST_NGINX_API7_LIB}) {
