@@ -1,5 +1,5 @@
 # api7's own resty.proxy-wasm, unchanged, against this module. Not shipped here: set
-# TEST_NGINX_API7_LIB to a directory holding resty/proxy-wasm.lua from api7/wasm-nginx-module
+# TEST_NGINX_API7_LIB to a directory holding resty/proxy-wasm.lua from api7/wasm-nginx-module,
 # lua-resty-http (resty/http.lua, ...) and lua-resty-string (resty/string.lua, which
 # lua-resty-http's http_connect.lua requires), e.g. a checkout's lib/ plus those two
 # libraries' lib/ copied in; otherwise the file is skipped.

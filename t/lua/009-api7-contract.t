@@ -2,12 +2,12 @@
 # (issue 15, 1b): plugins written for APISIX rely on it. Runs with our library; the same
 # module-side answers are checked with api7's own library in t/lua/006-api7-library.t.
 #   - an HTTP call may leave out :method (GET is sent) and :path (`/`), or give a relative
-#     :path (`/` is prefixed); the native path keeps Envoy's BAD_ARGUMENT (t/018 TEST 15, 28);
+#     :path (`/` is prefixed); the native path keeps Envoy's BAD_ARGUMENT (t/018 TEST 31);
 #   - proxy_set_property with a one-word path is lua-nginx-module's variable setter: a
 #     variable that cannot be written (host) fails, an unknown one is NOT_FOUND, neither is
 #     kept as a property;
 #   - proxy_get_buffer_bytes on a body chunk: NOT_FOUND when empty, BAD_ARGUMENT for a start
-#     at or past its end or a size of 0.
+#     at or past its end or a size of 0 (the native path: Envoy's answers, t/008 TEST 10).
 use lib 't/lib';
 use Test::Nginx::Socket;
 use ProxyWasmLua;
