@@ -99,6 +99,7 @@ impl Plugin {
         // their root context by it (AssemblyScript) rely on that.
         inst.set_root_id(&self.name);
         inst.set_call_policy(crate::call_policy::for_lua(&self.name));
+        inst.set_api7_contract();
         let started = inst.create_root_context(None);
         drop_root_calls(&mut inst, &self.name);
         started.map_err(|e| e.to_string())?;
@@ -897,15 +898,22 @@ impl HttpStream for LuaStream<'_, '_> {
     }
     fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
         if let [name] = path {
+            // api7's answers (lua-nginx-module's variable setter): a variable that does not
+            // exist (prefix ones such as `http_x` included) is NOT_FOUND, one that exists but
+            // cannot be written (`host`) INTERNAL_FAILURE; neither is kept as a property.
             // SAFETY: the stream's request is live (NgxStream's contract).
-            match unsafe { crate::properties::set_variable(self.0.request(), name, value) } {
-                VarWrite::Done => return Status::Ok,
+            return match unsafe { crate::properties::set_variable(self.0.request(), name, value) } {
+                VarWrite::Done => Status::Ok,
                 // An nginx variable refuses a value that could split a header or request line.
-                VarWrite::Invalid => return Status::BadArgument,
-                VarWrite::NoMemory => return Status::InternalFailure,
-                // Not a writable variable: a plain property, as in api7's module.
-                VarWrite::Unknown | VarWrite::Refused => {}
-            }
+                VarWrite::Invalid => Status::BadArgument,
+                VarWrite::NoMemory => Status::InternalFailure,
+                VarWrite::Unknown => Status::NotFound,
+                VarWrite::Refused => {
+                    let msg = format!("proxy_set_property: nginx variable \"{}\" is not changeable", String::from_utf8_lossy(name));
+                    self.0.log(LogLevel::Warn, msg.as_bytes());
+                    Status::InternalFailure
+                }
+            };
         }
         self.0.set_property(path, value)
     }

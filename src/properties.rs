@@ -74,7 +74,7 @@ pub(crate) fn valid_variable_value(lc_name: &[u8], value: &[u8]) -> bool {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum VarWrite {
     Done,
-    /// No such variable (the Lua path then stores a plain property).
+    /// No such variable (the Lua path answers NOT_FOUND, as api7 does).
     Unknown,
     /// Read-only, or the request cannot hold it.
     Refused,

@@ -131,3 +131,24 @@ POST /t
 body
 --- response_body chomp
 body-one-two
+
+=== TEST 10: proxy_get_buffer_bytes on the native path answers as Envoy: a start at the end or a size of 0 reads nothing (OK), past the end is BAD_ARGUMENT (the Lua path answers as api7: t/lua/009)
+--- config
+location /t {
+    proxy_wasm testbed "req_body_at=end:4;req_body_at=0:0;req_body_at=end+1:4;req_body_at=0:3;req_body_at=4:max";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/ok;
+}
+location /ok { return 200 "ok\n"; }
+--- request
+POST /t
+hello body
+--- response_body
+ok
+--- grep_error_log eval
+qr/req_body_at \S+ size=\d+ -> \w+ \[[^\]]*\]/
+--- grep_error_log_out
+req_body_at end:4 size=10 -> Ok []
+req_body_at 0:0 size=10 -> Ok []
+req_body_at end+1:4 size=10 -> BadArgument []
+req_body_at 0:3 size=10 -> Ok [hel]
+req_body_at 4:max size=10 -> Ok [o body]

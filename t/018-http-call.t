@@ -512,3 +512,21 @@ root ticker call response token=2 status=200
 root ticker call response token=3 status=200
 --- no_error_log eval
 [qr/root ticker call response token=\d+ status=(?!200)/, "[alert]", "[crit]", "exited on signal"]
+
+=== TEST 31: the native path keeps Envoy's rule: a call without :method or without :path is refused (the Lua path sends GET and /, as api7's module does: t/lua/009)
+--- config
+location /t {
+    proxy_wasm testbed "call=127.0.0.1:$TEST_NGINX_SERVER_PORT /x method=-; call=127.0.0.1:$TEST_NGINX_SERVER_PORT -; call_to_header=x-auth";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body
+app got x-auth=
+--- grep_error_log eval
+qr/proxy_http_call refused \(BAD_ARGUMENT\): missing :method or :path|call dispatch failed: BadArgument/
+--- grep_error_log_out
+proxy_http_call refused (BAD_ARGUMENT): missing :method or :path
+call dispatch failed: BadArgument
+proxy_http_call refused (BAD_ARGUMENT): missing :method or :path
+call dispatch failed: BadArgument

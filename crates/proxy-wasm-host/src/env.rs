@@ -228,6 +228,9 @@ pub struct HostEnv {
     pub(crate) next_call_token: u32,
     /// The embedder's check of a call's target at dispatch (None: every target passes).
     pub(crate) call_policy: Option<crate::http_call::CallPolicy>,
+    /// api7/wasm-nginx-module's contract (the Lua path) where it is laxer or stricter than
+    /// Envoy's: see `PluginInstance::set_api7_contract`.
+    pub(crate) api7: bool,
     /// Targets whose refusal was logged already.
     pub(crate) refusals: crate::http_call::RefusalLog,
     /// Bytes of calls in flight, and what each HTTP context dispatched.
@@ -266,6 +269,7 @@ impl HostEnv {
             calls_in_flight: 0,
             next_call_token: 1,
             call_policy: None,
+            api7: false,
             refusals: Default::default(),
             call_ledger: Default::default(),
             shared: crate::shared_store::process_store(),

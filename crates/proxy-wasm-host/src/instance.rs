@@ -235,6 +235,15 @@ impl PluginInstance {
         self.env.as_mut(&mut self.store).call_policy = Some(policy);
     }
 
+    /// Answers as api7/wasm-nginx-module does where its contract differs from Envoy's (the
+    /// OpenResty/APISIX path, whose plugins were written against it): an HTTP call may omit
+    /// `:method` and `:path` (the Lua side sends GET and `/`), and `proxy_get_buffer_bytes` on
+    /// a body or call-response body is NOT_FOUND when it is empty and BAD_ARGUMENT for a
+    /// `start` at or past its end or a `max_size` of 0.
+    pub fn set_api7_contract(&mut self) {
+        self.env.as_mut(&mut self.store).api7 = true;
+    }
+
     pub fn abi(&self) -> AbiVersion {
         self.abi
     }

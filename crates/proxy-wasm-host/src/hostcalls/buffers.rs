@@ -42,8 +42,14 @@ pub(crate) fn proxy_get_buffer_bytes(
 ) -> i32 {
     // start and max_size are unsigned; the Rust SDK passes u32::MAX for "to the end".
     let (start, max) = (u(start) as usize, u(max_size) as usize);
+    // api7's answers for the bodies it serves (the configuration is not checked there).
+    let api7 = env.data().api7
+        && BufferType::from_i32(ty).is_some_and(|t| is_body(t) || t == BufferType::HttpCallResponseBody);
     let slice = with_buffer(env.data_mut(), ty, |b| {
-        if start > b.len() {
+        if api7 && b.is_empty() {
+            return Err(Status::NotFound);
+        }
+        if start > b.len() || (api7 && (start == b.len() || max == 0)) {
             return Err(Status::BadArgument);
         }
         let end = start.saturating_add(max).min(b.len());

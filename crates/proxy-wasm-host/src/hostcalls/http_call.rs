@@ -100,8 +100,10 @@ fn build(env: &FunctionEnvMut<HostEnv>, args: [i32; 8], timeout_ms: i32) -> Resu
     let headers = pairs(env, headers, headers_len).map_err(bad)?;
     let trailers = pairs(env, trailers, trailers_len).map_err(bad)?;
     let body = read(env, body, body_len).map_err(bad)?;
+    // Envoy refuses a call without them; api7's module accepts it (its Lua side sends GET and
+    // `/`, and prefixes a relative :path with `/`), and plugins written for APISIX rely on that.
     for required in [&b":method"[..], b":path"] {
-        if !headers.iter().any(|(k, v)| k.as_slice() == required && !v.is_empty()) {
+        if !data.api7 && !headers.iter().any(|(k, v)| k.as_slice() == required && !v.is_empty()) {
             return Err((Status::BadArgument, "missing :method or :path"));
         }
     }

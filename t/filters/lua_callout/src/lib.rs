@@ -3,7 +3,8 @@
 //!
 //! on_http_request_headers dispatches `call=UPSTREAM` (`:path` from `path=`, default /call;
 //! `:method` from `method=`, default GET; `:authority` from `authority=`; body from `body=`;
-//! `:scheme` from `scheme=`; header x-from: wasm) and returns Pause. `calls=2` dispatches two calls at once.
+//! `:scheme` from `scheme=`; `method=-` / `path=-` leave that pseudo-header out, as plugins
+//! written for api7's module may; header x-from: wasm) and returns Pause. `calls=2` dispatches two calls at once.
 //! on_http_call_response logs `call <token> status=<:status|NONE> body=<body>` and then, by
 //! `then=`:
 //!   header (default)  sets request header x-call: <status>/<body> and resumes;
@@ -71,8 +72,12 @@ impl Callout {
             headers.push((":method", "GET"));
             headers.push((":path", "/call/second"));
         } else {
-            headers.push((":method", self.get("method").unwrap_or("GET")));
-            headers.push((":path", self.get("path").unwrap_or("/call")));
+            for (name, default) in [(":method", "GET"), (":path", "/call")] {
+                match self.get(&name[1..]).unwrap_or(default) {
+                    "-" => {}
+                    v => headers.push((name, v)),
+                }
+            }
             headers.push(("x-from", "wasm"));
             if let Some(s) = self.get("scheme") {
                 headers.push((":scheme", s));

@@ -1,7 +1,8 @@
 //! HTTP-call actions of the testbed filter (proxy_http_call).
 //!
 //! A call SPEC is `UPSTREAM PATH [method=M] [body=B] [timeout=MS] [authority=A]
-//! [scheme=https] [h=name:value]...` (space-separated).
+//! [scheme=https] [h=name:value]...` (space-separated); PATH or M `-` leaves :path or
+//! :method out.
 //!   call=SPEC            from on_http_request_headers (several run concurrently), then Pause
 //!   body_call=SPEC       from on_http_request_body at end of stream, then Pause
 //!   call_resume          resume_http_request() from every call response
@@ -58,7 +59,11 @@ pub fn parse(spec: &str) -> Spec {
             _ => {}
         }
     }
-    let mut headers = vec![(":method".to_string(), method), (":path".to_string(), path), (":authority".to_string(), authority)];
+    // `-` leaves the pseudo-header out (the native path refuses that call; the Lua path sends
+    // GET and /, as api7's module does).
+    let mut headers: Vec<(String, String)> =
+        [(":method", method), (":path", path)].into_iter().filter(|(_, v)| v != "-").map(|(k, v)| (k.to_string(), v)).collect();
+    headers.push((":authority".to_string(), authority));
     if let Some(s) = scheme {
         headers.push((":scheme".to_string(), s));
     }

@@ -39,6 +39,10 @@
 //!   req_body_echo         buffers the whole body and answers 200 with it (local response)
 //!   req_body_local=status:body  local response from the first on_http_request_body
 //!   req_body_pause        returns Pause until end of stream (buffering only)
+//!   req_body_at=START:SIZE  the raw proxy_get_buffer_bytes on the chunk (START `end` = the
+//!                         chunk's size, `end+N` past it; SIZE `max` = u32::MAX); logs
+//!                         `req_body_at START:SIZE size=<chunk> -> <status> [<bytes>]`
+//!   resp_body_at=START:SIZE the same in on_http_response_body
 //! Properties (prefix r for on_http_response_headers, l for on_log; paths use dots):
 //!   prop=request.path     logs `prop request.path=<value|NONE|ERR(status)>` (as text)
 //!   prop_int=source.port  logs `prop_int source.port=<i64 from 8 bytes LE>`
@@ -283,7 +287,31 @@ mod raw {
             value_len: usize,
         ) -> proxy_wasm::types::Status;
         pub fn proxy_set_property(path: *const u8, path_len: usize, value: *const u8, value_len: usize) -> proxy_wasm::types::Status;
+        pub fn proxy_get_buffer_bytes(
+            buffer_type: proxy_wasm::types::BufferType,
+            start: usize,
+            max_size: usize,
+            return_data: *mut *mut u8,
+            return_size: *mut usize,
+        ) -> proxy_wasm::types::Status;
     }
+}
+
+/// `req_body_at` / `resp_body_at`: the raw hostcall, so that a refusal is logged, not a panic.
+fn body_at(action: &str, ty: proxy_wasm::types::BufferType, spec: &str, chunk: usize) {
+    let (a, b) = split2(spec);
+    let start = match a.strip_prefix("end") {
+        Some(rest) => chunk + rest.trim_start_matches('+').parse::<usize>().unwrap_or(0),
+        None => a.parse().unwrap_or(0),
+    };
+    let size = if b == "max" { u32::MAX as usize } else { b.parse().unwrap_or(0) };
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut len = 0usize;
+    // SAFETY: the out-pointers are valid locals; the host allocates what it returns with
+    // proxy_on_memory_allocate (the SDK's allocator), which we take back into a Vec.
+    let st = unsafe { raw::proxy_get_buffer_bytes(ty, start, size, &mut data, &mut len) };
+    let bytes = if data.is_null() { Vec::new() } else { unsafe { Vec::from_raw_parts(data, len, len) } };
+    log::warn!("{action} {spec} size={chunk} -> {st:?} [{}]", String::from_utf8_lossy(&bytes));
 }
 
 /// `%XX` escapes decoded (so test configurations can carry CR, LF, `;` and NUL).
@@ -600,6 +628,7 @@ impl HttpContext for Filter {
                     self.send_http_response(status, vec![("x-local", "request-body")], Some(body.as_bytes()));
                     return Action::Pause;
                 }
+                "req_body_at" => body_at(k, BufferType::HttpRequestBody, v, body_size),
                 "req_body_pause" => {
                     if !end_of_stream {
                         return Action::Pause;
@@ -620,6 +649,7 @@ impl HttpContext for Filter {
         for (k, v) in actions.iter() {
             match k.as_str() {
                 "resp_body_log" => log::warn!("resp body size={body_size} eos={end_of_stream}"),
+                "resp_body_at" => body_at(k, BufferType::HttpResponseBody, v, body_size),
                 "resp_body_upper" => {
                     if let Some(b) = self.get_http_response_body(0, body_size) {
                         self.set_http_response_body(0, body_size, &b.to_ascii_uppercase());
