@@ -87,7 +87,7 @@ pub(crate) struct MainConf {
     /// wasm_shm_size, and the zone declared in postconfiguration (see shm.rs).
     pub shm_size: Option<usize>,
     pub shm_zone: Option<std::ptr::NonNull<ngx_shm_zone_t>>,
-    /// proxy_wasm_filter_metrics (None = on).
+    /// proxy_wasm_filter_metrics (None = off: see README, Metrics, for what they cost).
     pub filter_metrics: Option<bool>,
 }
 
@@ -288,7 +288,7 @@ pub(crate) extern "C" fn set_proxy_wasm(cf: *mut ngx_conf_t, _cmd: *mut ngx_comm
     })
 }
 
-/// `proxy_wasm_filter_metrics on|off;` (default on): the per-filter figures on
+/// `proxy_wasm_filter_metrics on|off;` (default off): the per-filter figures on
 /// `proxy_wasm_metrics` (see worker.rs, `flush_stats`).
 pub(crate) extern "C" fn set_filter_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a live `cf` whose args are this

@@ -35,7 +35,7 @@ pub(crate) struct Worker {
     ticks: Vec<Option<Box<Tick>>>,
     /// HTTP calls root contexts made while starting, to send once the worker state is free.
     pub root_calls: Vec<(usize, u64, HttpCallRequest)>,
-    /// The per-filter figures (proxy_wasm_filter_metrics on, and a shared zone).
+    /// The per-filter figures (proxy_wasm_filter_metrics on, and a shared zone); None when off.
     stats: Option<Stats>,
 }
 
@@ -156,7 +156,7 @@ impl Worker {
             labels: conf.modules.iter().map(|m| std::rc::Rc::from(m.name.as_str())).collect(),
             ticks: conf.filters.iter().map(|_| None).collect(),
             root_calls: Vec::new(),
-            stats: shared_store::process_store().filter(|_| conf.filter_metrics != Some(false)).map(|store| Stats {
+            stats: shared_store::process_store().filter(|_| conf.filter_metrics == Some(true)).map(|store| Stats {
                 store,
                 filters: conf.filters.iter().map(|_| None).collect(),
                 modules: vec![None; conf.modules.len()],

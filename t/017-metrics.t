@@ -47,9 +47,6 @@ run_tests();
 __DATA__
 
 === TEST 1: each of two workers updates a counter, a gauge and a histogram; the scrape shows the sums
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
-proxy_wasm_filter_metrics off;
 --- config
 location /t { proxy_wasm shared_state "tick=20"; empty_gif; }
 location /metrics { proxy_wasm_metrics; }
@@ -67,9 +64,6 @@ worker 1 numbered
 worker 2 numbered
 
 === TEST 2: from requests (on either worker): counters only grow, gauges move and are set, get_metric reads, histograms cannot be read
---- http_config
-wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
-proxy_wasm_filter_metrics off;
 --- config
 location /t { proxy_wasm shared_state; empty_gif; }
 location /metrics { proxy_wasm_metrics; }
@@ -111,6 +105,7 @@ GET /metrics
 === TEST 5: per-filter figures: exact callback counts (2 per request, 2 per worker at start), wall-time histogram, memory of both workers' instances, instructions growing
 --- http_config
 wasm_module lh $TEST_NGINX_FILTERS/local_on_headers.wat;
+proxy_wasm_filter_metrics on;
 --- config
 location /t { proxy_wasm lh "" name=deny; empty_gif; }
 location /u { proxy_wasm lh; empty_gif; }
@@ -153,6 +148,7 @@ qr/$re/
 wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
 wasm_module exit $TEST_NGINX_FILTERS/exit_on_headers.wat;
 wasm_max_instructions 1000000;
+proxy_wasm_filter_metrics on;
 --- config
 proxy_wasm_failure_policy closed 503;    # keeps the connection (nginx closes it after a 500)
 location /trap { proxy_wasm hostile t name=trap; empty_gif; }
@@ -192,10 +188,9 @@ location /t { proxy_wasm lh "" label=x; empty_gif; }
 --- error_log
 proxy_wasm: invalid third argument "label=x": use name=LABEL
 
-=== TEST 8: proxy_wasm_filter_metrics off: no per-filter series, the plugins' metrics still served
+=== TEST 8: proxy_wasm_filter_metrics is off by default: no per-filter series
 --- http_config
 wasm_module lh $TEST_NGINX_FILTERS/local_on_headers.wat;
-proxy_wasm_filter_metrics off;
 --- config
 location /t { proxy_wasm lh; empty_gif; }
 location /metrics { proxy_wasm_metrics; }
@@ -205,3 +200,17 @@ location /metrics { proxy_wasm_metrics; }
 [403, 200]
 --- response_body eval
 ["denied\n", ""]
+
+=== TEST 9: proxy_wasm_filter_metrics off, explicitly; the plugins' metrics are still served
+--- http_config
+wasm_module shared_state $TEST_NGINX_FILTERS/shared_state.wasm;
+proxy_wasm_filter_metrics off;
+--- config
+location /t { proxy_wasm shared_state; empty_gif; }
+location /metrics { proxy_wasm_metrics; }
+--- request eval
+["GET /t", "GET /metrics"]
+--- more_headers eval
+["x-ops: counter=c:2", ""]
+--- response_body eval
+["counter c: Ok\n", "# TYPE c counter\nc 2\n"]
