@@ -143,10 +143,11 @@ my $re = qr/\A# HELP proxy_wasm_filter_callbacks_total .+\n# TYPE proxy_wasm_fil
 . qr/proxy_wasm_module_memory_bytes\{module="lh"\} 131072\n\z/;
 qr/$re/
 
-=== TEST 6: failures by kind (trap, cpu_budget, proc_exit) and instance restarts
+=== TEST 6: failures by kind (trap, cpu_budget, proc_exit, memory) and instance restarts
 --- http_config
 wasm_module hostile $TEST_NGINX_FILTERS/hostile.wat;
 wasm_module exit $TEST_NGINX_FILTERS/exit_on_headers.wat;
+wasm_module oob $TEST_NGINX_FILTERS/oob_on_headers.wat;
 wasm_max_instructions 1000000;
 proxy_wasm_filter_metrics on;
 --- config
@@ -154,13 +155,14 @@ proxy_wasm_failure_policy closed 503;    # keeps the connection (nginx closes it
 location /trap { proxy_wasm hostile t name=trap; empty_gif; }
 location /loop { proxy_wasm hostile l name=loop; empty_gif; }
 location /exit { proxy_wasm exit "" name=exit; empty_gif; }
+location /oob { proxy_wasm oob "" name=oob; empty_gif; }
 location /metrics { proxy_wasm_metrics; }
 --- init
 # One connection, one worker: the first trap poisons its hostile instance, each later
 # request replaces it (4 restarts: the back-off allows them within a second).
-my $r = main::get("/trap", "/trap", "/trap", "/trap", "/loop", "/exit");
+my $r = main::get("/trap", "/trap", "/trap", "/trap", "/loop", "/exit", "/oob");
 my $n = () = $r =~ m{HTTP/1.1 503}g;
-Test::More::is($n, 6, "6 requests failed closed");
+Test::More::is($n, 7, "7 requests failed closed");
 select(undef, undef, undef, 0.3);
 --- request
 GET /metrics
@@ -169,10 +171,11 @@ my $re = qr/\A(?=.*^# HELP proxy_wasm_filter_failures_total .+\n# TYPE proxy_was
 . qr/(?=.*^proxy_wasm_filter_failures_total\{module="hostile",filter="trap",kind="trap"\} 4$)/ms
 . qr/(?=.*^proxy_wasm_filter_failures_total\{module="hostile",filter="loop",kind="cpu_budget"\} 1$)/ms
 . qr/(?=.*^proxy_wasm_filter_failures_total\{module="exit",filter="exit",kind="proc_exit"\} 1$)/ms
+. qr/(?=.*^proxy_wasm_filter_failures_total\{module="oob",filter="oob",kind="memory"\} 1$)/ms
 . qr/(?=.*^proxy_wasm_module_restarts_total\{module="hostile"\} 4$)/ms
 . qr/(?=.*^proxy_wasm_module_restarts_total\{module="exit"\} 0$)/ms
 . qr/(?=.*^proxy_wasm_filter_instructions_total\{module="hostile",filter="loop"\} 1\d{6}$)/ms
-. qr/(?!.*kind="memory")(?!.*kind="panic")/s;
+. qr/(?!.*module="hostile"[^\n]*kind="memory")(?!.*kind="panic")(?!.*module="oob",filter="oob",kind="trap")/s;
 qr/$re/
 --- error_log
 proxy_on_request_headers failed: unreachable
