@@ -217,3 +217,25 @@ location /metrics { proxy_wasm_metrics; }
 ["x-ops: counter=c:2", ""]
 --- response_body eval
 ["counter c: Ok\n", "# TYPE c counter\nc 2\n"]
+
+=== TEST 10: across nginx -s reload the counters go on, and the memory gauge counts only the live workers' instances
+--- http_config
+wasm_module lh $TEST_NGINX_FILTERS/local_on_headers.wat;
+proxy_wasm_filter_metrics on;
+--- config
+location /t { proxy_wasm lh "" name=deny; empty_gif; }
+location /metrics { proxy_wasm_metrics; }
+--- init
+use NginxReload;
+main::get("/t", "/t", "/t");
+reload_nginx(2);
+select(undef, undef, undef, 0.5);    # the old workers exit (nothing keeps them)
+--- request
+GET /metrics
+--- response_body eval
+# 2 callbacks per worker at start (old and new workers), 2 per request.
+qr/^proxy_wasm_filter_callbacks_total\{module="lh",filter="deny"\} 14\n(?s:.*)^proxy_wasm_module_memory_bytes\{module="lh"\} 131072\n\z/m
+--- no_error_log
+[error]
+[crit]
+[alert]
