@@ -52,7 +52,12 @@ pub(crate) struct FilterDef {
     pub module: usize,
     pub config: Vec<u8>,
     pub origin: Origin,
+    /// The `filter` label of its metrics: `name=LABEL`, or the file name and line.
+    pub label: String,
 }
+
+/// Longest `name=` label of a `proxy_wasm` (it goes into metric series, 255 bytes each).
+const MAX_FILTER_LABEL: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct MainConf {
@@ -82,6 +87,8 @@ pub(crate) struct MainConf {
     /// wasm_shm_size, and the zone declared in postconfiguration (see shm.rs).
     pub shm_size: Option<usize>,
     pub shm_zone: Option<std::ptr::NonNull<ngx_shm_zone_t>>,
+    /// proxy_wasm_filter_metrics (None = off: see README, Metrics, for what they cost).
+    pub filter_metrics: Option<bool>,
 }
 
 impl MainConf {
@@ -243,7 +250,9 @@ pub(crate) extern "C" fn set_wasm_module(cf: *mut ngx_conf_t, _cmd: *mut ngx_com
     })
 }
 
-/// `proxy_wasm NAME [PLUGIN_CONFIG];` — appends a filter to this level's chain.
+/// `proxy_wasm NAME [PLUGIN_CONFIG [name=LABEL]];` — appends a filter to this level's chain.
+/// The label is a third argument only, so that no existing plugin configuration changes
+/// meaning (`proxy_wasm m name=x;` still passes "name=x" to the plugin).
 pub(crate) extern "C" fn set_proxy_wasm(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
     // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
@@ -258,9 +267,42 @@ pub(crate) extern "C" fn set_proxy_wasm(cf: *mut ngx_conf_t, _cmd: *mut ngx_comm
             conf_error!(cf, "proxy_wasm: unknown module \"{name}\": declare it first with \"wasm_module {name} /path/to/filter.wasm;\" in the http block");
         };
         let config = a.get(2).map(|s| s.as_bytes().to_vec()).unwrap_or_default();
-        mcf.filters.push(FilterDef { module, config, origin: Origin::of(cf) });
+        let origin = Origin::of(cf);
+        let label = match a.get(3).map(arg_string) {
+            Some(l) => match l.strip_prefix("name=") {
+                Some(v) if !v.is_empty() && v.len() <= MAX_FILTER_LABEL && v.bytes().all(|b| b.is_ascii_graphic()) => v.to_string(),
+                _ => conf_error!(
+                    cf,
+                    "proxy_wasm: invalid third argument \"{l}\": use name=LABEL (1..{MAX_FILTER_LABEL} printable characters, no spaces)"
+                ),
+            },
+            None => {
+                let file = origin.file.rsplit('/').next().unwrap_or("");
+                format!("{file}:{}", origin.line)
+            }
+        };
+        mcf.filters.push(FilterDef { module, config, origin, label });
         let idx = mcf.filters.len() - 1;
         lcf.filters.get_or_insert_with(Vec::new).push(idx);
+        core::NGX_CONF_OK
+    })
+}
+
+/// `proxy_wasm_filter_metrics on|off;` (default off): the per-filter figures on
+/// `proxy_wasm_metrics` (see worker.rs, `flush_stats`).
+pub(crate) extern "C" fn set_filter_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
+    // directive\'s words, and `conf` pointing at the configuration its COMMANDS entry names.
+    crate::guard("proxy_wasm_filter_metrics", core::NGX_CONF_ERROR, || unsafe {
+        let mcf = &mut *(conf as *mut MainConf);
+        if mcf.filter_metrics.is_some() {
+            conf_error!(cf, "\"proxy_wasm_filter_metrics\" directive is duplicate");
+        }
+        mcf.filter_metrics = Some(match arg_string(&args(cf)[1]).as_str() {
+            "on" => true,
+            "off" => false,
+            other => conf_error!(cf, "invalid value \"{other}\" in \"proxy_wasm_filter_metrics\": on or off"),
+        });
         core::NGX_CONF_OK
     })
 }

@@ -70,7 +70,7 @@ impl HttpModule for Module {
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 15] = [
+static mut COMMANDS: [ngx_command_t; 16] = [
     ngx_command_t {
         name: ngx::ngx_string!("wasm_vm"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
@@ -89,7 +89,7 @@ static mut COMMANDS: [ngx_command_t; 15] = [
     },
     ngx_command_t {
         name: ngx::ngx_string!("proxy_wasm"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE123) as ngx_uint_t,
         set: Some(conf::set_proxy_wasm),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
@@ -180,6 +180,14 @@ static mut COMMANDS: [ngx_command_t; 15] = [
         type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
         set: Some(metrics_handler::set_metrics),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: null_mut(),
+    },
+    ngx_command_t {
+        name: ngx::ngx_string!("proxy_wasm_filter_metrics"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(conf::set_filter_metrics),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
         offset: 0,
         post: null_mut(),
     },

@@ -26,6 +26,8 @@ unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         if (*r).method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as ngx_uint_t == 0 {
             return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
         }
+        // This worker's latest figures; the other workers' are at most one poll period old.
+        crate::worker::flush_stats();
         // No store (no wasm_module declared): no metrics, an empty exposition.
         let body = shared_store::process_store()
             .map(|s| shared_store::prometheus_text(&s.metrics()).into_bytes())

@@ -1,7 +1,8 @@
 //! proxy_on_queue_ready across workers. nginx has no cross-process wake-up, so each worker
 //! polls: one timer per worker reads, every POLL_MS, the sequence number (an atomic in shared
 //! memory) of each queue its instances registered, and calls on_queue_ready for the changed
-//! ones. An item enqueued in another worker is thus announced within POLL_MS.
+//! ones. An item enqueued in another worker is thus announced within POLL_MS. The same timer
+//! flushes the worker's per-filter metrics to the shared zone.
 
 use std::cell::RefCell;
 
@@ -69,6 +70,7 @@ unsafe extern "C" fn poll_handler(ev: *mut ngx_event_t) {
                 let calls = w.take_root_calls(mi);
                 w.root_calls.extend(calls);
             }
+            w.flush_stats();
         });
         crate::worker::flush_root_calls();
     });

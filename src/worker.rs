@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
-use proxy_wasm_host::{Compiler, HostError, HttpCallRequest, PluginInstance};
+use proxy_wasm_host::shared_store::{self, MetricKind, SharedStore};
+use proxy_wasm_host::{CallStats, Compiler, FailureKind, HostError, HttpCallRequest, PluginInstance};
 
 use crate::conf::MainConf;
 use crate::ngx_log::CycleLogger;
@@ -34,6 +35,103 @@ pub(crate) struct Worker {
     ticks: Vec<Option<Box<Tick>>>,
     /// HTTP calls root contexts made while starting, to send once the worker state is free.
     pub root_calls: Vec<(usize, u64, HttpCallRequest)>,
+    /// The per-filter figures (proxy_wasm_filter_metrics on, and a shared zone); None when off.
+    stats: Option<Stats>,
+}
+
+/// This worker's share of the per-filter and per-module metrics. Callbacks add to plain
+/// integers in their instance (`PluginInstance::take_stats`); `flush_stats` adds them to the
+/// shared zone's host metrics every queue-poll period (100 ms), before a scrape this worker
+/// serves, before an instance is replaced, and at exit. No shared-memory write per callback.
+struct Stats {
+    store: std::sync::Arc<SharedStore>,
+    /// Indexed like MainConf::filters: the filter's series ids, once defined.
+    filters: Vec<Option<FilterIds>>,
+    /// Indexed like MainConf::modules: (restarts, memory) series ids, once defined.
+    modules: Vec<Option<(u32, u32)>>,
+    /// Indexed like MainConf::modules: restarts not yet added.
+    restarts: Vec<u64>,
+    /// Indexed like MainConf::modules: the memory this worker added to the gauge.
+    memory: Vec<u64>,
+}
+
+struct FilterIds {
+    callbacks: u32,
+    instructions: u32,
+    duration: u32,
+    /// Indexed like FailureKind::ALL, defined at the first failure of that kind.
+    failures: [Option<u32>; 5],
+}
+
+/// A label value of at most 64 bytes (series names are at most 255 bytes), escaped.
+fn label(v: &str) -> String {
+    let mut end = v.len().min(64);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    shared_store::label_value(&v[..end])
+}
+
+impl Stats {
+    fn filter_ids(&mut self, conf: &MainConf, fi: usize) -> Option<&mut FilterIds> {
+        if self.filters[fi].is_none() {
+            let f = &conf.filters[fi];
+            let labels = format!("module=\"{}\",filter=\"{}\"", label(&conf.modules[f.module].name), label(&f.label));
+            let def = |kind, family: &str| self.store.define_host_metric(kind, format!("{family}{{{labels}}}").as_bytes()).ok();
+            self.filters[fi] = Some(FilterIds {
+                callbacks: def(MetricKind::Counter, "proxy_wasm_filter_callbacks_total")?,
+                instructions: def(MetricKind::Counter, "proxy_wasm_filter_instructions_total")?,
+                duration: def(MetricKind::Histogram, "proxy_wasm_filter_callback_duration_seconds")?,
+                failures: [None; 5],
+            });
+        }
+        self.filters[fi].as_mut()
+    }
+
+    fn add_filter(&mut self, conf: &MainConf, fi: usize, cs: &CallStats) {
+        let store = self.store.clone();
+        let Some(ids) = self.filter_ids(conf, fi) else { return };
+        store.host_add(ids.callbacks, cs.callbacks as i64);
+        store.host_add(ids.instructions, cs.instructions.min(i64::MAX as u64) as i64);
+        store.host_observe(ids.duration, &cs.buckets, cs.nanos);
+        for (k, &n) in FailureKind::ALL.iter().zip(cs.failures.iter()) {
+            if n == 0 {
+                continue;
+            }
+            let slot = &mut ids.failures[*k as usize];
+            if slot.is_none() {
+                let f = &conf.filters[fi];
+                let series = format!(
+                    "proxy_wasm_filter_failures_total{{module=\"{}\",filter=\"{}\",kind=\"{}\"}}",
+                    label(&conf.modules[f.module].name),
+                    label(&f.label),
+                    k.name()
+                );
+                *slot = store.define_host_metric(MetricKind::Counter, series.as_bytes()).ok();
+            }
+            if let Some(id) = *slot {
+                store.host_add(id, n as i64);
+            }
+        }
+    }
+
+    /// Adds module `mi`'s pending restarts and moves its memory gauge to `memory` bytes.
+    fn set_module(&mut self, conf: &MainConf, mi: usize, memory: u64) {
+        if self.restarts[mi] == 0 && self.memory[mi] == memory {
+            return;
+        }
+        if self.modules[mi].is_none() {
+            let m = label(&conf.modules[mi].name);
+            let r = self.store.define_host_metric(MetricKind::Counter, format!("proxy_wasm_module_restarts_total{{module=\"{m}\"}}").as_bytes());
+            let g = self.store.define_host_metric(MetricKind::Gauge, format!("proxy_wasm_module_memory_bytes{{module=\"{m}\"}}").as_bytes());
+            let (Ok(r), Ok(g)) = (r, g) else { return };
+            self.modules[mi] = Some((r, g));
+        }
+        let Some((r, g)) = self.modules[mi] else { return };
+        self.store.host_add(r, std::mem::take(&mut self.restarts[mi]) as i64);
+        self.store.host_add(g, memory as i64 - self.memory[mi] as i64);
+        self.memory[mi] = memory;
+    }
 }
 
 /// One root context's proxy_on_tick timer (a boxed nginx event: its address must not move
@@ -58,6 +156,52 @@ impl Worker {
             labels: conf.modules.iter().map(|m| std::rc::Rc::from(m.name.as_str())).collect(),
             ticks: conf.filters.iter().map(|_| None).collect(),
             root_calls: Vec::new(),
+            stats: shared_store::process_store().filter(|_| conf.filter_metrics == Some(true)).map(|store| Stats {
+                store,
+                filters: conf.filters.iter().map(|_| None).collect(),
+                modules: vec![None; conf.modules.len()],
+                restarts: vec![0; conf.modules.len()],
+                memory: vec![0; conf.modules.len()],
+            }),
+        }
+    }
+
+    /// Adds module `mi`'s figures gathered since the last flush to the shared zone.
+    fn flush_module(&mut self, mi: usize) {
+        let conf = self.conf;
+        let Some(st) = self.stats.as_mut() else { return };
+        let memory = match self.instances[mi].as_mut() {
+            Some(inst) => {
+                for (root, cs) in inst.take_stats() {
+                    let fi = (0..self.roots.len()).find(|&fi| self.filter_module[fi] == mi && self.roots[fi] == Some(root));
+                    if let (Some(fi), false) = (fi, cs.is_empty()) {
+                        st.add_filter(conf, fi, &cs);
+                    }
+                }
+                inst.memory_bytes()
+            }
+            None => 0,
+        };
+        st.set_module(conf, mi, memory);
+    }
+
+    /// Adds every figure gathered since the last flush to the shared zone.
+    pub fn flush_stats(&mut self) {
+        if self.stats.is_some() {
+            for mi in 0..self.instances.len() {
+                self.flush_module(mi);
+            }
+        }
+    }
+
+    /// At exit: flushes, and takes this worker's instances out of the memory gauge.
+    fn retire_stats(&mut self) {
+        self.flush_stats();
+        let conf = self.conf;
+        if let Some(st) = self.stats.as_mut() {
+            for mi in 0..conf.modules.len() {
+                st.set_module(conf, mi, 0);
+            }
         }
     }
 
@@ -65,6 +209,8 @@ impl Worker {
     fn start_module(&mut self, mi: usize) {
         let conf = self.conf;
         let m = &conf.modules[mi];
+        // What the old instance ran is counted before it goes.
+        self.flush_module(mi);
         self.instances[mi] = None;
         self.generations[mi] += 1;
         self.poisoned[mi] = false;
@@ -87,6 +233,7 @@ impl Worker {
             }
         };
         inst.set_call_policy(crate::call_policy::for_module(conf, mi));
+        inst.set_stats(self.stats.is_some());
         for (fi, f) in conf.filters.iter().enumerate().filter(|(_, f)| f.module == mi) {
             match inst.create_root_context(Some(f.config.clone())) {
                 Ok(id) => self.roots[fi] = Some(id),
@@ -180,6 +327,9 @@ impl Worker {
             "[proxy_wasm] {}: replacing the instance after a failure (root contexts start again)",
             self.labels[mi]
         ));
+        if let Some(st) = self.stats.as_mut() {
+            st.restarts[mi] += 1;
+        }
         self.start_module(mi);
     }
 
@@ -415,6 +565,7 @@ pub(crate) unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
     crate::guard("exit_process", (), || {
         let _ = WORKER.try_with(|s| {
             if let Some(mut w) = s.borrow_mut().take() {
+                w.retire_stats();
                 w.stop_ticks();
             }
         });
@@ -436,6 +587,17 @@ unsafe extern "C" fn tick_handler(ev: *mut ngx_event_t) {
         });
         flush_root_calls();
     })
+}
+
+/// Flushes this worker's per-filter figures (before a scrape it serves).
+pub(crate) fn flush_stats() {
+    let _ = WORKER.try_with(|s| {
+        if let Ok(mut w) = s.try_borrow_mut() {
+            if let Some(w) = w.as_mut() {
+                w.flush_stats();
+            }
+        }
+    });
 }
 
 /// Sends the HTTP calls root contexts made (outside any borrow of the worker state: a call

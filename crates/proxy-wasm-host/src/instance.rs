@@ -117,6 +117,142 @@ pub struct PluginInstance {
     next_id: u32,
     /// The metering globals and the per-callback budget, when a CPU budget is set.
     budget: Option<Budget>,
+    /// What each root context's callbacks cost since the embedder last took it (see
+    /// `take_stats`); None (the default) unless the embedder turned the figures on.
+    stats: Option<Vec<(u32, CallStats)>>,
+    /// wasm_max_memory, to tell a failure at the memory cap.
+    max_memory: u64,
+}
+
+/// The callback clock: two `Instant::now()` per callback cost about 70 ns in a VM (the
+/// vDSO's clock read), more than the rest of the accounting; the CPU's invariant time-stamp
+/// counter costs about 10. Calibrated against `Instant` once per process (2 ms), when the
+/// figures are first turned on; `Instant` where there is no invariant TSC.
+mod clock {
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// Nanoseconds per tick, or None: use Instant.
+    static NS_PER_TICK: OnceLock<Option<f64>> = OnceLock::new();
+
+    #[cfg(target_arch = "x86_64")]
+    fn tsc() -> Option<u64> {
+        // SAFETY: cpuid and rdtsc exist on every x86_64 CPU and have no side effects.
+        unsafe {
+            use std::arch::x86_64::{__cpuid, _rdtsc};
+            if __cpuid(0x8000_0000).eax < 0x8000_0007 || __cpuid(0x8000_0007).edx & (1 << 8) == 0 {
+                return None; // no invariant TSC: its rate may change with the CPU's
+            }
+            Some(_rdtsc())
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn tsc() -> Option<u64> {
+        None
+    }
+
+    fn calibrate() -> Option<f64> {
+        let (t0, c0) = (Instant::now(), tsc()?);
+        while t0.elapsed() < Duration::from_millis(2) {
+            std::hint::spin_loop();
+        }
+        let (ns, c1) = (t0.elapsed().as_nanos() as f64, tsc()?);
+        (c1 > c0).then(|| ns / (c1 - c0) as f64)
+    }
+
+    /// Calibrates now (outside any callback).
+    pub fn init() {
+        NS_PER_TICK.get_or_init(calibrate);
+    }
+
+    /// A point in time for `since`.
+    #[derive(Clone, Copy)]
+    pub enum Start {
+        #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+        Tsc(u64, f64),
+        Std(Instant),
+    }
+
+    #[inline]
+    pub fn start() -> Start {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(Some(r)) = NS_PER_TICK.get() {
+            // SAFETY: as in tsc(); calibrate() checked that the TSC is invariant.
+            return Start::Tsc(unsafe { std::arch::x86_64::_rdtsc() }, *r);
+        }
+        Start::Std(Instant::now())
+    }
+
+    /// Nanoseconds since `s`.
+    #[inline]
+    pub fn since(s: Start) -> u64 {
+        match s {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in start().
+            Start::Tsc(c0, r) => (unsafe { std::arch::x86_64::_rdtsc() }.saturating_sub(c0) as f64 * r) as u64,
+            #[cfg(not(target_arch = "x86_64"))]
+            Start::Tsc(..) => 0,
+            Start::Std(t) => t.elapsed().as_nanos() as u64,
+        }
+    }
+}
+
+/// Why a callback failed, for the per-filter failure counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Any other wasm trap (unreachable, stack exhaustion, division by zero...).
+    Trap = 0,
+    /// The callback ran out of its CPU budget (wasm_max_instructions).
+    CpuBudget = 1,
+    /// An out-of-bounds linear-memory access, or a trap with the memory at wasm_max_memory
+    /// (an allocator that cannot grow past the cap aborts).
+    Memory = 2,
+    /// The plugin called WASI proc_exit.
+    ProcExit = 3,
+    /// The host panicked during the callback (a host bug; the instance is dropped).
+    Panic = 4,
+}
+
+impl FailureKind {
+    pub const ALL: [FailureKind; 5] =
+        [FailureKind::Trap, FailureKind::CpuBudget, FailureKind::Memory, FailureKind::ProcExit, FailureKind::Panic];
+
+    /// The `kind` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::CpuBudget => "cpu_budget",
+            FailureKind::Memory => "memory",
+            FailureKind::ProcExit => "proc_exit",
+            FailureKind::Panic => "panic",
+        }
+    }
+}
+
+/// Upper bounds (microseconds) of the callback wall-time histogram buckets; one more bucket
+/// counts the rest (+Inf). The shared store's metric histogram bounds, read as microseconds.
+pub const DURATION_BOUNDS_US: [u64; 19] = crate::shared_store::HISTOGRAM_BOUNDS;
+
+/// What the callbacks of one root context (its own and its HTTP contexts') cost. Only
+/// callbacks the module exports count (the host skips the others).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallStats {
+    pub callbacks: u64,
+    /// Indexed by `FailureKind as usize`.
+    pub failures: [u64; 5],
+    /// Wasm operators executed (from the metering middleware: 0 without a CPU budget).
+    pub instructions: u64,
+    /// Wall time of the callbacks, nanoseconds, and the histogram of it (per bucket, not
+    /// cumulative; bounds DURATION_BOUNDS_US, the last one +Inf).
+    pub nanos: u64,
+    pub buckets: [u64; 20],
+}
+
+impl CallStats {
+    pub fn is_empty(&self) -> bool {
+        self.callbacks == 0 && self.failures.iter().all(|&f| f == 0)
+    }
 }
 
 struct Budget {
@@ -212,7 +348,16 @@ impl PluginInstance {
         } else {
             None
         };
-        let mut inst = PluginInstance { store, env, cb, abi: module.abi, next_id: 1, budget };
+        let mut inst = PluginInstance {
+            store,
+            env,
+            cb,
+            abi: module.abi,
+            next_id: 1,
+            budget,
+            stats: None,
+            max_memory: limits.max_memory,
+        };
         // A WASI reactor has _initialize (then main, if any); a command has _start.
         if let Some(init) = initialize {
             inst.invoke(Callback::Start, 0, None, |_, st| init.call(st))?;
@@ -246,6 +391,93 @@ impl PluginInstance {
 
     pub fn abi(&self) -> AbiVersion {
         self.abi
+    }
+
+    /// Turns the per-root cost figures on or off (off by default: an embedder that never
+    /// takes them must not pay for them).
+    pub fn set_stats(&mut self, on: bool) {
+        if on {
+            clock::init();
+        }
+        if on != self.stats.is_some() {
+            self.stats = on.then(Vec::new);
+        }
+    }
+
+    /// The cost figures gathered since the last take, by root context id.
+    pub fn take_stats(&mut self) -> Vec<(u32, CallStats)> {
+        match self.stats.as_mut() {
+            Some(v) => std::mem::take(v),
+            None => Vec::new(),
+        }
+    }
+
+    /// The size of the instance's linear memory, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        match &self.env.as_ref(&self.store).memory {
+            Some(m) => m.view(&self.store).data_size(),
+            None => 0,
+        }
+    }
+
+    /// Whether the module exports `callback` (the host runs only those).
+    fn exported(&self, callback: Callback) -> bool {
+        let cb = &self.cb;
+        match callback {
+            Callback::ContextCreate => cb.context_create.is_some(),
+            Callback::VmStart => cb.vm_start.is_some(),
+            Callback::Configure => cb.configure.is_some(),
+            Callback::RequestHeaders => cb.request_headers.is_some(),
+            Callback::ResponseHeaders => cb.response_headers.is_some(),
+            Callback::RequestBody => cb.request_body.is_some(),
+            Callback::ResponseBody => cb.response_body.is_some(),
+            Callback::ResponseTrailers => cb.response_trailers.is_some(),
+            Callback::Tick => cb.tick.is_some(),
+            Callback::HttpCallResponse => cb.http_call_response.is_some(),
+            Callback::QueueReady => cb.queue_ready.is_some(),
+            Callback::Log => cb.log.is_some(),
+            Callback::Done => cb.done.is_some(),
+            Callback::Delete => cb.delete.is_some(),
+            Callback::Start | Callback::None => false,
+        }
+    }
+
+    /// Adds one callback's cost to its root's figures.
+    fn record(&mut self, root: u32, nanos: u64, instructions: u64, failure: Option<FailureKind>) {
+        let Some(stats) = self.stats.as_mut() else { return };
+        // Few roots per instance (one per proxy_wasm of the module): a short scan.
+        let i = match stats.iter().position(|(r, _)| *r == root) {
+            Some(i) => i,
+            None => {
+                stats.push((root, CallStats::default()));
+                stats.len() - 1
+            }
+        };
+        let s = &mut stats[i].1;
+        s.callbacks += 1;
+        s.instructions = s.instructions.saturating_add(instructions);
+        s.nanos = s.nanos.saturating_add(nanos);
+        let b = DURATION_BOUNDS_US.iter().position(|&ub| nanos <= ub * 1000).unwrap_or(DURATION_BOUNDS_US.len());
+        s.buckets[b] += 1;
+        if let Some(k) = failure {
+            s.failures[k as usize] += 1;
+        }
+    }
+
+    /// Classifies a callback's error (failure path only).
+    fn failure_kind(&self, e: &RuntimeError, exhausted: bool) -> FailureKind {
+        if exhausted {
+            return FailureKind::CpuBudget;
+        }
+        if e.message().starts_with(crate::hostcalls::PROC_EXIT_MESSAGE) {
+            return FailureKind::ProcExit;
+        }
+        let at_cap = self.max_memory > 0
+            && self.memory_bytes() + wasmer::WASM_PAGE_SIZE as u64 > self.max_memory;
+        if at_cap || e.clone().to_trap() == Some(wasmer::sys::vm::TrapCode::HeapAccessOutOfBounds) {
+            return FailureKind::Memory;
+        }
+        FailureKind::Trap
     }
 
     pub fn exports(&self) -> Exports {
@@ -292,6 +524,12 @@ impl PluginInstance {
         response: Option<&HttpCallResponse>,
         f: impl FnOnce(&Callbacks, &mut Store) -> Result<R, RuntimeError>,
     ) -> Result<(R, After), HostError> {
+        // The root whose figures this callback adds to, when it counts (exported, figures on).
+        let counted = if self.stats.is_some() && self.exported(callback) {
+            self.env.as_ref(&self.store).contexts.get(&context_id).copied()
+        } else {
+            None
+        };
         let slot = stream.map(|s| {
             // SAFETY: erases the borrow's lifetime; the pointer is removed from the env below,
             // before this function returns, whatever the callback did.
@@ -313,12 +551,16 @@ impl PluginInstance {
             let _ = b.remaining.set(&mut self.store, wasmer::Value::I64(b.points as i64));
             let _ = b.exhausted.set(&mut self.store, wasmer::Value::I32(0));
         }
+        let t0 = counted.map(|_| clock::start());
         // A panic in a hostcall unwinds out of wasmer's call (wasmer re-raises it past the
         // wasm frames). Caught here, it fails the callback like a trap, so that the embedder
         // drops the instance, and the call state below is still cleared.
         let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.cb, &mut self.store))) {
             Ok(r) => r,
             Err(p) => {
+                if let (Some(root), Some(t0)) = (counted, t0) {
+                    self.record(root, clock::since(t0), 0, Some(FailureKind::Panic));
+                }
                 let message = p
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -328,6 +570,19 @@ impl PluginInstance {
                 return Err(HostError::Panic { callback: callback.export_name(), message });
             }
         };
+        if let (Some(root), Some(t0)) = (counted, t0) {
+            let nanos = clock::since(t0);
+            let (used, exhausted) = match &self.budget {
+                Some(b) => {
+                    let left = b.remaining.get(&mut self.store).i64().unwrap_or(0).max(0) as u64;
+                    let exhausted = r.is_err() && b.exhausted.get(&mut self.store).i32() == Some(1);
+                    (if exhausted { b.points } else { b.points.saturating_sub(left) }, exhausted)
+                }
+                None => (0, false),
+            };
+            let failure = r.as_ref().err().map(|e| self.failure_kind(e, exhausted));
+            self.record(root, nanos, used, failure);
+        }
         let r = match (r, &self.budget) {
             (Err(e), Some(b)) if b.exhausted.get(&mut self.store).i32() == Some(1) => Err(RuntimeError::new(format!(
                 "exceeded its CPU budget of {} wasm instructions (wasm_max_instructions); first error: {}",

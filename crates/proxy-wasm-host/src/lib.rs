@@ -28,7 +28,7 @@ pub mod stream;
 pub use abi::{Action, LogLevel, MapType, Status};
 pub use env::{Callback, Logger, StreamOps};
 pub use http_call::{CallPolicy, HttpCallRequest, HttpCallResponse};
-pub use instance::{HostError, Outcome, PluginInstance};
+pub use instance::{CallStats, FailureKind, HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
 pub use cache::{compile_cached, CacheOutcome, CachePolicy};
 pub use runtime::{compile, features, new_engine, CompiledModule, Compiler, Engine};

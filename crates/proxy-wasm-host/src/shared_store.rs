@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use crate::abi::Status;
 
-// 002: keyed index hash, flags and counters in the header. A zone of another format (a reload
-// into a newer build) is formatted anew.
-const MAGIC: u64 = u64::from_le_bytes(*b"PWSHM002");
+// 002: keyed index hash, flags and counters in the header. 003: host metric kinds (3..5) in
+// the metrics table. A zone of another format (a reload into a newer build) is formatted anew.
+const MAGIC: u64 = u64::from_le_bytes(*b"PWSHM003");
 const HEADER: usize = 4096;
 
 // Header fields (byte offsets).
@@ -143,7 +143,14 @@ pub struct MetricSnapshot {
     pub count: u64,
     /// Per-bucket (not cumulative) counts, the last one being +Inf.
     pub buckets: Vec<u64>,
+    /// A host metric (see `define_host_metric`): `name` is a whole series,
+    /// `family{label="value",...}`, and a histogram's sum is in nanoseconds.
+    pub host: bool,
 }
+
+/// Slots of host metrics carry their kind + HOST_KIND: a plugin's define_metric never
+/// matches them and its metric calls never reach them.
+const HOST_KIND: u8 = 3;
 
 /// A handle on a store region. Cheap to share (`Arc`); every method takes `&self`.
 pub struct SharedStore {
@@ -936,6 +943,16 @@ impl SharedStore {
     /// Envoy, one name may be defined with several types (distinct metrics). BAD_ARGUMENT for
     /// an empty or too long name.
     pub fn define_metric(&self, kind: MetricKind, name: &[u8]) -> Result<u32, Status> {
+        self.define_slot(kind as u8, name)
+    }
+
+    /// The id of a host metric: `series` is `family{label="value",...}` (the embedder's
+    /// per-filter figures); plugins cannot see or change it. Same errors as define_metric.
+    pub fn define_host_metric(&self, kind: MetricKind, series: &[u8]) -> Result<u32, Status> {
+        self.define_slot(kind as u8 + HOST_KIND, series)
+    }
+
+    fn define_slot(&self, kind: u8, name: &[u8]) -> Result<u32, Status> {
         if name.is_empty() || name.len() > MAX_METRIC_NAME {
             return Err(Status::BadArgument);
         }
@@ -943,7 +960,7 @@ impl SharedStore {
         let n = self.atomic_u32(H_N_METRICS).load(Ordering::Relaxed) as usize;
         for i in 0..n {
             let s = self.metric_slot(i);
-            if self.get_u8(s + M_KIND) == kind as u8 && self.bytes(s + M_NAME, self.get_u16(s + M_NAME_LEN) as usize) == name {
+            if self.get_u8(s + M_KIND) == kind && self.bytes(s + M_NAME, self.get_u16(s + M_NAME_LEN) as usize) == name {
                 return Ok(i as u32 + 1);
             }
         }
@@ -953,25 +970,69 @@ impl SharedStore {
         let s = self.metric_slot(n);
         // SAFETY: the slot is in the metrics table and unpublished (index >= n).
         unsafe { std::ptr::write_bytes(self.base.add(s), 0, METRIC_SLOT) };
-        self.set_u8(s + M_KIND, kind as u8);
+        self.set_u8(s + M_KIND, kind);
         self.set_u16(s + M_NAME_LEN, name.len() as u16);
         self.write_bytes(s + M_NAME, name);
         self.atomic_u32(H_N_METRICS).store(n as u32 + 1, Ordering::Release);
         Ok(n as u32 + 1)
     }
 
-    fn metric(&self, id: u32) -> Result<(usize, MetricKind), Status> {
+    /// Slot offset, kind and whether it is a host metric.
+    fn slot_of(&self, id: u32) -> Result<(usize, MetricKind, bool), Status> {
         let n = self.atomic_u32(H_N_METRICS).load(Ordering::Acquire);
         if id == 0 || id > n {
             return Err(Status::NotFound);
         }
         let s = self.metric_slot(id as usize - 1);
-        let kind = match self.get_u8(s + M_KIND) {
+        let k = self.get_u8(s + M_KIND);
+        let (k, host) = if k >= HOST_KIND { (k - HOST_KIND, true) } else { (k, false) };
+        let kind = match k {
             0 => MetricKind::Counter,
             1 => MetricKind::Gauge,
             _ => MetricKind::Histogram,
         };
-        Ok((s, kind))
+        Ok((s, kind, host))
+    }
+
+    /// A plugin's metric: host metrics are NOT_FOUND to plugins.
+    fn metric(&self, id: u32) -> Result<(usize, MetricKind), Status> {
+        match self.slot_of(id)? {
+            (_, _, true) => Err(Status::NotFound),
+            (s, kind, false) => Ok((s, kind)),
+        }
+    }
+
+    fn host_metric(&self, id: u32) -> Option<(usize, MetricKind)> {
+        match self.slot_of(id) {
+            Ok((s, kind, true)) => Some((s, kind)),
+            _ => None,
+        }
+    }
+
+    /// Adds `delta` to a host counter (saturating) or gauge.
+    pub fn host_add(&self, id: u32, delta: i64) {
+        match self.host_metric(id) {
+            Some((s, MetricKind::Counter)) => self.add_saturating(s + M_VALUE, delta.max(0)),
+            Some((s, MetricKind::Gauge)) => {
+                self.atomic_i64(s + M_VALUE).fetch_add(delta, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds observations to a host histogram: per-bucket counts (bounds HISTOGRAM_BOUNDS,
+    /// then +Inf) and their sum.
+    pub fn host_observe(&self, id: u32, buckets: &[u64], sum: u64) {
+        let Some((s, MetricKind::Histogram)) = self.host_metric(id) else { return };
+        let mut count = 0;
+        for (b, &c) in buckets.iter().enumerate().take(N_BUCKETS) {
+            if c > 0 {
+                self.atomic_u64(s + M_BUCKETS + b * 8).fetch_add(c, Ordering::Relaxed);
+                count += c;
+            }
+        }
+        self.atomic_u64(s + M_SUM).fetch_add(sum, Ordering::Relaxed);
+        self.atomic_u64(s + M_COUNT).fetch_add(count, Ordering::Relaxed);
     }
 
     /// Envoy's semantics: a counter only grows (BAD_ARGUMENT for a negative delta), a gauge
@@ -1032,8 +1093,9 @@ impl SharedStore {
         let n = self.atomic_u32(H_N_METRICS).load(Ordering::Acquire) as usize;
         (1..=n.min(MAX_METRICS) as u32)
             .filter_map(|id| {
-                let (s, kind) = self.metric(id).ok()?;
+                let (s, kind, host) = self.slot_of(id).ok()?;
                 Some(MetricSnapshot {
+                    host,
                     name: self.bytes(s + M_NAME, self.get_u16(s + M_NAME_LEN) as usize).to_vec(),
                     kind,
                     value: self.atomic_i64(s + M_VALUE).load(Ordering::Relaxed),
@@ -1084,13 +1146,60 @@ pub fn prometheus_name(name: &[u8]) -> String {
     out
 }
 
-/// The Prometheus text exposition format (version 0.0.4) of `metrics`. A name that two
-/// metrics sanitize to is written once (the first), as Prometheus rejects duplicates.
+/// The host's per-filter and per-module figures (see the embedder's README, "Metrics"):
+/// family, type, help. Their series are written first, each family with its HELP and TYPE.
+pub const HOST_FAMILIES: &[(&str, MetricKind, &str)] = &[
+    ("proxy_wasm_filter_callbacks_total", MetricKind::Counter, "Plugin callbacks run for the filter (exported callbacks of its root context and of its requests' contexts)."),
+    ("proxy_wasm_filter_failures_total", MetricKind::Counter, "Callbacks of the filter that failed, by kind (trap, cpu_budget, memory, proc_exit, panic)."),
+    ("proxy_wasm_filter_instructions_total", MetricKind::Counter, "Wasm instructions the filter's callbacks executed (0 when wasm_max_instructions is 0)."),
+    ("proxy_wasm_filter_callback_duration_seconds", MetricKind::Histogram, "Wall time of the filter's callbacks."),
+    ("proxy_wasm_module_restarts_total", MetricKind::Counter, "Instances of the module replaced after a failure."),
+    ("proxy_wasm_module_memory_bytes", MetricKind::Gauge, "Linear memory of the module's instances, summed over workers."),
+];
+
+/// A Prometheus label value, escaped (`\\`, `\"`, `\n`).
+pub fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The Prometheus text exposition format (version 0.0.4) of `metrics`: the host's series
+/// (HOST_FAMILIES), then the plugins'. A name that two plugin metrics sanitize to, or that
+/// is a host family, is written once (the first), as Prometheus rejects duplicates.
 pub fn prometheus_text(metrics: &[MetricSnapshot]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let mut seen = std::collections::HashSet::new();
-    for m in metrics {
+    for (family, kind, help) in HOST_FAMILIES {
+        let series = metrics.iter().filter(|m| {
+            m.host && m.kind == *kind && m.name.starts_with(family.as_bytes()) && m.name.get(family.len()) == Some(&b'{')
+        });
+        for (i, m) in series.enumerate() {
+            if i == 0 {
+                seen.insert(family.to_string());
+                let t = match kind {
+                    MetricKind::Counter => "counter",
+                    MetricKind::Gauge => "gauge",
+                    MetricKind::Histogram => "histogram",
+                };
+                let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {t}");
+            }
+            let name = String::from_utf8_lossy(&m.name);
+            if *kind != MetricKind::Histogram {
+                let _ = writeln!(out, "{name} {}", m.value);
+                continue;
+            }
+            // Buckets in microseconds, the sum in nanoseconds: written in seconds.
+            let labels = name[family.len() + 1..].trim_end_matches('}');
+            let mut cum = 0;
+            for (i, c) in m.buckets.iter().enumerate() {
+                cum += c;
+                let le = HISTOGRAM_BOUNDS.get(i).map_or("+Inf".to_string(), |ub| format!("{}", *ub as f64 / 1e6));
+                let _ = writeln!(out, "{family}_bucket{{{labels},le=\"{le}\"}} {cum}");
+            }
+            let _ = writeln!(out, "{family}_sum{{{labels}}} {}\n{family}_count{{{labels}}} {}", m.sum as f64 / 1e9, m.count);
+        }
+    }
+    for m in metrics.iter().filter(|m| !m.host) {
         let name = prometheus_name(&m.name);
         if !seen.insert(name.clone()) {
             let _ = writeln!(out, "# {name}: another metric has this name once sanitized; skipped");
@@ -1468,6 +1577,43 @@ mod tests {
         for i in 0..50 {
             assert_eq!(s.dequeue(q).unwrap(), format!("item{i}").as_bytes());
         }
+    }
+
+    #[test]
+    fn host_metrics_are_out_of_plugins_reach() {
+        let s = SharedStore::new_private(MIN_SIZE);
+        let series = br#"proxy_wasm_filter_callbacks_total{module="m",filter="f"}"#;
+        let h = s.define_host_metric(MetricKind::Counter, series).unwrap();
+        // A plugin naming the same series gets its own metric; the host's id is NOT_FOUND to it.
+        let p = s.define_metric(MetricKind::Counter, series).unwrap();
+        assert_ne!(h, p);
+        assert_eq!(s.increment_metric(h, 1), Err(Status::NotFound));
+        assert_eq!(s.record_metric(h, 1), Err(Status::NotFound));
+        assert_eq!(s.get_metric(h), Err(Status::NotFound));
+        s.host_add(h, 3);
+        s.host_add(h, -5); // a counter never goes down
+        s.host_add(p, 100); // the host's calls do not reach plugin metrics either
+        let d = s.define_host_metric(MetricKind::Histogram, br#"proxy_wasm_filter_callback_duration_seconds{module="m",filter="f"}"#).unwrap();
+        let mut b = [0u64; N_BUCKETS];
+        b[0] = 1;
+        b[N_BUCKETS - 1] = 2;
+        s.host_observe(d, &b, 1_500_000_000);
+        let text = prometheus_text(&s.metrics());
+        assert!(text.starts_with("# HELP proxy_wasm_filter_callbacks_total "), "{text}");
+        assert!(text.contains("# TYPE proxy_wasm_filter_callbacks_total counter\nproxy_wasm_filter_callbacks_total{module=\"m\",filter=\"f\"} 3\n"), "{text}");
+        assert!(text.contains("_bucket{module=\"m\",filter=\"f\",le=\"0.000001\"} 1\n"), "{text}");
+        assert!(text.contains("_bucket{module=\"m\",filter=\"f\",le=\"1\"} 1\n"), "{text}");
+        assert!(text.contains("_bucket{module=\"m\",filter=\"f\",le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("_sum{module=\"m\",filter=\"f\"} 1.5\n"), "{text}");
+        // The host's calls did not reach the plugin's metric.
+        assert!(text.contains("\nproxy_wasm_filter_callbacks_total_module__m__filter__f__ 0\n"), "{text}");
+        // A plugin metric named like a host family is skipped (Prometheus rejects a repeated family).
+        s.define_metric(MetricKind::Gauge, b"proxy_wasm_module_memory_bytes").unwrap();
+        s.define_host_metric(MetricKind::Gauge, br#"proxy_wasm_module_memory_bytes{module="m"}"#).unwrap();
+        let text = prometheus_text(&s.metrics());
+        assert_eq!(text.matches("# TYPE proxy_wasm_module_memory_bytes ").count(), 1, "{text}");
+        assert!(text.contains("# proxy_wasm_module_memory_bytes: another metric has this name"), "{text}");
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use wasmer::{
 use crate::abi::{errno, Status};
 use crate::env::HostEnv;
 
+/// How a WASI proc_exit failure message starts (the failure counters tell it apart by it).
+pub const PROC_EXIT_MESSAGE: &str = "plugin called proc_exit";
+
 mod buffers;
 mod context;
 mod headers;

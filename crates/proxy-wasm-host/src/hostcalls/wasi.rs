@@ -138,7 +138,7 @@ fn get_empty(_env: FunctionEnvMut<HostEnv>, _ptrs: i32, _buf: i32) -> i32 {
 
 /// A plugin that exits has nothing left to run: end the callback with a trap.
 fn proc_exit(_env: FunctionEnvMut<HostEnv>, code: i32) -> Result<(), RuntimeError> {
-    Err(RuntimeError::new(format!("plugin called proc_exit({code})")))
+    Err(RuntimeError::new(format!("{}({code})", super::PROC_EXIT_MESSAGE)))
 }
 
 fn sched_yield(_env: FunctionEnvMut<HostEnv>) -> i32 {
