@@ -6,79 +6,18 @@
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
 use ProxyWasmTest;
-use File::Path qw(make_path remove_tree);
+use ExampleConf;
 
 my $filters = $ENV{TEST_NGINX_FILTERS};
-my $module = $ENV{TEST_NGINX_WASM_MODULE} // '';
-my $nginx = $ENV{TEST_NGINX_BINARY} || 'nginx';
 
-sub slurp_example {
-    my $f = "nginx-conf/$_[0]";
-    open my $fh, '<', $f or die "cannot read $f: $!";
-    local $/;
-    return <$fh>;
-}
-
-# The text between the braces that open at $open (the index of a '{').
-sub braced {
-    my ($s, $open) = @_;
-    my $depth = 0;
-    for my $i ($open .. length($s) - 1) {
-        my $c = substr($s, $i, 1);
-        $depth++ if $c eq '{';
-        if ($c eq '}' && --$depth == 0) {
-            return (substr($s, $open + 1, $i - $open - 1), $i);
-        }
-    }
-    die "unbalanced braces";
-}
-
-# (http_config, config) from an example: its http{} body without the 8080 server, and that
-# server's body without its listen line.
-sub split_example {
-    my $text = shift;
-    $text =~ s/#[^\n]*//g;
-    $text =~ /^http\s*\{/m or die "no http block";
-    my ($http) = braced($text, $+[0] - 1);
-    my ($config, $rest) = ('', '');
-    while ($http =~ /\bserver\s*\{/g) {
-        my $start = $-[0];
-        my ($body, $end) = braced($http, $+[0] - 1);
-        if ($body =~ /listen\s+127\.0\.0\.1:8080\s*;/) {
-            ($config = $body) =~ s/listen\s+127\.0\.0\.1:8080\s*;//;
-            substr($http, $start, $end - $start + 1) = '';
-            last;
-        }
-    }
-    $http =~ s/^\s*access_log[^\n]*\n//mg;
-    for ($http, $config) {
-        s{\bfilters/}{$filters/}g;
-        s/127\.0\.0\.1:8081/127.0.0.1:\$TEST_NGINX_RAND_PORT_1/g;
-        s/127\.0\.0\.1:8082/127.0.0.1:\$TEST_NGINX_RAND_PORT_2/g;
-    }
-    return ($http, $config);
-}
-
-# Each file as shipped: nginx -t with a prefix holding modules/ and filters/ as the comments
-# of the examples describe.
-my $prefix = ($ENV{TEST_NGINX_SERVROOT} // 't/servroot') . "-examples";
+# Each file as shipped passes nginx -t, in a prefix holding modules/ and filters/ as the
+# examples' comments describe.
 for my $ex (qw(nginx.conf authz.conf ratelimit.conf rewrite.conf)) {
-    remove_tree($prefix);
-    make_path("$prefix/conf", "$prefix/logs", "$prefix/modules");
-    my $text = slurp_example($ex);
-    if ($module eq '') {
-        $text =~ s/^load_module[^\n]*//m; # built in statically
-    } else {
-        symlink($module, "$prefix/modules/ngx_http_proxy_wasm_module.so") or die $!;
-    }
-    symlink($filters, "$prefix/filters") or die $!;
-    open my $fh, '>', "$prefix/conf/$ex" or die $!;
-    print $fh $text;
-    close $fh;
-    my $out = `$nginx -p $prefix/ -c conf/$ex -e $prefix/logs/error.log -t 2>&1`;
-    Test::More::is($?, 0, "nginx-conf/$ex passes nginx -t") or Test::More::diag($out);
+    my ($st, $out) = ExampleConf::nginx_t($ex,
+        "modules/ngx_http_proxy_wasm_module.so" => $ENV{TEST_NGINX_WASM_MODULE} // '',
+        "filters" => $filters);
+    Test::More::is($st, 0, "nginx-conf/$ex passes nginx -t") or Test::More::diag($out);
 }
-remove_tree($prefix);
 
 # The examples' own `location /` replaces the test server's.
 no_root_location();
@@ -86,7 +25,7 @@ no_root_location();
 add_block_preprocessor(sub {
     my $block = shift;
     my $ex = $block->example or return;
-    my ($http, $config) = split_example(slurp_example($ex));
+    my ($http, $config) = ExampleConf::split($ex, $filters);
     if (defined(my $edit = $block->edit)) {
         # A test-only change of the file's parameters (said in the block's description).
         my ($from, $to) = split /\s*=>\s*/, $edit;
