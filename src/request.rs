@@ -334,6 +334,80 @@ unsafe fn slot(base: *mut u8, off: usize) -> *mut *mut ngx_table_elt_t {
     base.add(off) as *mut *mut ngx_table_elt_t
 }
 
+/// The handlers of ngx_http_headers_in that need telling apart: Host's and the unique
+/// headers' refuse a duplicate by finalizing the request with 400, and (nginx < 1.23) the
+/// one that files Cookie and X-Forwarded-For in arrays. Looked up once per process: the
+/// table is nginx's, fixed for the life of the binary.
+#[derive(Clone, Copy)]
+struct InHandlers {
+    host: usize,
+    unique: usize,
+    #[cfg_attr(ngx_linked_headers, allow(dead_code))]
+    multi: usize,
+}
+
+impl InHandlers {
+    fn get() -> InHandlers {
+        static H: std::sync::OnceLock<(usize, usize, usize)> = std::sync::OnceLock::new();
+        let &(host, unique, multi) = H.get_or_init(|| {
+            // SAFETY: reads nginx's static table (see headers_in_table).
+            let of = |name: &[u8]| unsafe {
+                headers_in_table()
+                    .find(|h| eq_key(bytes(&h.name), name))
+                    .and_then(|h| h.handler)
+                    .map_or(0, |f| f as usize)
+            };
+            (of(b"host"), of(b"content-length"), of(b"cookie"))
+        });
+        InHandlers { host, unique, multi }
+    }
+
+    fn same(a: ngx_http_header_handler_pt, b: usize) -> bool {
+        b != 0 && a.map(|f| f as usize) == Some(b)
+    }
+}
+
+/// Files one request header element in its headers_in shortcut the way nginx's parser
+/// does: through nginx's own handler (which also derives the connection type and browser
+/// flags), except Host and the unique headers, filed directly with the first occurrence
+/// winning (their handlers would finalize the request with 400 on a duplicate).
+///
+/// # Safety
+/// `e` is a live element of `r`'s headers_in.headers.
+unsafe fn file_in_shortcut(r: *mut ngx_http_request_t, handlers: &InHandlers, e: *mut ngx_table_elt_t) {
+    let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*r) else { return };
+    let key_len = (*e).key.len;
+    let hh = ngx_hash_find(&mut cmcf.headers_in_hash, ngx_hash_key((*e).lowcase_key, key_len), (*e).lowcase_key, key_len)
+        as *mut ngx_http_header_t;
+    if hh.is_null() {
+        return;
+    }
+    if InHandlers::same((*hh).handler, handlers.host) || InHandlers::same((*hh).handler, handlers.unique) {
+        let s = slot(&mut (*r).headers_in as *mut ngx_http_headers_in_t as *mut u8, (*hh).offset);
+        if (*s).is_null() {
+            *s = e;
+        }
+    } else if let Some(handler) = (*hh).handler {
+        // The remaining handlers only file the element (chaining repeats where nginx
+        // >= 1.23 chains them) and derive flags; they fail only when out of memory.
+        handler(r, e, (*hh).offset);
+    }
+}
+
+/// $host and virtual-host logic read headers_in.server, derived from Host.
+///
+/// # Safety
+/// `r` is a live request.
+unsafe fn derive_server(r: *mut ngx_http_request_t) {
+    let host = (*r).headers_in.host;
+    if !host.is_null() {
+        // Edits were validated (host_edit_ok); a Host nginx itself accepted passes too.
+        if let Some(s) = validate_host(bytes(&(*host).value)).and_then(|h| pool_str(r, &h)) {
+            (*r).headers_in.server = s;
+        }
+    }
+}
+
 const NGX_HTTP_METHODS: &[(&[u8], u32)] = &[
     (b"GET", NGX_HTTP_GET),
     (b"HEAD", NGX_HTTP_HEAD),
@@ -437,28 +511,19 @@ impl NgxStream<'_> {
 
     // ---- request headers ----
 
-    /// Points every headers_in shortcut at the list again after an edit, as nginx's parser
-    /// files them: the headers come from nginx's own table (ngx_http_headers_in, as compiled
-    /// into the running nginx: gzip's Accept-Encoding and Via, realip's X-Real-IP, dav's
-    /// Destination, Depth, Overwrite and Date...), each run through its own handler, which
-    /// also derives the connection type and the browser flags. The handlers that refuse a
-    /// duplicate (Host and the unique headers) would finalize the request with 400 there:
-    /// those are filed here directly, the first occurrence winning.
+    /// Points every headers_in shortcut at the list again after an edit that moved or
+    /// removed elements (replace, remove, set pairs), as nginx's parser files them: the
+    /// headers come from nginx's own table (ngx_http_headers_in, as compiled into the running
+    /// nginx: gzip's Accept-Encoding and Via, realip's X-Real-IP, dav's Destination, Depth,
+    /// Overwrite and Date...), each run through its own handler (see `file_in_shortcut`).
     unsafe fn refresh_in_shortcuts(&mut self) {
         let r = self.r;
         let hi = &mut (*r).headers_in as *mut ngx_http_headers_in_t;
-        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*r) else { return };
-        let headers_in_hash = &mut cmcf.headers_in_hash as *mut ngx_hash_t;
-        let handler_of = |name: &[u8]| headers_in_table().find(|h| eq_key(bytes(&h.name), name)).and_then(|h| h.handler);
-        let same = |a: ngx_http_header_handler_pt, b: ngx_http_header_handler_pt| a.map(|f| f as usize) == b.map(|f| f as usize);
-        let host_handler = handler_of(b"host");
-        let unique_handler = handler_of(b"content-length");
-        // nginx < 1.23 files Cookie (and X-Forwarded-For) in arrays of element pointers.
-        #[cfg(not(ngx_linked_headers))]
-        let multi_handler = handler_of(b"cookie");
+        let handlers = InHandlers::get();
         for h in headers_in_table() {
+            // nginx < 1.23 files Cookie (and X-Forwarded-For) in arrays of element pointers.
             #[cfg(not(ngx_linked_headers))]
-            if same(h.handler, multi_handler) {
+            if InHandlers::same(h.handler, handlers.multi) {
                 reset_ptr_array(r, (hi as *mut u8).add(h.offset) as *mut ngx_array_t);
                 continue;
             }
@@ -474,37 +539,24 @@ impl NgxStream<'_> {
         (*hi).set_safari(0);
         (*hi).set_konqueror(0);
         each_elt(&mut (*hi).headers, &mut |e| {
-            if (*e).hash == 0 || (*e).lowcase_key.is_null() {
-                return false;
-            }
-            #[cfg(ngx_linked_headers)]
-            {
-                (*e).next = ptr::null_mut();
-            }
-            let key_len = (*e).key.len;
-            let hh = ngx_hash_find(headers_in_hash, ngx_hash_key((*e).lowcase_key, key_len), (*e).lowcase_key, key_len)
-                as *mut ngx_http_header_t;
-            if hh.is_null() {
-                return false;
-            }
-            if same((*hh).handler, host_handler) || same((*hh).handler, unique_handler) {
-                let s = slot(hi as *mut u8, (*hh).offset);
-                if (*s).is_null() {
-                    *s = e;
+            if (*e).hash != 0 && !(*e).lowcase_key.is_null() {
+                #[cfg(ngx_linked_headers)]
+                {
+                    (*e).next = ptr::null_mut();
                 }
-            } else if let Some(handler) = (*hh).handler {
-                // The remaining handlers only file the element (chaining repeats where nginx
-                // >= 1.23 chains them) and derive flags; they fail only when out of memory.
-                handler(r, e, (*hh).offset);
+                file_in_shortcut(r, &handlers, e);
             }
             false
         });
-        // $host and virtual-host logic read headers_in.server, derived from Host.
-        if !(*hi).host.is_null() {
-            // Edits were validated (host_edit_ok); a Host nginx itself accepted passes too.
-            if let Some(s) = validate_host(bytes(&(*(*hi).host).value)).and_then(|h| pool_str(r, &h)) {
-                (*hi).server = s;
-            }
+        derive_server(r);
+    }
+
+    /// Files one element just appended to headers_in.headers (an add moves no other
+    /// element, so the other shortcuts stand): nginx's parser does the same per header.
+    unsafe fn file_added_in_shortcut(&mut self, e: *mut ngx_table_elt_t) {
+        file_in_shortcut(self.r, &InHandlers::get(), e);
+        if (*self.r).headers_in.host == e {
+            derive_server(self.r);
         }
     }
 
@@ -899,10 +951,10 @@ impl HttpStream for NgxStream<'_> {
                     if !host_edit_ok(key, value) {
                         return Status::BadArgument;
                     }
-                    if push_elt(self.r, &mut (*self.r).headers_in.headers, key, value).is_none() {
+                    let Some(e) = push_elt(self.r, &mut (*self.r).headers_in.headers, key, value) else {
                         return Status::InternalFailure;
-                    }
-                    self.refresh_in_shortcuts();
+                    };
+                    self.file_added_in_shortcut(e);
                     Status::Ok
                 }
                 (MapType::ResponseHeaders, Phase::Response) => self.add_response(key, value),
