@@ -132,3 +132,13 @@ location /t { proxy_wasm testbed "log_done;name=many"; empty_gif; }
 qr/many on_delete/
 --- grep_error_log_out eval
 "many on_delete\n" x 5
+
+=== TEST 13: proxy_get_log_level reports the request's error_log level (a location's own), as proxy_log filters
+--- config
+location /t { error_log logs/error.log info; proxy_wasm testbed "log_level;req_log_level"; empty_gif; }
+--- log_level: warn
+--- request
+GET /t
+--- error_log
+host log level is Ok(Warn)
+request log level is Ok(Info)

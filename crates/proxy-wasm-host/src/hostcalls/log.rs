@@ -27,8 +27,9 @@ pub(crate) fn proxy_log(mut env: FunctionEnvMut<HostEnv>, level: i32, ptr: i32, 
     status(r)
 }
 
-pub(crate) fn proxy_get_log_level(env: FunctionEnvMut<HostEnv>, ret: i32) -> i32 {
-    let level = env.data().logger.level();
+pub(crate) fn proxy_get_log_level(mut env: FunctionEnvMut<HostEnv>, ret: i32) -> i32 {
+    // The level proxy_log filters with: the request's error_log when there is a request.
+    let level = env.data_mut().log_level();
     status(write_u32(&env, ret, level as u32))
 }
 

@@ -72,6 +72,7 @@
 //!   log_done              logs `on_done`/`on_log`/`on_delete` with the context id
 //!   configure_fail        on_configure returns false
 //!   log_level             logs the host log level in on_configure
+//!   req_log_level         logs the host log level in on_request_headers (the request's)
 //! HTTP calls: see calls.rs (call=, body_call=, call_deny=, call_chain=, tick_call= ...).
 //! VM configuration "fail" makes on_vm_start return false; anything else is logged.
 
@@ -441,6 +442,7 @@ impl HttpContext for Filter {
         for (k, v) in actions.iter() {
             match k.as_str() {
                 "log_eos" => log::warn!("request headers n={num_headers} eos={end_of_stream}"),
+                "req_log_level" => log::warn!("request log level is {:?}", proxy_wasm::hostcalls::get_log_level()),
                 "req_add" => {
                     let (n, val) = split2(v);
                     self.add_http_request_header(n, val);
