@@ -22,6 +22,7 @@ mkdir -p "$LOGS"
 passed=0
 failed=0
 problems=()
+failed_logs=()
 
 die() { echo "!! $*" >&2; echo "tests: $passed passed, $((failed + 1)) failed"; exit 1; }
 step() { printf '\n===== %s\n' "$*"; }
@@ -73,6 +74,7 @@ suite() {
     passed=$((passed + total - (nf > total ? total : nf)))
     failed=$((failed + nf))
     [ "$rc" -eq 0 ] || problems+=("t/ suite $name: prove exited $rc")
+    [ "$rc" -eq 0 ] || failed_logs+=("$log")
 }
 
 suite cargo-1.28 "$ROOT/build/nginx-1.28/objs/nginx" "$ROOT/build/out/nginx-1.28/ngx_http_proxy_wasm_module.so"
@@ -94,6 +96,12 @@ op "Debian package (build, lintian, install, serve, purge)" \
     env NGX_PROXY_WASM_SO="$ROOT/build/out/debian/ngx_http_proxy_wasm_module.so" bash scripts/package-test
 
 echo
+# CI keeps only the head and tail of this output: repeat each failed suite's failures here.
+for l in "${failed_logs[@]}"; do
+    echo "== failures in $l"
+    grep -A6 -E '^(not ok|#   Failed test)' "$l" | head -60
+    sed -n '/^Test Summary Report/,$p' "$l" | head -20
+done
 for p in "${problems[@]}"; do echo "!! $p"; done
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ ${#problems[@]} -eq 0 ]

@@ -1,202 +1,89 @@
 //! ngx-proxy-wasm: an nginx module that runs Proxy-Wasm filters on wasmer.
 //!
-//! This crate is the nginx glue only: directives, phase handlers and filters that turn nginx
-//! events into calls on the host core (`proxy-wasm-host`, which knows nothing of nginx).
+//! This crate is the nginx glue; the host core (`proxy-wasm-host`) knows nothing of nginx.
+//! The glue is in layers, each using only those before it (ARCHITECTURE.md; checked by
+//! scripts/check-layers):
 //!
-//! - `conf`: directive handlers, main and location configuration.
-//! - `worker`: load-time compile and validation (before fork), per-worker instances.
-//! - `access`: on_request_headers in the access phase, local responses.
-//! - `filters`: on_response_headers in the header filter; the body filter that replaces an
-//!   upstream body by a local response.
-//! - `http_call`: proxy_http_call as subrequests to a generated location; `root_calls`:
-//!   the fake requests that carry calls made by root contexts; `call_policy`: which
-//!   targets a module may call (proxy_wasm_call_allow).
-//! - `log_phase`: on_done / on_log / on_delete at the end of a request.
-//! - `request`: the host core's `HttpStream` over `ngx_http_request_t`.
-//! - `ngx_log`: plugin logs into nginx's error log.
-//! - `lua_ffi`, `lua_call`: the C functions OpenResty's `resty.proxy-wasm` calls (api7's ABI).
-//! - `shm`, `queue_poll`, `metrics_handler`: the shared-memory zone (shared data, queues,
-//!   metrics), the per-worker timer delivering on_queue_ready, the Prometheus endpoint.
+//! - `util`: panic guard, logging, timer events, buffer chains, pool helpers.
+//! - `conf`: main and location configuration, directive handlers, call policy.
+//! - `calls`: HTTP calls as subrequests, completing through hooks their maker hands in.
+//! - `vm`: load-time compile, one instance slot per module, worker life, ticks, root
+//!   contexts' calls, the queue poll, the shared zone.
+//! - `http`: the request stream, the chain state and its runner, phase handlers, filters.
+//! - `lua`: the C functions OpenResty's `resty.proxy-wasm` calls (api7's ABI).
+//!
+//! This file is the composition root: the module's statics, its directive table and the
+//! configuration hooks that wire the layers together.
 
-use std::ptr::{addr_of, addr_of_mut, null_mut};
+use std::ptr::{addr_of, addr_of_mut};
 
 use ngx::ffi::*;
-use ngx::http::HttpModule;
+use ngx::http::{HttpModule, HttpModuleMainConf, NgxHttpCoreModule};
 
-mod access;
-mod body;
-mod call_policy;
-mod chain;
+mod calls;
 mod conf;
-mod filters;
-mod http_call;
-mod local_response;
-mod log_phase;
-mod lua_call;
-mod lua_ffi;
-mod metrics_handler;
-mod ngx_log;
-mod properties;
-mod queue_poll;
-mod request;
-mod root_calls;
-mod shm;
-mod timer_event;
-mod worker;
+mod http;
+mod lua;
+mod util;
+mod vm;
 
-pub(crate) struct Module;
+use conf::{call_policy, directives as d, MainConf, Module};
 
-impl HttpModule for Module {
-    fn module() -> &'static ngx_module_t {
-        // SAFETY: a static that nginx only writes (ctx_index, index) before any request runs.
-        unsafe { &*addr_of!(ngx_http_proxy_wasm_module) }
-    }
+type Handler = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut std::ffi::c_void) -> *mut std::ffi::c_char;
 
-    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        crate::guard("preconfiguration", NGX_ERROR as ngx_int_t, || {
-            // A new http block: forget the previous configuration's wasm_vm (Lua path).
-            lua_ffi::set_vm(None);
-            lua_ffi::set_cache_dir(None);
-            if http_call::add_variables(cf) {
-                NGX_OK as ngx_int_t
-            } else {
-                NGX_ERROR as ngx_int_t
-            }
-        })
-    }
+/// Where a directive may appear, and which configuration its handler gets.
+#[derive(Clone, Copy)]
+enum Level {
+    /// http{} only; the main configuration.
+    Main,
+    /// http{}, server{} or location{}; the location configuration.
+    Any,
+    /// location{} only; the location configuration.
+    Loc,
+}
 
-    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        worker::postconfiguration(cf)
+/// One entry of the directive table.
+/// `name` is a C string: nginx compares directive names with strcmp.
+const fn directive(name: &'static std::ffi::CStr, level: Level, args: u32, set: Handler, offset: usize) -> ngx_command_t {
+    let (where_, conf) = match level {
+        Level::Main => (NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET),
+        Level::Any => (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET),
+        Level::Loc => (NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET),
+    };
+    ngx_command_t {
+        name: ngx_str_t { len: name.to_bytes().len(), data: name.as_ptr() as *mut u8 },
+        type_: (where_ | args) as ngx_uint_t,
+        set: Some(set),
+        conf,
+        offset,
+        post: std::ptr::null_mut(),
     }
 }
 
+use Level::{Any, Loc, Main};
+
 static mut COMMANDS: [ngx_command_t; 16] = [
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_vm"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
-        set: Some(conf::set_wasm_vm),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_module"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE23) as ngx_uint_t,
-        set: Some(conf::set_wasm_module),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("proxy_wasm"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE123) as ngx_uint_t,
-        set: Some(conf::set_proxy_wasm),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_compile_cache"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_compile_cache),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_max_memory"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_max_memory),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_max_instructions"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_max_instructions),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("proxy_wasm_failure_policy"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12) as ngx_uint_t,
-        set: Some(conf::set_failure_policy),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("proxy_wasm_body_buffer_limit"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_body_buffer_limit),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_call_timeout"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_call_timeout),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_call_ssl_verify"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_call_ssl_verify),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_call_ssl_trusted_certificate"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_call_trusted),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("proxy_wasm_call_allow"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE) as ngx_uint_t,
-        set: Some(call_policy::set_call_allow),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("wasm_shm_size"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(shm::set_shm_size),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("proxy_wasm_metrics"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
-        set: Some(metrics_handler::set_metrics),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
-    ngx_command_t {
-        name: ngx::ngx_string!("proxy_wasm_filter_metrics"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
-        set: Some(conf::set_filter_metrics),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: null_mut(),
-    },
+    directive(c"wasm_vm", Main, NGX_CONF_TAKE12, d::set_wasm_vm, 0),
+    directive(c"wasm_module", Main, NGX_CONF_TAKE23, d::set_wasm_module, 0),
+    directive(c"proxy_wasm", Any, NGX_CONF_TAKE123, d::set_proxy_wasm, 0),
+    directive(c"wasm_compile_cache", Main, NGX_CONF_TAKE1, d::set_compile_cache, 0),
+    directive(c"wasm_max_memory", Main, NGX_CONF_TAKE1, d::set_max_memory, 0),
+    directive(c"wasm_max_instructions", Main, NGX_CONF_TAKE1, d::set_max_instructions, 0),
+    directive(c"proxy_wasm_failure_policy", Any, NGX_CONF_TAKE12, d::set_failure_policy, 0),
+    directive(c"proxy_wasm_body_buffer_limit", Any, NGX_CONF_TAKE1, d::set_body_buffer_limit, 0),
+    directive(c"wasm_call_timeout", Main, NGX_CONF_TAKE1, d::set_call_timeout, 0),
+    directive(c"wasm_call_ssl_verify", Main, NGX_CONF_FLAG, ngx_conf_set_flag_slot, std::mem::offset_of!(MainConf, call_ssl_verify)),
+    directive(c"wasm_call_ssl_trusted_certificate", Main, NGX_CONF_TAKE1, d::set_call_trusted, 0),
+    directive(c"proxy_wasm_call_allow", Main, NGX_CONF_2MORE, call_policy::set_call_allow, 0),
+    directive(c"wasm_shm_size", Main, NGX_CONF_TAKE1, d::set_shm_size, 0),
+    directive(c"proxy_wasm_metrics", Loc, NGX_CONF_NOARGS, http::metrics::set_metrics, 0),
+    directive(c"proxy_wasm_filter_metrics", Main, NGX_CONF_FLAG, ngx_conf_set_flag_slot, std::mem::offset_of!(MainConf, filter_metrics)),
     ngx_command_t::empty(),
 ];
 
 static CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: Some(Module::preconfiguration),
-    postconfiguration: Some(Module::postconfiguration),
+    preconfiguration: Some(preconfiguration),
+    postconfiguration: Some(postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,
     create_srv_conf: None,
@@ -213,14 +100,85 @@ pub static mut ngx_http_proxy_wasm_module: ngx_module_t = ngx_module_t {
     // SAFETY: only the address is taken; nginx reads the table.
     commands: unsafe { addr_of_mut!(COMMANDS[0]) },
     type_: NGX_HTTP_MODULE as _,
-    init_process: Some(worker::init_process),
-    exit_process: Some(worker::exit_process),
+    init_process: Some(vm::process::init_process),
+    exit_process: Some(vm::process::exit_process),
     ..ngx_module_t::default()
 };
 
 // The Lua path's C functions are referenced by nothing but LuaJIT: keep them in the link.
 #[used]
-static LUA_FFI_EXPORTS: lua_ffi::Exports = lua_ffi::EXPORTS;
+static LUA_FFI_EXPORTS: lua::ffi::Exports = lua::ffi::EXPORTS;
+
+unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    util::guard("preconfiguration", NGX_ERROR as ngx_int_t, || {
+        // A new http block: forget the previous configuration's wasm_vm (Lua path).
+        conf::lua_engine::clear();
+        if calls::location::add_variables(cf) {
+            NGX_OK as ngx_int_t
+        } else {
+            NGX_ERROR as ngx_int_t
+        }
+    })
+}
+
+fn emerg(cf: *mut ngx_conf_t, msg: &str) -> ngx_int_t {
+    // SAFETY: cf is the live configuration being loaded; its log is valid.
+    unsafe { ngx::log::log_error(NGX_LOG_EMERG as ngx_uint_t, (*cf).log, 0, msg.as_bytes()) };
+    NGX_ERROR as ngx_int_t
+}
+
+unsafe fn push_phase_handler(cf: *mut ngx_conf_t, phase: u32, h: ngx_http_handler_pt) -> bool {
+    let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else { return false };
+    let slot = ngx_array_push(&mut cmcf.phases[phase as usize].handlers) as *mut ngx_http_handler_pt;
+    if slot.is_null() {
+        return false;
+    }
+    *slot = h;
+    true
+}
+
+unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    util::guard("postconfiguration", NGX_ERROR as ngx_int_t, || {
+        // Configurations are loaded by the master (or the single process) only.
+        conf::cache_policy::note_master_uid();
+        let Some(mcf) = Module::main_conf_mut(&*cf) else { return NGX_ERROR as ngx_int_t };
+        if let Err(msg) = call_policy::resolve(mcf) {
+            return emerg(cf, &msg);
+        }
+        // The Lua path's engine, now with the final wasm_max_* limits.
+        conf::lua_engine::set_from(mcf);
+        let signaller = ngx_process == NGX_PROCESS_SIGNALLER as ngx_uint_t;
+        if mcf.filters.is_empty() && mcf.modules.is_empty() {
+            // `wasm_vm` alone: plugins come from Lua (resty.proxy-wasm); they get the shared
+            // zone for shared data, queues and metrics too.
+            if mcf.compiler.is_some() && !signaller {
+                if let Err(msg) = vm::shm::add_zone(cf, mcf) {
+                    return emerg(cf, &msg);
+                }
+            }
+            return NGX_OK as ngx_int_t;
+        }
+        if !push_phase_handler(cf, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, Some(http::access::access_handler))
+            || !push_phase_handler(cf, ngx_http_phases_NGX_HTTP_LOG_PHASE, Some(http::log_phase::log_handler))
+        {
+            return NGX_ERROR as ngx_int_t;
+        }
+        http::response::install();
+        http::request_body::install();
+        // The `nginx -s` signaller parses the configuration too: it must not compile or run
+        // anything. `nginx -t`, start and reload do.
+        if signaller {
+            return NGX_OK as ngx_int_t;
+        }
+        if let Err(msg) = calls::location::create_location(cf, mcf) {
+            return emerg(cf, &format!("proxy_wasm: {msg}"));
+        }
+        match vm::load::compile_and_check(cf, mcf) {
+            Ok(()) => NGX_OK as ngx_int_t,
+            Err(msg) => emerg(cf, &msg),
+        }
+    })
+}
 
 // The three symbols nginx looks for in a dynamic module. When nginx's own build system links
 // us (./configure --add-dynamic-module), it generates them from `config`, so they are only
@@ -249,20 +207,4 @@ mod exports {
         c"ngx_http_headers_filter_module".as_ptr(),
         std::ptr::null(),
     ];
-}
-
-/// Runs `f`, turning a panic into `on_panic` so that no panic unwinds into nginx's C frames.
-pub(crate) fn guard<R>(what: &str, on_panic: R, f: impl FnOnce() -> R) -> R {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = e
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| e.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            ngx_log::cycle_error(&format!("proxy_wasm: internal error in {what}: {msg}"));
-            on_panic
-        }
-    }
 }

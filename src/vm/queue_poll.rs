@@ -8,7 +8,7 @@ use std::cell::RefCell;
 
 use ngx::ffi::*;
 
-use crate::worker::WORKER;
+use super::worker::with_worker;
 
 pub(crate) const POLL_MS: ngx_msec_t = 100;
 
@@ -23,7 +23,7 @@ pub(crate) fn start() {
         let mut t = t.borrow_mut();
         // SAFETY: ngx_cycle is valid in a worker. Cancelable: graceful shutdown does not
         // wait for the poller.
-        let mut ev = Box::new(crate::timer_event::new(poll_handler, unsafe { (*ngx_cycle).log }));
+        let mut ev = Box::new(crate::util::event::new(poll_handler, unsafe { (*ngx_cycle).log }));
         // SAFETY: the event lives in the Box held by TIMER until stop().
         unsafe { ngx_add_timer(&mut *ev, POLL_MS) };
         *t = Some(ev);
@@ -47,36 +47,22 @@ pub(crate) fn stop() {
 
 /// The timer's handler; `ev` is the event in TIMER.
 unsafe extern "C" fn poll_handler(ev: *mut ngx_event_t) {
-    crate::guard("queue poll", (), || {
+    crate::util::guard("queue poll", (), || {
         // SAFETY (ev, ngx_exiting, ngx_quit): nginx calls this on the worker thread with the
         // event we armed, which lives in TIMER until stop() removes it from the timer tree.
-        let _ = WORKER.try_with(|s| {
-            let Ok(mut w) = s.try_borrow_mut() else { return };
-            let Some(w) = w.as_mut() else { return };
-            for mi in 0..w.instances.len() {
-                if w.poisoned[mi] {
-                    continue;
+        with_worker(|w| {
+            for mi in 0..w.slots.len() {
+                if w.slots[mi].live().is_some_and(|inst| inst.has_queues()) {
+                    w.run_root(mi, |inst| inst.poll_queues());
                 }
-                let Some(inst) = w.instances[mi].as_mut() else { continue };
-                if !inst.has_queues() {
-                    continue;
-                }
-                if let Err(e) = inst.poll_queues() {
-                    crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
-                    w.poison(mi);
-                    continue;
-                }
-                w.apply_ticks(mi);
-                let calls = w.take_root_calls(mi);
-                w.root_calls.extend(calls);
             }
             w.flush_stats();
         });
-        crate::worker::flush_root_calls();
+        crate::vm::worker::flush_root_calls();
     });
     // Re-armed outside the guarded closure: a panic in there (caught and logged by guard)
     // must not stop this worker's on_queue_ready for good.
-    crate::guard("queue poll re-arm", (), || {
+    crate::util::guard("queue poll re-arm", (), || {
         // (ev, ngx_exiting, ngx_quit: as above; this fn's body is an unsafe context.)
         if ngx_exiting == 0 && ngx_quit == 0 && (*ev).timer_set() == 0 {
             ngx_add_timer(ev, POLL_MS);

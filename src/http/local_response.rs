@@ -4,7 +4,7 @@
 use ngx::ffi::*;
 use proxy_wasm_host::{LocalResponse, Status};
 
-use crate::request::{NgxStream, Phase};
+use crate::http::stream::{NgxStream, Phase};
 
 /// Replaces r->headers_out with the local response's status and headers.
 pub(crate) unsafe fn set_headers(r: *mut ngx_http_request_t, lr: &LocalResponse) -> bool {
@@ -29,25 +29,7 @@ pub(crate) unsafe fn set_headers(r: *mut ngx_http_request_t, lr: &LocalResponse)
 
 /// A one-buffer chain holding `body`, the last buffer of the response.
 pub(crate) unsafe fn body_chain(r: *mut ngx_http_request_t, body: &[u8]) -> Option<ngx_chain_t> {
-    let b = ngx_pcalloc((*r).pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
-    if b.is_null() {
-        return None;
-    }
-    if !body.is_empty() {
-        let p = ngx_pnalloc((*r).pool, body.len()) as *mut u8;
-        if p.is_null() {
-            return None;
-        }
-        std::ptr::copy_nonoverlapping(body.as_ptr(), p, body.len());
-        (*b).start = p;
-        (*b).pos = p;
-        (*b).last = p.add(body.len());
-        (*b).end = (*b).last;
-        (*b).set_memory(1);
-    }
-    (*b).set_last_buf(if r == (*r).main { 1 } else { 0 });
-    (*b).set_last_in_chain(1);
-    Some(ngx_chain_t { buf: b, next: std::ptr::null_mut() })
+    crate::util::buf::chain_of((*r).pool, body, r == (*r).main)
 }
 
 /// Sends a local response from a phase handler; returns the rc to finalize the request with.

@@ -9,8 +9,8 @@ use std::ptr;
 use ngx::ffi::*;
 use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
 
-use crate::http_call::{self, Call, Owner};
-use crate::worker::WORKER;
+use crate::calls::{self, Call, Hooks, Owner, Prior};
+use super::worker::{flush_root_calls, with_worker};
 
 /// A fake request and the one call it carries. Boxed: its events are in nginx's timer tree.
 struct Fake {
@@ -42,7 +42,7 @@ impl Drop for Fake {
 thread_local! {
     static FAKES: RefCell<Vec<Box<Fake>>> = const { RefCell::new(Vec::new()) };
     /// Indexed like MainConf::filters: the root context's calls that failed in a row, and
-    /// when the latest failure was due (the back-off of http_call.rs).
+    /// when the latest failure was due (the back-off of calls/call.rs).
     static FAILURES: RefCell<Vec<(u32, Option<ngx_msec_t>)>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -56,18 +56,25 @@ fn with_failures<R>(fi: usize, f: impl FnOnce(&mut (u32, Option<ngx_msec_t>)) ->
     })
 }
 
-/// Records how a call of root context `fi` ended; returns its failures in a row so far and
-/// when the previous failure was due (a response resets both).
-pub(crate) fn note_outcome(fi: usize, failed: bool) -> (u32, Option<ngx_msec_t>) {
+/// How calls made by root contexts complete.
+static HOOKS: Hooks = Hooks { outcome, due, deliver, run_posted: false };
+
+/// Records how a call of the root context ended; returns its failures in a row so far and
+/// when the previous failure was due (a response resets both). Kept per filter definition:
+/// a root context's fake requests (and their calls) do not outlive their call.
+unsafe fn outcome(_: *mut ngx_http_request_t, owner: Owner, _: *const Call, failed: bool) -> Prior {
+    let Owner::Root { fi, .. } = owner else { return Prior::default() };
     with_failures(fi, |e| {
         *e = if failed { (e.0.saturating_add(1), e.1) } else { (0, None) };
-        *e
+        Prior { failures: e.0, last_at: e.1 }
     })
 }
 
-/// A failure of root context `fi` is due at `at`.
-pub(crate) fn note_due(fi: usize, at: ngx_msec_t) {
-    with_failures(fi, |e| e.1 = Some(e.1.map_or(at, |l| l.max(at))));
+/// A failure of the root context is due at `at`.
+fn due(owner: Owner, at: ngx_msec_t) {
+    if let Owner::Root { fi, .. } = owner {
+        with_failures(fi, |e| e.1 = Some(e.1.map_or(at, |l| l.max(at))));
+    }
 }
 
 /// Sends calls made by root contexts: (filter definition, instance generation, call).
@@ -76,45 +83,36 @@ pub(crate) fn send(calls: Vec<(usize, u64, HttpCallRequest)>) {
         // SAFETY: runs in a worker, on its only thread, outside any plugin callback.
         let fake = unsafe { create() };
         let Some(mut fake) = fake else {
-            crate::ngx_log::cycle_error("[proxy_wasm] http call from a root context: no http server to run it in, or out of memory");
-            let _ = WORKER.try_with(|w| {
-                if let Ok(mut w) = w.try_borrow_mut() {
-                    if let Some(w) = w.as_mut() {
-                        let mi = w.filter_module[fi];
-                        if let Some(inst) = w.instance_for(mi, generation) {
-                            inst.forget_http_calls(&[req.token]);
-                        }
-                    }
+            crate::util::log::cycle_error("[proxy_wasm] http call from a root context: no http server to run it in, or out of memory");
+            with_worker(|w| {
+                let mi = w.filter_module[fi];
+                if let Some(inst) = w.slots[mi].get(generation) {
+                    inst.forget_http_calls(&[req.token]);
                 }
             });
             continue;
         };
         // SAFETY: the fake request is alive until its reap event frees it.
         unsafe {
-            fake.call = Some(http_call::dispatch(fake.r, Owner::Root { fi, generation }, req, &[]));
+            fake.call = Some(calls::dispatch(fake.r, Owner::Root { fi, generation }, &HOOKS, req));
             ngx_add_timer(&mut fake.kick, 0);
         }
         FAKES.with(|f| f.borrow_mut().push(fake));
     }
 }
 
-/// proxy_on_http_call_response for root context `fi` (from http_call::complete_call).
-pub(crate) unsafe fn deliver(fi: usize, generation: u64, main: *mut ngx_http_request_t, token: u32, resp: &HttpCallResponse) {
-    let chained = WORKER.try_with(|w| {
-        let Ok(mut w) = w.try_borrow_mut() else { return Vec::new() };
-        let Some(w) = w.as_mut() else { return Vec::new() };
+/// proxy_on_http_call_response for the root context that made the call.
+unsafe fn deliver(main: *mut ngx_http_request_t, owner: Owner, token: u32, resp: &HttpCallResponse) {
+    let Owner::Root { fi, generation } = owner else { return };
+    with_worker(|w| {
         let mi = w.filter_module[fi];
-        let Some(root) = w.roots[fi] else { return Vec::new() };
-        let Some(inst) = w.instance_for(mi, generation) else { return Vec::new() };
-        if let Err(e) = inst.on_http_call_response(root, token, resp, None) {
-            crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
-            w.poison(mi);
-            return Vec::new();
+        let Some(root) = w.roots[fi] else { return };
+        if w.slots[mi].generation() != generation {
+            return;
         }
-        w.apply_ticks(mi);
-        w.take_root_calls(mi)
+        w.run_root(mi, |inst| inst.on_http_call_response(root, token, resp, None).map(drop));
     });
-    send(chained.unwrap_or_default());
+    flush_root_calls();
     // Free the fake request once the subrequest has finished with it.
     FAKES.with(|f| {
         if let Some(fake) = f.borrow_mut().iter_mut().find(|x| x.r == main) {
@@ -126,14 +124,14 @@ pub(crate) unsafe fn deliver(fi: usize, generation: u64, main: *mut ngx_http_req
 }
 
 unsafe extern "C" fn kick_handler(ev: *mut ngx_event_t) {
-    crate::guard("root http call", (), || {
+    crate::util::guard("root http call", (), || {
         let r = request_of(ev);
         ngx_http_run_posted_requests((*r).connection);
     })
 }
 
 unsafe extern "C" fn reap_handler(ev: *mut ngx_event_t) {
-    crate::guard("root http call reap", (), || {
+    crate::util::guard("root http call reap", (), || {
         let r = request_of(ev);
         // Our own reference is the last one: the subrequest has been finalized.
         if (*r).count() > 1 {
@@ -162,7 +160,7 @@ unsafe extern "C" fn no_event(_ev: *mut ngx_event_t) {}
 /// `ev->data` as a connection), whose `data` is the request. Cancelable: a worker shutting
 /// down does not wait for root calls.
 fn event(handler: unsafe extern "C" fn(*mut ngx_event_t), c: *mut ngx_connection_t, log: *mut ngx_log_t) -> ngx_event_t {
-    let mut ev = crate::timer_event::new(handler, log);
+    let mut ev = crate::util::event::new(handler, log);
     ev.data = c as *mut c_void;
     ev
 }
@@ -260,9 +258,9 @@ unsafe fn create() -> Option<Box<Fake>> {
         return None;
     }
     let elt = std::mem::size_of::<ngx_table_elt_t>();
-    http_call::ngx_list_init_raw(&mut (*r).headers_in.headers, pool, 2, elt)?;
-    http_call::ngx_list_init_raw(&mut (*r).headers_out.headers, pool, 2, elt)?;
-    http_call::ngx_list_init_raw(&mut (*r).headers_out.trailers, pool, 2, elt)?;
+    crate::util::list::init(&mut (*r).headers_in.headers, pool, 2, elt)?;
+    crate::util::list::init(&mut (*r).headers_out.headers, pool, 2, elt)?;
+    crate::util::list::init(&mut (*r).headers_out.trailers, pool, 2, elt)?;
     (*r).headers_in.content_length_n = -1;
     (*r).headers_in.keep_alive_n = -1;
     (*r).headers_out.content_length_n = -1;

@@ -9,7 +9,7 @@ use ngx::http::NgxHttpCoreModule;
 use proxy_wasm_host::maps::MapBuilder;
 use proxy_wasm_host::{HttpStream, MapType, Status};
 
-use crate::request::{NgxStream, Phase};
+use crate::http::stream::{NgxStream, Phase};
 
 fn int(out: &mut Vec<u8>, v: i64) -> Status {
     out.extend_from_slice(&v.to_le_bytes());

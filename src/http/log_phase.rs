@@ -2,10 +2,10 @@
 
 use ngx::ffi::*;
 
-use crate::chain;
+use crate::http::chain;
 
 pub(crate) unsafe extern "C" fn log_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    crate::guard("log handler", NGX_OK as ngx_int_t, || {
+    crate::util::guard("log handler", NGX_OK as ngx_int_t, || {
         if let Some(ctx) = chain::get(r) {
             chain::finish(r, ctx);
         }

@@ -11,10 +11,8 @@
 use std::ptr::addr_of_mut;
 
 use ngx::ffi::*;
-use proxy_wasm_host::abi::BufferType;
 
-use crate::chain::{self, BodyRead, ChainResult};
-use crate::request::Phase;
+use super::chain::{self, BodyEnd, BodyRead, ChainResult, Direction};
 
 static mut NEXT_REQUEST_BODY_FILTER: ngx_http_request_body_filter_pt = None;
 
@@ -59,7 +57,7 @@ pub(crate) unsafe fn read_for_filters(r: *mut ngx_http_request_t) -> Option<ngx_
 }
 
 unsafe extern "C" fn body_read_done(r: *mut ngx_http_request_t) {
-    crate::guard("request body handler", (), || {
+    crate::util::guard("request body handler", (), || {
         if let Some(ctx) = chain::get(r) {
             ctx.request_body_read = BodyRead::Done;
         }
@@ -70,31 +68,15 @@ unsafe extern "C" fn body_read_done(r: *mut ngx_http_request_t) {
     })
 }
 
-unsafe fn drain(mut cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> bool {
-    let mut eos = false;
-    while !cl.is_null() {
-        let b = (*cl).buf;
-        if !b.is_null() {
-            if !(*b).pos.is_null() && (*b).last > (*b).pos {
-                let len = (*b).last.offset_from((*b).pos) as usize;
-                out.extend_from_slice(std::slice::from_raw_parts((*b).pos, len));
-            }
-            (*b).pos = (*b).last;
-            eos |= (*b).last_buf() != 0;
-        }
-        cl = (*cl).next;
-    }
-    eos
-}
-
 unsafe extern "C" fn request_body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ngx_int_t {
-    crate::guard("request body filter", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+    crate::util::guard("request body filter", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
         let ctx = match chain::get(r) {
             Some(ctx) if r == (*r).main && ctx.request_body_wanted && !ctx.answered && !ctx.request_body_passed => ctx,
             _ => return next(r, input),
         };
         let mut data = Vec::new();
-        let eos = drain(input, &mut data);
+        let Ok(flags) = crate::util::buf::drain(input, &mut data) else { return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t };
+        let eos = flags.last_buf;
         if ctx.waiting.is_some() {
             // A filter holds the whole body while its HTTP calls run (a flush meanwhile).
             return NGX_OK as ngx_int_t;
@@ -114,57 +96,41 @@ unsafe fn run_chain(
     r: *mut ngx_http_request_t,
     ctx: &mut chain::RequestCtx,
     from: usize,
-    mut data: Vec<u8>,
+    data: Vec<u8>,
     eos: bool,
 ) -> Result<Option<Vec<u8>>, ngx_int_t> {
-    let limit = crate::conf::body_buffer_limit(r);
-    for i in from..ctx.filters.len() {
-        if !ctx.filters[i].exports.request_body {
-            continue;
+    let n = ctx.filters.len();
+    match chain::run_body(r, ctx, Direction::Request, from..n, data, eos) {
+        BodyEnd::Done(data) => Ok(Some(data)),
+        BodyEnd::Held => Ok(None),
+        BodyEnd::Waiting(i) => {
+            // Held whole until the calls are answered (access_handler -> resume). The body
+            // is all read: nginx's reader must not time the client out meanwhile.
+            ctx.waiting = Some(i);
+            ctx.waiting_in_body = true;
+            park_reader(r, ctx);
+            Ok(None)
         }
-        let mut incoming = std::mem::take(&mut data);
-        let res = chain::step(r, ctx, i, &mut |inst, id, fc, seed| {
-            fc.request_body.append(&mut incoming);
-            let size = fc.request_body.len();
-            let mut stream = seed.stream(Phase::Request).with_body(BufferType::HttpRequestBody, &mut fc.request_body);
-            Some(inst.on_body(false, id, &mut stream, size, eos))
-        });
-        crate::http_call::send_new(r, ctx);
-        match res {
-            ChainResult::Continue => data = std::mem::take(&mut ctx.filters[i].request_body),
-            ChainResult::Paused(_) if eos && crate::http_call::pending(ctx, i) > 0 => {
-                // Held whole until the calls are answered (access_handler -> resume). The
-                // body is all read: nginx's reader must not time the client out meanwhile.
-                ctx.waiting = Some(i);
-                ctx.waiting_in_body = true;
-                park_reader(r, ctx);
-                return Ok(None);
-            }
-            ChainResult::Paused(_) if eos => data = std::mem::take(&mut ctx.filters[i].request_body),
-            ChainResult::Paused(_) => {
-                if ctx.filters[i].request_body.len() > limit {
-                    chain::log_at(r, NGX_LOG_ERR, "chain", &format!(
-                        "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of request body"
-                    ));
-                    chain::mark_answered(ctx);
-                    return Err(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as ngx_int_t);
-                }
-                return Ok(None);
-            }
-            ChainResult::Local(lr) => {
-                // Stopping the read makes nginx finalize with this code; the header
-                // filter then sends the local response instead of the error page.
-                ctx.pending_local = Some(lr);
-                chain::mark_answered(ctx);
-                return Err(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
-            }
-            res @ (ChainResult::Failed | ChainResult::Closed) => {
-                chain::mark_answered(ctx);
-                return Err(chain::end_status(r, &res));
-            }
+        BodyEnd::OverLimit => {
+            chain::mark_answered(ctx);
+            Err(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as ngx_int_t)
         }
+        BodyEnd::Stopped(res) => Err(stop(r, ctx, res)),
     }
-    Ok(Some(data))
+}
+
+/// A filter answered, failed or closed during the request body: the status that ends the
+/// request. A local response is sent by the header filter in place of the error page nginx
+/// produces when body reading stops with that status.
+unsafe fn stop(r: *mut ngx_http_request_t, ctx: &mut chain::RequestCtx, res: ChainResult) -> ngx_int_t {
+    chain::mark_answered(ctx);
+    match res {
+        ChainResult::Local(lr) => {
+            ctx.pending_local = Some(lr);
+            NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
+        }
+        res => chain::end_status(r, &res),
+    }
 }
 
 /// Passes the filtered bytes on to nginx's next request body filter.
@@ -177,7 +143,7 @@ unsafe fn pass(r: *mut ngx_http_request_t, ctx: &mut chain::RequestCtx, data: Ve
     if data.is_empty() && !eos {
         return NGX_OK as ngx_int_t;
     }
-    let Some(mut out) = crate::local_response::body_chain(r, &data) else {
+    let Some(mut out) = crate::util::buf::chain_of((*r).pool, &data, true) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     (*out.buf).set_last_buf(u32::from(eos));
@@ -201,7 +167,7 @@ pub(crate) unsafe fn resume(r: *mut ngx_http_request_t, ctx: &mut chain::Request
                         // runs the phases again when done; until then they stay parked.
                         (*r).read_event_handler = ctx.saved_read_handler.take();
                         (*r).write_event_handler = Some(ngx_http_request_empty_handler);
-                        post_event((*(*r).connection).read);
+                        crate::util::event::post((*(*r).connection).read);
                         return NGX_DONE as ngx_int_t;
                     }
                     rc
@@ -210,15 +176,7 @@ pub(crate) unsafe fn resume(r: *mut ngx_http_request_t, ctx: &mut chain::Request
                 Err(rc) => rc,
             }
         }
-        ChainResult::Local(lr) => {
-            ctx.pending_local = Some(lr);
-            chain::mark_answered(ctx);
-            NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
-        }
-        res @ (ChainResult::Failed | ChainResult::Closed) => {
-            chain::mark_answered(ctx);
-            chain::end_status(r, &res)
-        }
+        res => stop(r, ctx, res),
     };
     ngx_http_finalize_request(r, rc);
     NGX_DONE as ngx_int_t
@@ -245,20 +203,6 @@ unsafe extern "C" fn parked_read(r: *mut ngx_http_request_t) {
     if (*rev).timer_set() != 0 {
         ngx_del_timer(rev);
     }
-}
-
-/// ngx_post_event (a C macro): runs `ev`'s handler from the event loop's posted queue.
-unsafe fn post_event(ev: *mut ngx_event_t) {
-    if (*ev).posted() != 0 {
-        return;
-    }
-    (*ev).set_posted(1);
-    let q = addr_of_mut!(ngx_posted_events);
-    let x = addr_of_mut!((*ev).queue);
-    (*x).prev = (*q).prev;
-    (*(*x).prev).next = x;
-    (*x).next = q;
-    (*q).prev = x;
 }
 
 /// The body's final length: what proxy_pass sends as Content-Length, and $content_length.

@@ -7,11 +7,10 @@
 use std::ptr::addr_of_mut;
 
 use ngx::ffi::*;
-use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::LocalResponse;
 
-use crate::chain::{self, ChainResult, Headers, RequestCtx};
-use crate::request::{NgxStream, Phase};
+use super::chain::{self, BodyEnd, ChainResult, Direction, Headers, RequestCtx};
+use crate::http::stream::{NgxStream, Phase};
 
 static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -54,10 +53,10 @@ unsafe fn failed(r: *mut ngx_http_request_t) -> LocalResponse {
 }
 
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
-    crate::guard("header filter", NGX_ERROR as ngx_int_t, || {
-        if let Some(call) = crate::http_call::call_of(r) {
+    crate::util::guard("header filter", NGX_ERROR as ngx_int_t, || {
+        if let Some(call) = crate::calls::call_of(r) {
             // An HTTP call's response: captured for the plugin, never sent anywhere.
-            return crate::http_call::capture_headers(r, call);
+            return crate::calls::capture_headers(r, call, || super::calls::response_headers(r));
         }
         let Some(ctx) = chain::get_or_create(r) else { return next_header(r) };
         if let Some(lr) = ctx.pending_local.take() {
@@ -187,7 +186,7 @@ unsafe fn replace_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr:
     ctx.swallow_body = true;
     ctx.response_headers_held = None;
     ctx.properties.code_details = Some(lr.details.clone());
-    if !crate::local_response::set_headers(r, lr) {
+    if !crate::http::local_response::set_headers(r, lr) {
         return NGX_ERROR as ngx_int_t;
     }
     let rc = next_header(r);
@@ -195,72 +194,14 @@ unsafe fn replace_response(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr:
         return rc;
     }
     ctx.properties.response_body_bytes = lr.body.len() as u64;
-    let Some(mut out) = crate::local_response::body_chain(r, &lr.body) else { return NGX_ERROR as ngx_int_t };
+    let Some(mut out) = super::local_response::body_chain(r, &lr.body) else { return NGX_ERROR as ngx_int_t };
     next_body(r, &mut out)
 }
 
-/// The body bytes in a chain (memory or file), without consuming it.
-unsafe fn chain_size(mut cl: *mut ngx_chain_t) -> u64 {
-    let mut n = 0u64;
-    while !cl.is_null() {
-        let b = (*cl).buf;
-        if !b.is_null() {
-            if (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0 {
-                n += ((*b).file_last - (*b).file_pos) as u64;
-            } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
-                n += (*b).last.offset_from((*b).pos) as u64;
-            }
-        }
-        cl = (*cl).next;
-    }
-    n
-}
-
-/// Marks a chain consumed without reading it: a file buffer (a static file, an upstream
-/// body in a temporary file) is skipped, never loaded into memory.
-unsafe fn discard(mut cl: *mut ngx_chain_t) {
-    while !cl.is_null() {
-        let b = (*cl).buf;
-        if !b.is_null() {
-            (*b).pos = (*b).last;
-            (*b).file_pos = (*b).file_last;
-        }
-        cl = (*cl).next;
-    }
-}
-
-/// Copies the bytes of an input chain (memory or file buffers) and marks it consumed.
-unsafe fn drain(r: *mut ngx_http_request_t, mut cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> Result<(bool, bool), ()> {
-    let (mut eos, mut flush) = (false, false);
-    while !cl.is_null() {
-        let b = (*cl).buf;
-        if !b.is_null() {
-            if (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0 {
-                let len = ((*b).file_last - (*b).file_pos) as usize;
-                let start = out.len();
-                out.resize(start + len, 0);
-                let n = ngx_read_file((*b).file, out.as_mut_ptr().add(start), len, (*b).file_pos);
-                if n != len as isize {
-                    return Err(());
-                }
-            } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
-                let len = (*b).last.offset_from((*b).pos) as usize;
-                out.extend_from_slice(std::slice::from_raw_parts((*b).pos, len));
-            }
-            (*b).pos = (*b).last;
-            (*b).file_pos = (*b).file_last;
-            eos |= (*b).last_buf() != 0 || ((*b).last_in_chain() != 0 && r != (*r).main);
-            flush |= (*b).flush() != 0;
-        }
-        cl = (*cl).next;
-    }
-    Ok((eos, flush))
-}
-
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_chain_t) -> ngx_int_t {
-    crate::guard("body filter", NGX_ERROR as ngx_int_t, || {
-        if let Some(call) = crate::http_call::call_of(r) {
-            return crate::http_call::capture_body(call, chain);
+    crate::util::guard("body filter", NGX_ERROR as ngx_int_t, || {
+        if let Some(call) = crate::calls::call_of(r) {
+            return crate::calls::capture_body(call, chain);
         }
         let ctx = match chain::get(r) {
             Some(ctx) if r == (*r).main => ctx,
@@ -268,18 +209,21 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
         };
         if ctx.swallow_body {
             // A local response was already sent whole: consume the original body.
-            discard(chain);
+            crate::util::buf::discard(chain);
             return NGX_OK as ngx_int_t;
         }
         // A response a filter already answered (local response, failure) passes untouched.
         if ctx.answered
             || (!ctx.response_body_wanted && !ctx.response_trailers_wanted && ctx.response_headers_held.is_none())
         {
-            ctx.properties.response_body_bytes += chain_size(chain);
+            ctx.properties.response_body_bytes += crate::util::buf::size(chain);
             return next_body(r, chain);
         }
         let mut data = Vec::new();
-        let Ok((eos, flush)) = drain(r, chain, &mut data) else { return NGX_ERROR as ngx_int_t };
+        let Ok(flags) = crate::util::buf::drain(chain, &mut data) else { return NGX_ERROR as ngx_int_t };
+        // A subrequest's output ends with last_in_chain (last_buf is the main request's).
+        let eos = flags.last_buf || (flags.last_in_chain && r != (*r).main);
+        let flush = flags.flush;
         if data.is_empty() && !eos {
             // A bare flush: nothing for the plugins, let the writer flush what it has.
             return if ctx.response_headers_held.is_some() { NGX_OK as ngx_int_t } else { next_body(r, chain) };
@@ -289,53 +233,34 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
 }
 
 /// Passes `data` through the filters' on_response_body in order, buffering at a filter that
-/// pauses, and sends what comes out of the last one.
+/// pauses, and sends what comes out of the last one. While filter h holds the response
+/// headers, the body goes no further than h; once h passes it on, the headers go on through
+/// the filters after h (which may hold them again) and so does the body.
 unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: Vec<u8>, eos: bool, flush: bool) -> ngx_int_t {
-    let limit = crate::conf::body_buffer_limit(r);
-    let mut i = 0;
-    while i < ctx.filters.len() {
+    let n = ctx.filters.len();
+    let mut from = 0;
+    loop {
         let held = ctx.response_headers_held;
-        if matches!(held, Some(h) if i > h) {
-            break;
-        }
-        if ctx.filters[i].exports.response_body {
-            let mut incoming = std::mem::take(&mut data);
-            let res = chain::step(r, ctx, i, &mut |inst, id, fc, seed| {
-                fc.response_body.append(&mut incoming);
-                let size = fc.response_body.len();
-                let mut stream = seed.stream(Phase::Response).with_body(BufferType::HttpResponseBody, &mut fc.response_body);
-                Some(inst.on_body(true, id, &mut stream, size, eos))
-            });
-            match res {
-                ChainResult::Continue => data = std::mem::take(&mut ctx.filters[i].response_body),
-                ChainResult::Paused(_) if eos => data = std::mem::take(&mut ctx.filters[i].response_body),
-                ChainResult::Paused(_) => {
-                    if ctx.filters[i].response_body.len() > limit {
-                        chain::log_at(r, NGX_LOG_ERR, "chain", &format!(
-                            "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of response body"
-                        ));
-                        return if ctx.response_headers_held.is_some() {
-                            replace_response(r, ctx, &LocalResponse { status: 502, ..internal_error() })
-                        } else {
-                            NGX_ERROR as ngx_int_t
-                        };
-                    }
-                    return NGX_OK as ngx_int_t;
-                }
-                ChainResult::Local(lr) => return local_from_body(r, ctx, &lr),
-                ChainResult::Failed => return local_from_body(r, ctx, &failed(r)),
-                ChainResult::Closed => return close(ctx),
+        let to = held.map_or(n, |h| h + 1);
+        data = match chain::run_body(r, ctx, Direction::Response, from..to, data, eos) {
+            BodyEnd::Done(data) => data,
+            BodyEnd::Held | BodyEnd::Waiting(_) => return NGX_OK as ngx_int_t,
+            BodyEnd::OverLimit if ctx.response_headers_held.is_some() => {
+                return replace_response(r, ctx, &LocalResponse { status: 502, ..internal_error() });
             }
+            BodyEnd::OverLimit => return NGX_ERROR as ngx_int_t,
+            BodyEnd::Stopped(ChainResult::Local(lr)) => return local_from_body(r, ctx, &lr),
+            BodyEnd::Stopped(ChainResult::Closed) => return close(ctx),
+            BodyEnd::Stopped(_) => return local_from_body(r, ctx, &failed(r)),
+        };
+        let Some(h) = held else { break };
+        // The filter that held the headers continued: headers go on now.
+        let later_body = ctx.filters[h + 1..].iter().any(|f| f.exports.response_body);
+        let final_len = (eos && !later_body).then_some(data.len());
+        if let Some(lr) = resume_headers(r, ctx, h + 1, final_len) {
+            return local_from_body(r, ctx, &lr);
         }
-        if held == Some(i) {
-            // The filter that held the headers continued: headers go on now.
-            let later_body = ctx.filters[i + 1..].iter().any(|f| f.exports.response_body);
-            let final_len = (eos && !later_body).then_some(data.len());
-            if let Some(lr) = resume_headers(r, ctx, i + 1, final_len) {
-                return local_from_body(r, ctx, &lr);
-            }
-        }
-        i += 1;
+        from = h + 1;
     }
     if ctx.response_headers_held.is_some() {
         return NGX_OK as ngx_int_t;
@@ -349,7 +274,7 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
         return NGX_OK as ngx_int_t;
     }
     ctx.properties.response_body_bytes += data.len() as u64;
-    let Some(mut out) = crate::local_response::body_chain(r, &data) else { return NGX_ERROR as ngx_int_t };
+    let Some(mut out) = super::local_response::body_chain(r, &data) else { return NGX_ERROR as ngx_int_t };
     (*out.buf).set_last_buf(u32::from(eos && r == (*r).main));
     (*out.buf).set_last_in_chain(u32::from(eos));
     (*out.buf).set_flush(u32::from(flush));

@@ -18,17 +18,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, c_void};
 use std::rc::Rc;
-use std::sync::Mutex;
 
 use ngx::ffi::*;
 use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::maps::MapBuilder;
-use proxy_wasm_host::{CompiledModule, Engine, HostError, HttpStream, LocalResponse, LogLevel, MapType, Outcome, PluginInstance, Status};
+use proxy_wasm_host::{CompiledModule, HostError, HttpStream, LocalResponse, LogLevel, MapType, Outcome, PluginInstance, Status};
 
-use crate::lua_call::{CallSlot, PendingCall};
-use crate::ngx_log::CycleLogger;
-use crate::properties::VarWrite;
-use crate::request::{NgxStream, Phase, Properties};
+use crate::lua::calls::{CallSlot, PendingCall};
+use crate::vm::slot::InstanceSlot;
+use crate::util::log::CycleLogger;
+use crate::http::properties::VarWrite;
+use crate::http::stream::{NgxStream, Phase, Properties};
 
 const NGX_ERR: ngx_int_t = NGX_ERROR as ngx_int_t;
 /// api7's "no VM configured / no HTTP context" code.
@@ -40,45 +40,15 @@ const HTTP_REQUEST_BODY: c_int = 2;
 const HTTP_RESPONSE_HEADERS: c_int = 4;
 const HTTP_RESPONSE_BODY: c_int = 8;
 
-/// The engine `wasm_vm` configured, for plugins loaded from Lua. Set while the configuration
-/// is parsed (init_by_lua runs before our postconfiguration may), read by `load_plugin` in the
-/// master or a worker; None when the http block has no `wasm_vm`.
-static VM: Mutex<Option<Engine>> = Mutex::new(None);
-
-/// Records (or clears) the engine of the configuration being loaded.
-pub(crate) fn set_vm(engine: Option<Engine>) {
-    if let Ok(mut vm) = VM.lock() {
-        *vm = engine;
-    }
-}
-
-fn vm() -> Option<Engine> {
-    VM.lock().ok().and_then(|vm| *vm)
-}
-
-/// wasm_compile_cache of the configuration being loaded: Lua-loaded plugins use it too.
-static CACHE_DIR: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
-
-pub(crate) fn set_cache_dir(dir: Option<std::path::PathBuf>) {
-    if let Ok(mut d) = CACHE_DIR.lock() {
-        *d = dir;
-    }
-}
-
-
 /// One loaded plugin: its compiled module and its instance in this process.
 pub(crate) struct Plugin {
     name: String,
     compiled: CompiledModule,
     /// The limits it was compiled with (the CPU budget is compiled in).
     limits: proxy_wasm_host::Limits,
-    inst: Option<PluginInstance>,
-    /// Bumped on every (re)start: contexts of an older instance are never used again.
-    generation: u64,
-    /// The instance failed (trap, CPU budget): it runs nothing more; the next request restarts it.
-    poisoned: bool,
-    /// Restarts after failures are rate-limited as on the native path.
-    backoff: crate::worker::Backoff,
+    /// Its instance in this process: generation, failure mark and restart back-off, as on
+    /// the native path (a failed instance runs nothing more; the next request restarts it).
+    slot: InstanceSlot,
     /// The process whose shared store (shared data, queues, metrics) the instance uses: a
     /// plugin loaded in the master (init_by_lua) gets its worker's store at first use there.
     store_pid: Option<u32>,
@@ -90,34 +60,32 @@ impl Plugin {
     /// Starts a fresh instance (plugin_root_id = the plugin's name): `_initialize`/`_start`,
     /// then one root context that runs proxy_on_vm_start (the VM start), kept for its life.
     fn start(&mut self) -> Result<(), String> {
-        self.inst = None;
-        self.generation += 1;
-        self.poisoned = false;
+        self.slot.reset();
         let logger = Box::new(CycleLogger { label: self.name.clone() });
         let mut inst = PluginInstance::new(&self.compiled, &self.name, Vec::new(), logger, &self.limits).map_err(|e| e.to_string())?;
         // api7's module reports the name given to load() as plugin_root_id; SDKs that look up
         // their root context by it (AssemblyScript) rely on that.
         inst.set_root_id(&self.name);
-        inst.set_call_policy(crate::call_policy::for_lua(&self.name));
+        inst.set_call_policy(crate::conf::call_policy::for_lua(&self.name));
         inst.set_api7_contract();
         let started = inst.create_root_context(None);
         drop_root_calls(&mut inst, &self.name);
         started.map_err(|e| e.to_string())?;
-        self.inst = Some(inst);
+        self.slot.set(inst);
         self.store_pid = None;
         Ok(())
     }
 
     /// The running instance, restarting a failed one.
     fn instance(&mut self) -> Result<&mut PluginInstance, String> {
-        if self.poisoned || self.inst.is_none() {
-            if !self.backoff.may_restart() {
+        if self.slot.poisoned() || self.slot.any().is_none() {
+            if !self.slot.wants_restart(true) {
                 return Err("the plugin keeps failing: waiting before the next restart".into());
             }
-            crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: starting a fresh instance after a failure", self.name));
+            crate::util::log::cycle_error(&format!("[proxy_wasm] {}: starting a fresh instance after a failure", self.name));
             self.start()?;
         }
-        let inst = self.inst.as_mut().ok_or_else(|| "no instance".to_string())?;
+        let inst = self.slot.any().ok_or_else(|| "no instance".to_string())?;
         let pid = std::process::id();
         if self.store_pid != Some(pid) {
             inst.set_shared_store(proxy_wasm_host::shared_store::process_store());
@@ -134,7 +102,7 @@ fn drop_root_calls(inst: &mut PluginInstance, name: &str) {
     let n = tokens.len();
     if n > 0 {
         inst.forget_http_calls(&tokens);
-        crate::ngx_log::cycle_error(&format!(
+        crate::util::log::cycle_error(&format!(
             "[proxy_wasm] {name}: {n} http call(s) from on_vm_start/on_configure dropped: on the Lua path calls run for requests only"
         ));
     }
@@ -157,12 +125,12 @@ pub(crate) struct RootCtx {
 impl RootCtx {
     /// The root context id in the current instance, configuring it again in a fresh one.
     fn id_in(&self, p: &mut Plugin) -> Result<u32, String> {
-        if let (Some(id), true) = (self.id.get(), self.generation.get() == p.generation) {
+        if let (Some(id), true) = (self.id.get(), self.generation.get() == p.slot.generation()) {
             return Ok(id);
         }
         let conf = self.conf.clone();
-        let generation = p.generation;
-        let inst = p.inst.as_mut().ok_or("no instance")?;
+        let generation = p.slot.generation();
+        let inst = p.slot.any().ok_or("no instance")?;
         let created = inst.create_configured_root(conf);
         drop_root_calls(inst, &p.name);
         let id = match created {
@@ -171,7 +139,7 @@ impl RootCtx {
                 // A trap or an exhausted CPU budget leaves the instance unusable; a refused
                 // configuration does not.
                 if !matches!(e, HostError::ConfigureFailed) {
-                    p.poisoned = true;
+                    p.slot.poison();
                 }
                 return Err(e.to_string());
             }
@@ -186,18 +154,18 @@ impl Drop for RootCtx {
     fn drop(&mut self) {
         let Some(id) = self.id.get() else { return };
         let Ok(mut p) = self.plugin.try_borrow_mut() else { return };
-        if p.generation != self.generation.get() || p.poisoned {
+        if p.slot.generation() != self.generation.get() || p.slot.poisoned() {
             return;
         }
         let label = p.name.clone();
-        if let Some(inst) = p.inst.as_mut() {
+        if let Some(inst) = p.slot.any() {
             let mut detached = Detached { label: &label };
             let r = inst.on_done_and_log(id, &mut detached).and_then(|_| inst.on_delete(id));
             match r {
                 Ok(()) => cycle_info(&format!("[proxy_wasm] {label}: free plugin context {id}")),
                 Err(e) => {
-                    crate::ngx_log::cycle_error(&format!("[proxy_wasm] {label}: {e}"));
-                    p.poisoned = true;
+                    crate::util::log::cycle_error(&format!("[proxy_wasm] {label}: {e}"));
+                    p.slot.poison();
                 }
             }
         }
@@ -256,7 +224,7 @@ fn cycle_info(msg: &str) {
 fn fail(msg: String) {
     // One line, as every error log line of the module (wasmer's diagnostics span several).
     let msg = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
-    crate::ngx_log::cycle_error(&format!("[proxy_wasm] lua: {msg}"));
+    crate::util::log::cycle_error(&format!("[proxy_wasm] lua: {msg}"));
     LAST_ERROR.with(|e| *e.borrow_mut() = msg.into_bytes());
 }
 
@@ -296,9 +264,9 @@ pub(crate) const EXPORTS: Exports = Exports([
     ngx_http_wasm_delete_plugin_ctx as *const (),
     ngx_http_wasm_on_http as *const (),
     ngx_http_wasm_fetch_local_body as *const (),
-    crate::lua_call::ngx_http_wasm_call_max_headers_count as *const (),
-    crate::lua_call::ngx_http_wasm_call_get as *const (),
-    crate::lua_call::ngx_http_wasm_on_http_call_resp as *const (),
+    crate::lua::calls::ngx_http_wasm_call_max_headers_count as *const (),
+    crate::lua::calls::ngx_http_wasm_call_get as *const (),
+    crate::lua::calls::ngx_http_wasm_on_http_call_resp as *const (),
     ngx_proxy_wasm_lua_last_error as *const (),
     ngx_proxy_wasm_lua_on_log as *const (),
     ngx_proxy_wasm_lua_body as *const (),
@@ -310,9 +278,9 @@ pub(crate) const EXPORTS: Exports = Exports([
 /// `void *ngx_http_wasm_load_plugin(const char *name, size_t name_len, const char *code, size_t size);`
 #[no_mangle]
 pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len: usize, code: *const c_char, size: usize) -> *mut c_void {
-    crate::guard("ngx_http_wasm_load_plugin", std::ptr::null_mut(), || {
+    crate::util::guard("ngx_http_wasm_load_plugin", std::ptr::null_mut(), || {
         clear_error();
-        let Some(engine) = vm() else {
+        let Some(engine) = crate::conf::lua_engine::vm() else {
             fail("miss wasm_vm configuration: add \"wasm_vm wasmer;\" to the http block".into());
             return std::ptr::null_mut();
         };
@@ -323,10 +291,10 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
             fail(format!("failed to load wasm plugin \"{name}\": empty code"));
             return std::ptr::null_mut();
         }
-        let dir = CACHE_DIR.lock().ok().and_then(|d| d.clone());
-        let compiled = match proxy_wasm_host::compile_cached(&engine, code, dir.as_deref(), crate::worker::cache_policy()) {
+        let dir = crate::conf::lua_engine::cache_dir();
+        let compiled = match proxy_wasm_host::compile_cached(&engine, code, dir.as_deref(), crate::conf::cache_policy::cache_policy()) {
             Ok((c, proxy_wasm_host::CacheOutcome::Miss(why))) => {
-                crate::ngx_log::cycle_warn(&format!("wasm_compile_cache: {why}; \"{name}\" compiled without the cache"));
+                crate::util::log::cycle_warn(&format!("wasm_compile_cache: {why}; \"{name}\" compiled without the cache"));
                 c
             }
             Ok((c, _)) => c,
@@ -335,7 +303,7 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
                 return std::ptr::null_mut();
             }
         };
-        let mut plugin = Plugin { name: name.clone(), compiled, limits: engine.limits, inst: None, generation: 0, poisoned: false, backoff: Default::default(), store_pid: None };
+        let mut plugin = Plugin { name: name.clone(), compiled, limits: engine.limits, slot: InstanceSlot::new(&name), store_pid: None };
         if let Err(e) = plugin.start() {
             fail(format!("failed to load wasm plugin \"{name}\": {e}"));
             return std::ptr::null_mut();
@@ -351,7 +319,7 @@ pub unsafe extern "C" fn ngx_http_wasm_load_plugin(name: *const c_char, name_len
 /// contexts (and their requests) still use it.
 #[no_mangle]
 pub unsafe extern "C" fn ngx_http_wasm_unload_plugin(plugin: *mut c_void) {
-    crate::guard("ngx_http_wasm_unload_plugin", (), || {
+    crate::util::guard("ngx_http_wasm_unload_plugin", (), || {
         if !PLUGINS.with(|s| s.borrow_mut().remove(&(plugin as usize))) {
             return;
         }
@@ -366,7 +334,7 @@ pub unsafe extern "C" fn ngx_http_wasm_unload_plugin(plugin: *mut c_void) {
 /// `void *ngx_http_wasm_on_configure(void *plugin, const char *conf, size_t size);`
 #[no_mangle]
 pub unsafe extern "C" fn ngx_http_wasm_on_configure(plugin: *mut c_void, conf: *const c_char, size: usize) -> *mut c_void {
-    crate::guard("ngx_http_wasm_on_configure", std::ptr::null_mut(), || {
+    crate::util::guard("ngx_http_wasm_on_configure", std::ptr::null_mut(), || {
         clear_error();
         let Some(h) = handle::<PluginHandle>(&PLUGINS, plugin, "on_configure: bad plugin") else {
             return std::ptr::null_mut();
@@ -406,7 +374,7 @@ pub unsafe extern "C" fn ngx_http_wasm_on_configure(plugin: *mut c_void, conf: *
 /// request using it is finished.
 #[no_mangle]
 pub unsafe extern "C" fn ngx_http_wasm_delete_plugin_ctx(ctx: *mut c_void) {
-    crate::guard("ngx_http_wasm_delete_plugin_ctx", (), || {
+    crate::util::guard("ngx_http_wasm_delete_plugin_ctx", (), || {
         if !CTXS.with(|s| s.borrow_mut().remove(&(ctx as usize))) {
             return;
         }
@@ -426,7 +394,7 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http(
     size: usize,
     end_of_body: c_int,
 ) -> ngx_int_t {
-    crate::guard("ngx_http_wasm_on_http", NGX_ERR, || {
+    crate::util::guard("ngx_http_wasm_on_http", NGX_ERR, || {
         clear_error();
         let Some(h) = handle::<CtxHandle>(&CTXS, ctx, "on_http: bad plugin ctx") else { return NGX_ERR };
         let r = r as *mut ngx_http_request_t;
@@ -443,11 +411,11 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http(
         run(r, lr, &h.root, &mut |inst, id, stream| match kind {
             HTTP_REQUEST_HEADERS => {
                 let n = stream.0.count(MapType::RequestHeaders);
-                inst.on_request_headers(id, stream, n, !crate::chain::request_has_body(r))
+                inst.on_request_headers(id, stream, n, !crate::http::chain::request_has_body(r))
             }
             HTTP_RESPONSE_HEADERS => {
                 let n = stream.0.count(MapType::ResponseHeaders);
-                inst.on_response_headers(id, stream, n, crate::chain::response_has_no_body(r))
+                inst.on_response_headers(id, stream, n, crate::http::chain::response_has_no_body(r))
             }
             _ => unreachable!("body phases go through run_body"),
         }, kind, body, end_of_body != 0)
@@ -457,7 +425,7 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http(
 /// `ngx_str_t *ngx_http_wasm_fetch_local_body(void *r);` NULL when the body is empty.
 #[no_mangle]
 pub unsafe extern "C" fn ngx_http_wasm_fetch_local_body(r: *mut c_void) -> *mut ngx_str_t {
-    crate::guard("ngx_http_wasm_fetch_local_body", std::ptr::null_mut(), || {
+    crate::util::guard("ngx_http_wasm_fetch_local_body", std::ptr::null_mut(), || {
         let Some(lr) = find_request(r as *mut ngx_http_request_t) else { return std::ptr::null_mut() };
         if lr.local_body.is_empty() {
             return std::ptr::null_mut();
@@ -473,7 +441,7 @@ pub unsafe extern "C" fn ngx_http_wasm_fetch_local_body(r: *mut c_void) -> *mut 
 /// it did not). Valid until the next call.
 #[no_mangle]
 pub unsafe extern "C" fn ngx_proxy_wasm_lua_last_error(out: *mut ngx_str_t) {
-    crate::guard("ngx_proxy_wasm_lua_last_error", (), || {
+    crate::util::guard("ngx_proxy_wasm_lua_last_error", (), || {
         if out.is_null() {
             return;
         }
@@ -489,7 +457,7 @@ pub unsafe extern "C" fn ngx_proxy_wasm_lua_last_error(out: *mut ngx_str_t) {
 /// request's HTTP context (from log_by_lua); on_delete follows when the request is freed.
 #[no_mangle]
 pub unsafe extern "C" fn ngx_proxy_wasm_lua_on_log(ctx: *mut c_void, r: *mut c_void) -> ngx_int_t {
-    crate::guard("ngx_proxy_wasm_lua_on_log", NGX_ERR, || {
+    crate::util::guard("ngx_proxy_wasm_lua_on_log", NGX_ERR, || {
         clear_error();
         let Some(h) = handle::<CtxHandle>(&CTXS, ctx, "on_log: bad plugin ctx") else { return NGX_ERR };
         let r = r as *mut ngx_http_request_t;
@@ -503,18 +471,18 @@ pub unsafe extern "C" fn ngx_proxy_wasm_lua_on_log(ctx: *mut c_void, r: *mut c_v
         let generation = lr.ctxs[i].generation;
         let root = h.root.clone();
         let Ok(mut p) = root.plugin.try_borrow_mut() else { return NGX_ERR };
-        if p.generation != generation || p.poisoned {
+        if p.slot.generation() != generation || p.slot.poisoned() {
             return NGX_OK as ngx_int_t;
         }
         let label = p.name.clone();
-        let Some(inst) = p.inst.as_mut() else { return NGX_ERR };
+        let Some(inst) = p.slot.any() else { return NGX_ERR };
         let mut stream = NgxStream::new(r, &label, Phase::Response).with_properties(&mut lr.properties);
         match inst.on_done_and_log(id, &mut LuaStream(&mut stream)) {
             Ok(()) => NGX_OK as ngx_int_t,
             Err(e) => {
-                p.poisoned = true;
+                p.slot.poison();
                 lr.ctxs[i].id = None;
-                crate::chain::log_failure(r, &label, &e);
+                crate::http::chain::log_failure(r, &label, &e);
                 fail(format!("failed to run proxy_on_log: {e}"));
                 NGX_ERR
             }
@@ -526,7 +494,7 @@ pub unsafe extern "C" fn ngx_proxy_wasm_lua_on_log(ctx: *mut c_void, r: *mut c_v
 /// callback changed it (proxy_set_buffer_bytes), else 0.
 #[no_mangle]
 pub unsafe extern "C" fn ngx_proxy_wasm_lua_body(r: *mut c_void, out: *mut ngx_str_t) -> c_int {
-    crate::guard("ngx_proxy_wasm_lua_body", 0, || {
+    crate::util::guard("ngx_proxy_wasm_lua_body", 0, || {
         let Some(lr) = find_request(r as *mut ngx_http_request_t) else { return 0 };
         let Some(b) = lr.body_out.as_mut() else { return 0 };
         lr.body_str = ngx_str_t { len: b.len(), data: b.as_mut_ptr() };
@@ -542,7 +510,7 @@ pub unsafe extern "C" fn ngx_proxy_wasm_lua_body(r: *mut c_void, out: *mut ngx_s
 /// response sent from a response callback (it replaces the upstream body), else 0.
 #[no_mangle]
 pub unsafe extern "C" fn ngx_proxy_wasm_lua_replace_body(r: *mut c_void, out: *mut ngx_str_t) -> c_int {
-    crate::guard("ngx_proxy_wasm_lua_replace_body", 0, || {
+    crate::util::guard("ngx_proxy_wasm_lua_replace_body", 0, || {
         let Some(lr) = find_request(r as *mut ngx_http_request_t) else { return 0 };
         let Some(b) = lr.replace_body.as_mut() else { return 0 };
         if !out.is_null() {
@@ -556,29 +524,29 @@ pub unsafe extern "C" fn ngx_proxy_wasm_lua_replace_body(r: *mut c_void, out: *m
 // ---- per-request state ----
 
 unsafe extern "C" fn cleanup(data: *mut c_void) {
-    crate::guard("lua request cleanup", (), || {
+    crate::util::guard("lua request cleanup", (), || {
         // SAFETY: data is the Box leaked in request_state, freed exactly once here.
         let mut lr = Box::from_raw(data as *mut LuaRequest);
         // r->pool is already gone here: contexts not logged run on_done/on_log detached.
         for c in lr.ctxs.iter_mut() {
             let Some(id) = c.id.take() else { continue };
             let Ok(mut p) = c.root.plugin.try_borrow_mut() else { continue };
-            if p.generation != c.generation || p.poisoned {
+            if p.slot.generation() != c.generation || p.slot.poisoned() {
                 continue;
             }
             let label = p.name.clone();
-            let Some(inst) = p.inst.as_mut() else { continue };
+            let Some(inst) = p.slot.any() else { continue };
             let mut detached = Detached { label: &label };
             let mut r = Ok(());
             if !c.logged {
                 r = inst.on_done_and_log(id, &mut detached);
             }
             if let Err(e) = r.and_then(|_| inst.on_delete(id)) {
-                crate::ngx_log::cycle_error(&format!("[proxy_wasm] {label}: {e}"));
-                p.poisoned = true;
+                crate::util::log::cycle_error(&format!("[proxy_wasm] {label}: {e}"));
+                p.slot.poison();
             }
         }
-        crate::lua_call::forget(lr.calls.drain());
+        crate::lua::calls::forget(lr.calls.drain());
         // Dropping the contexts may free root contexts (their plugin borrows are released).
         drop(lr);
     })
@@ -592,14 +560,8 @@ pub(crate) unsafe fn find_request<'a>(r: *mut ngx_http_request_t) -> Option<&'a 
     if r.is_null() || (*r).pool.is_null() {
         return None;
     }
-    let mut c = (*(*r).pool).cleanup;
-    while !c.is_null() {
-        if (*c).handler.map(|h| h as usize) == Some(cleanup as *const () as usize) && (*((*c).data as *mut LuaRequest)).r == r {
-            return Some(&mut *((*c).data as *mut LuaRequest));
-        }
-        c = (*c).next;
-    }
-    None
+    let data = crate::util::pool::cleanup_data((*r).pool, cleanup, |d| (*(d as *mut LuaRequest)).r == r);
+    (data as *mut LuaRequest).as_mut()
 }
 
 unsafe fn request_state<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut LuaRequest> {
@@ -637,16 +599,16 @@ fn http_ctx(lr: &mut LuaRequest, root: &Rc<RootCtx>, p: &mut Plugin) -> Result<u
     if let Some(i) = lr.ctxs.iter().position(|c| Rc::ptr_eq(&c.root, root)) {
         let c = &lr.ctxs[i];
         return match c.id {
-            Some(_) if c.generation == p.generation && !p.poisoned => Ok(i),
+            Some(_) if c.generation == p.slot.generation() && !p.slot.poisoned() => Ok(i),
             _ => Err("the plugin failed earlier in this request".into()),
         };
     }
     p.instance()?;
     let root_id = root.id_in(p)?;
-    let generation = p.generation;
-    let inst = p.inst.as_mut().ok_or("no instance")?;
+    let generation = p.slot.generation();
+    let inst = p.slot.any().ok_or("no instance")?;
     let id = inst.create_http_context(root_id).map_err(|e| {
-        p.poisoned = true;
+        p.slot.poison();
         e.to_string()
     })?;
     lr.ctxs.push(HttpCtx { root: root.clone(), generation, id: Some(id), logged: false });
@@ -675,7 +637,7 @@ unsafe fn run(
     let i = match http_ctx(lr, root, &mut p) {
         Ok(i) => i,
         Err(e) => {
-            crate::chain::log_at(r, NGX_LOG_ERR, &label, &format!("cannot run the plugin: {e}"));
+            crate::http::chain::log_at(r, NGX_LOG_ERR, &label, &format!("cannot run the plugin: {e}"));
             fail(e);
             return NGX_DECL;
         }
@@ -683,7 +645,7 @@ unsafe fn run(
     let id = lr.ctxs[i].id.unwrap_or(0);
     let response = kind & (HTTP_RESPONSE_HEADERS | HTTP_RESPONSE_BODY) != 0;
     let phase = if response { Phase::Response } else { Phase::Request };
-    let Some(inst) = p.inst.as_mut() else { return NGX_ERR };
+    let Some(inst) = p.slot.any() else { return NGX_ERR };
     lr.body_out = None;
     let res = {
         let mut stream = NgxStream::new(r, &label, phase).with_properties(&mut lr.properties);
@@ -722,14 +684,14 @@ unsafe fn conclude(
     let outcome = match res {
         Ok(o) => o,
         Err(e) => {
-            p.poisoned = true;
+            p.slot.poison();
             lr.ctxs[i].id = None;
-            crate::chain::log_failure(r, label, &e);
+            crate::http::chain::log_failure(r, label, &e);
             fail(format!("{label}: {e}"));
             return NGX_ERR;
         }
     };
-    let calls = match p.inst.as_mut() {
+    let calls = match p.slot.any() {
         Some(inst) => {
             // No timers on the Lua path (api7 has none either): tick periods are dropped.
             let _ = inst.take_tick_changes();
@@ -756,25 +718,25 @@ pub(crate) unsafe fn rc_of(
         let n = calls.len();
         lr.calls.queue(calls.into_iter().map(|c| PendingCall { req: c, root: root.clone() }));
         if n > 1 {
-            crate::chain::log_at(r, NGX_LOG_INFO, label, &format!("{n} http calls dispatched: Lua runs them one after the other"));
+            crate::http::chain::log_at(r, NGX_LOG_INFO, label, &format!("{n} http calls dispatched: Lua runs them one after the other"));
         }
         return 1;
     }
     if !calls.is_empty() {
-        crate::chain::log_at(r, NGX_LOG_WARN, label, "http calls from response callbacks are not run on the Lua path (headers are sent)");
-        crate::lua_call::forget(calls.into_iter().map(|c| PendingCall { req: c, root: root.clone() }).collect());
+        crate::http::chain::log_at(r, NGX_LOG_WARN, label, "http calls from response callbacks are not run on the Lua path (headers are sent)");
+        crate::lua::calls::forget(calls.into_iter().map(|c| PendingCall { req: c, root: root.clone() }).collect());
     }
     if let Some(local) = outcome.local_response {
         return local_response(r, lr, label, &local, response);
     }
     if outcome.ops.close_request || outcome.ops.close_response {
-        crate::chain::log_at(r, NGX_LOG_INFO, label, "closed the stream (proxy_close_stream)");
+        crate::http::chain::log_at(r, NGX_LOG_INFO, label, "closed the stream (proxy_close_stream)");
         return NGX_HTTP_CLOSE as ngx_int_t;
     }
     if outcome.action == proxy_wasm_host::Action::Pause && lr.calls.in_flight().is_none() && !response {
         let resumed = outcome.ops.continue_request || outcome.ops.continue_response;
         if !resumed {
-            crate::chain::log_at(
+            crate::http::chain::log_at(
                 r,
                 NGX_LOG_WARN,
                 label,
@@ -787,17 +749,17 @@ pub(crate) unsafe fn rc_of(
 
 unsafe fn local_response(r: *mut ngx_http_request_t, lr: &mut LuaRequest, label: &str, local: &LocalResponse, response: bool) -> ngx_int_t {
     // The host core already refuses other statuses (send_local_response); kept as a guard.
-    if !crate::request::FRAMED_STATUS.contains(&(local.status as ngx_uint_t)) {
-        crate::chain::log_at(r, NGX_LOG_ERR, label, &format!("local response with invalid status {}", local.status));
+    if !crate::http::stream::FRAMED_STATUS.contains(&(local.status as ngx_uint_t)) {
+        crate::http::chain::log_at(r, NGX_LOG_ERR, label, &format!("local response with invalid status {}", local.status));
         return NGX_ERR;
     }
     // SAFETY: `r` is the live request of the running callback.
     if (*r).header_sent() != 0 {
-        crate::chain::log_at(r, NGX_LOG_WARN, label, "local response after the response headers were sent: ignored");
+        crate::http::chain::log_at(r, NGX_LOG_WARN, label, "local response after the response headers were sent: ignored");
         return NGX_OK as ngx_int_t;
     }
     lr.properties.code_details = Some(local.details.clone());
-    if !crate::local_response::set_headers(r, local) {
+    if !crate::http::local_response::set_headers(r, local) {
         return NGX_ERR;
     }
     lr.local_body = local.body.clone();
@@ -821,12 +783,12 @@ pub(crate) unsafe fn with_http_ctx(
     let plugin = root.plugin.clone();
     let Ok(mut p) = plugin.try_borrow_mut() else { return NGX_ERR };
     let label = p.name.clone();
-    let live = lr.ctxs.iter().position(|c| Rc::ptr_eq(&c.root, root) && c.generation == p.generation && c.id.is_some());
-    let (Some(i), false) = (live, p.poisoned) else {
+    let live = lr.ctxs.iter().position(|c| Rc::ptr_eq(&c.root, root) && c.generation == p.slot.generation() && c.id.is_some());
+    let (Some(i), false) = (live, p.slot.poisoned()) else {
         fail(format!("{label}: the plugin failed earlier in this request"));
         return NGX_ERR;
     };
-    let Some(inst) = p.inst.as_mut() else { return NGX_ERR };
+    let Some(inst) = p.slot.any() else { return NGX_ERR };
     let res = {
         let mut stream = NgxStream::new(r, &label, Phase::Request).with_properties(&mut lr.properties);
         f(inst, &mut LuaStream(&mut stream))
@@ -842,10 +804,10 @@ pub(crate) unsafe fn root_of(ctx: *mut c_void) -> Option<Rc<RootCtx>> {
 /// A call of `root`'s plugin will never be answered.
 pub(crate) fn forget_call(root: &RootCtx, token: u32) {
     let Ok(mut p) = root.plugin.try_borrow_mut() else { return };
-    if p.generation != root.generation.get() {
+    if p.slot.generation() != root.generation.get() {
         return;
     }
-    if let Some(inst) = p.inst.as_mut() {
+    if let Some(inst) = p.slot.any() {
         inst.forget_http_calls(&[token]);
     }
 }
@@ -902,7 +864,7 @@ impl HttpStream for LuaStream<'_, '_> {
             // exist (prefix ones such as `http_x` included) is NOT_FOUND, one that exists but
             // cannot be written (`host`) INTERNAL_FAILURE; neither is kept as a property.
             // SAFETY: the stream's request is live (NgxStream's contract).
-            return match unsafe { crate::properties::set_variable(self.0.request(), name, value) } {
+            return match unsafe { crate::http::properties::set_variable(self.0.request(), name, value) } {
                 VarWrite::Done => Status::Ok,
                 // An nginx variable refuses a value that could split a header or request line.
                 VarWrite::Invalid => Status::BadArgument,

@@ -3,41 +3,15 @@
 //! `SharedStore` lays its structures out inside. A reload with the same size reuses the zone
 //! (nginx hands it to the new cycle), and the store keeps its contents.
 
-use std::ffi::{c_char, c_void};
-use std::ptr::{addr_of_mut, NonNull};
+use std::ffi::c_void;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
-use ngx::core;
 use ngx::ffi::*;
 use proxy_wasm_host::shared_store::{self, SharedStore};
 
 use crate::conf::MainConf;
 
-pub(crate) const DEFAULT_SIZE: usize = 8 << 20;
-const MAX_SIZE: usize = 1 << 30;
-
-/// `wasm_shm_size SIZE;`
-pub(crate) extern "C" fn set_shm_size(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx calls directive handlers with the live ngx_conf_t and this module's main
-    // conf (NGX_HTTP_MAIN_CONF_OFFSET), a MainConf; the directive takes exactly one argument.
-    crate::guard("wasm_shm_size", core::NGX_CONF_ERROR, || unsafe {
-        let mcf = &mut *(conf as *mut MainConf);
-        let arg: ngx_str_t = (*(*cf).args).as_slice()[1];
-        let text = String::from_utf8_lossy(arg.as_bytes()).into_owned();
-        if mcf.shm_size.is_some() {
-            ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"wasm_shm_size\" directive is duplicate");
-            return core::NGX_CONF_ERROR;
-        }
-        let mut v = arg;
-        let n = ngx_parse_size(&mut v);
-        if n < 0 || (n as usize) < shared_store::MIN_SIZE || n as usize > MAX_SIZE {
-            ngx::ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid size \"{}\" in \"wasm_shm_size\": use 1m..1g", text);
-            return core::NGX_CONF_ERROR;
-        }
-        mcf.shm_size = Some(n as usize);
-        core::NGX_CONF_OK
-    })
-}
 
 /// Declares the zone (postconfiguration, when any module is declared). Cheap: nginx creates
 /// it later, once per cycle, in the master.
@@ -47,8 +21,8 @@ pub(crate) extern "C" fn set_shm_size(cf: *mut ngx_conf_t, _cmd: *mut ngx_comman
 pub(crate) unsafe fn add_zone(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
     let mut name = ngx::ngx_string!("proxy_wasm");
     // The store gets the whole configured size, after nginx's slab header (see region()).
-    let size = mcf.shm_size.unwrap_or(DEFAULT_SIZE) + header_size();
-    let tag = addr_of_mut!(crate::ngx_http_proxy_wasm_module) as *mut c_void;
+    let size = mcf.shm_size.unwrap_or(crate::conf::DEFAULT_SHM_SIZE) + header_size();
+    let tag = crate::conf::module_ptr() as *mut c_void;
     let zone = ngx_shared_memory_add(cf, &mut name, size, tag);
     let Some(z) = NonNull::new(zone) else { return Err("cannot add the \"proxy_wasm\" shared memory zone".into()) };
     (*zone).init = Some(init_zone);
@@ -74,7 +48,7 @@ unsafe fn region(zone: *mut ngx_shm_zone_t) -> (*mut u8, usize) {
 /// Zone init, in the master: formats the store, or keeps it when the zone is reused (reload
 /// with the same size) or already holds one.
 unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> ngx_int_t {
-    crate::guard("wasm shm init", NGX_ERROR as ngx_int_t, || {
+    crate::util::guard("wasm shm init", NGX_ERROR as ngx_int_t, || {
         // SAFETY: nginx calls this with our zone once it is mapped, page-aligned, for the whole
         // cycle; nothing but SharedStore handles uses the part after the slab header.
         let (addr, len) = region(zone);
@@ -84,7 +58,7 @@ unsafe extern "C" fn init_zone(zone: *mut ngx_shm_zone_t, _old: *mut c_void) -> 
                 NGX_OK as ngx_int_t
             }
             Err(e) => {
-                crate::ngx_log::cycle_error(&format!("wasm_shm_size: {e}"));
+                crate::util::log::cycle_error(&format!("wasm_shm_size: {e}"));
                 NGX_ERROR as ngx_int_t
             }
         }
@@ -107,7 +81,7 @@ pub(crate) unsafe fn install_worker_store(mcf: &MainConf) {
         match SharedStore::attach(addr, len) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
-                crate::ngx_log::cycle_error(&format!("[proxy_wasm] shared memory unusable: {e}"));
+                crate::util::log::cycle_error(&format!("[proxy_wasm] shared memory unusable: {e}"));
                 None
             }
         }
@@ -120,6 +94,6 @@ pub(crate) unsafe fn install_worker_store(mcf: &MainConf) {
 /// size, so that what fits in the zone (a large shared-data value written at configure
 /// time, say) also fits in the check.
 pub(crate) fn install_check_store(mcf: &MainConf) {
-    let size = mcf.shm_size.unwrap_or(DEFAULT_SIZE);
+    let size = mcf.shm_size.unwrap_or(crate::conf::DEFAULT_SHM_SIZE);
     shared_store::set_process_store(Some(Arc::new(SharedStore::new_private(size))));
 }

@@ -1,83 +1,14 @@
-//! The per-request state of a location's filter chain, and running callbacks over it.
+//! The chain runner: one callback of one filter (`step`), and the walks over the chain that
+//! every phase uses: headers (`run_headers`), bodies in either direction (`run_body`), and
+//! the end of the request (`finish`).
 
-use std::ffi::c_void;
-
-use ngx::ffi::*;
-use ngx::http::{HttpModule, HttpModuleLocationConf};
-use proxy_wasm_host::instance::Exports;
+use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::{Action, HostError, LocalResponse, MapType, Outcome, PluginInstance};
+use ngx::ffi::*;
 
-use crate::request::{NgxStream, Phase, Properties};
-use crate::worker::WORKER;
-use crate::Module;
-
-pub(crate) struct FilterCtx {
-    pub filter: usize,
-    /// The instance generation the context was created in (see Worker::generations).
-    pub generation: u64,
-    /// The HTTP context id; None once the filter failed (trap) or could not start.
-    pub ctx_id: Option<u32>,
-    /// Which callbacks the module exports.
-    pub exports: Exports,
-    /// Response body bytes this filter holds (it returned Pause from on_response_body).
-    pub response_body: Vec<u8>,
-    /// Request body bytes this filter holds (it returned Pause from on_request_body).
-    pub request_body: Vec<u8>,
-}
-
-/// Reading the request body for the filters' on_request_body (see body.rs).
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyRead {
-    #[default]
-    NotStarted,
-    Reading,
-    Done,
-}
-
-#[derive(Default)]
-pub(crate) struct RequestCtx {
-    pub filters: Vec<FilterCtx>,
-    pub request_headers_done: bool,
-    pub response_headers_done: bool,
-    /// A filter answered the request itself: later phases skip the chain.
-    pub answered: bool,
-    /// The body filter drops the original response body (a local response replaced it).
-    pub swallow_body: bool,
-    /// Response headers are held at this filter (it returned Pause from on_response_headers)
-    /// and have not been passed to the next header filter yet.
-    pub response_headers_held: Option<usize>,
-    /// Some filter has on_response_body: the body filter runs the chain.
-    pub response_body_wanted: bool,
-    /// Some filter has on_request_body: the request body filter runs the chain.
-    pub request_body_wanted: bool,
-    /// Some filter has on_response_trailers.
-    pub response_trailers_wanted: bool,
-    pub request_body_read: BodyRead,
-    /// Request body bytes passed on after the filters (the new Content-Length).
-    pub request_body_out: usize,
-    /// A local response from on_request_body, sent by the header filter in place of the
-    /// error page nginx produces when body reading stops.
-    pub pending_local: Option<LocalResponse>,
-    /// Properties set by the filters of this request (visible to the next ones).
-    pub properties: Properties,
-    /// on_done / on_log / on_delete have run.
-    pub finished: bool,
-    /// HTTP calls dispatched by the last callbacks, not sent yet: (filter, call).
-    pub new_calls: Vec<(usize, proxy_wasm_host::HttpCallRequest)>,
-    /// Every HTTP call of this request (kept until the request is freed: nginx holds
-    /// their addresses).
-    pub calls: Vec<Box<crate::http_call::Call>>,
-    /// The request is parked until filter i's calls are answered: in the access phase, or
-    /// (waiting_in_body) with the whole request body held at that filter.
-    pub waiting: Option<usize>,
-    pub waiting_in_body: bool,
-    /// nginx's body reader's read handler, set aside while the body is held for calls.
-    pub saved_read_handler: ngx_http_event_handler_pt,
-    /// The end of the request body went on to nginx: the request body filter is done.
-    pub request_body_passed: bool,
-    /// How the parked filter went on, for the access handler to apply.
-    pub resume: Option<ChainResult>,
-}
+pub(crate) use super::ctx::{get, get_or_create, BodyRead, FilterCtx, RequestCtx};
+use super::stream::{NgxStream, Phase, Properties};
+use crate::vm::worker::WORKER;
 
 /// The result of running one callback over (part of) the chain.
 pub(crate) enum ChainResult {
@@ -91,111 +22,11 @@ pub(crate) enum ChainResult {
     Failed,
 }
 
-unsafe fn ctx_slot(r: *mut ngx_http_request_t) -> *mut *mut c_void {
-    (*r).ctx.add(Module::module().ctx_index)
-}
-
-unsafe extern "C" fn cleanup(data: *mut c_void) {
-    crate::guard("request cleanup", (), || {
-        // SAFETY: data is the Box leaked in `get_or_create`, freed exactly once here.
-        let mut ctx = Box::from_raw(data as *mut RequestCtx);
-        crate::http_call::forget_pending(&mut ctx);
-        if !ctx.finished {
-            delete_all(&mut ctx);
-        }
-    })
-}
-
-/// Finds this request's chain state: in r->ctx, or, after an internal redirect wiped r->ctx,
-/// through the pool cleanup that owns it. Only a main request has one: a subrequest (an
-/// HTTP call, SSI, `log_subrequest on`) shares its main request's pool, and the walk would
-/// hand it the main request's state.
-pub(crate) unsafe fn get(r: *mut ngx_http_request_t) -> Option<&'static mut RequestCtx> {
-    if r != (*r).main {
-        return None;
-    }
-    let p = *ctx_slot(r);
-    if !p.is_null() {
-        return Some(&mut *(p as *mut RequestCtx));
-    }
-    let mut c = (*(*r).pool).cleanup;
-    while !c.is_null() {
-        // Compared as addresses: one definition in one shared object.
-        if (*c).handler.map(|h| h as usize) == Some(cleanup as *const () as usize) {
-            *ctx_slot(r) = (*c).data;
-            return Some(&mut *((*c).data as *mut RequestCtx));
-        }
-        c = (*c).next;
-    }
-    None
-}
-
-/// The chain state of a main request whose location has filters, created on first use
-/// with one HTTP context per filter.
-pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'static mut RequestCtx> {
-    if r != (*r).main {
-        return None;
-    }
-    if let Some(c) = get(r) {
-        return Some(c);
-    }
-    let lcf = Module::location_conf(&*r)?;
-    let filters = lcf.filters.as_ref().filter(|f| !f.is_empty())?;
-    let cln = ngx_pool_cleanup_add((*r).pool, 0);
-    if cln.is_null() {
-        return None;
-    }
-    let mut ctx = Box::new(RequestCtx::default());
-    let mut root_calls_queued = false;
-    WORKER.with(|w| {
-        let mut w = w.borrow_mut();
-        for &fi in filters {
-            let mut fc = FilterCtx {
-                filter: fi,
-                generation: 0,
-                ctx_id: None,
-                exports: Exports::default(),
-                response_body: Vec::new(),
-                request_body: Vec::new(),
-            };
-            if let Some(w) = w.as_mut() {
-                let mi = w.filter_module[fi];
-                w.ensure_fresh(mi);
-                fc.generation = w.generations[mi];
-                if let (Some(root), Some(inst)) = (w.roots[fi], w.instance_for(mi, fc.generation)) {
-                    fc.exports = inst.exports();
-                    match inst.create_http_context(root) {
-                        Ok(id) => fc.ctx_id = Some(id),
-                        Err(e) => {
-                            log_failure(r, &w.labels[mi], &e);
-                            w.poison(mi);
-                        }
-                    }
-                }
-            }
-            ctx.response_body_wanted |= fc.exports.response_body;
-            ctx.request_body_wanted |= fc.exports.request_body;
-            ctx.response_trailers_wanted |= fc.exports.response_trailers;
-            ctx.filters.push(fc);
-        }
-        root_calls_queued = w.as_ref().is_some_and(|w| !w.root_calls.is_empty());
-    });
-    if root_calls_queued {
-        // A module restarted above made calls from its root contexts.
-        crate::worker::flush_root_calls();
-    }
-    let raw = Box::into_raw(ctx);
-    (*cln).handler = Some(cleanup);
-    (*cln).data = raw as *mut c_void;
-    *ctx_slot(r) = raw as *mut c_void;
-    Some(&mut *raw)
-}
-
 /// The chain answered the request itself (local response, failure, close): later phases
 /// skip it and its pending HTTP calls are cancelled.
 pub(crate) unsafe fn mark_answered(ctx: &mut RequestCtx) {
     ctx.answered = true;
-    crate::http_call::cancel_all(ctx);
+    super::calls::cancel_all(ctx);
 }
 
 /// The status that ends a request a filter failed (the failure policy's) or closed (nginx's
@@ -208,7 +39,7 @@ pub(crate) unsafe fn end_status(r: *mut ngx_http_request_t, res: &ChainResult) -
 }
 
 pub(crate) unsafe fn log_at(r: *mut ngx_http_request_t, level: u32, label: &str, msg: &str) {
-    crate::ngx_log::write((*(*r).connection).log, level as ngx_uint_t, label, msg.as_bytes());
+    crate::util::log::write((*(*r).connection).log, level as ngx_uint_t, label, msg.as_bytes());
 }
 
 pub(crate) unsafe fn log_failure(r: *mut ngx_http_request_t, label: &str, e: &HostError) {
@@ -246,9 +77,9 @@ pub(crate) unsafe fn step(
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
         let fc = &mut ctx.filters[i];
         let mi = w.filter_module[fc.filter];
-        let label = w.labels[mi].clone();
+        let label = w.slots[mi].label.clone();
         let inst = match fc.ctx_id {
-            Some(id) => w.instance_for(mi, fc.generation).map(|inst| (id, inst)),
+            Some(id) => w.slots[mi].get(fc.generation).map(|inst| (id, inst)),
             None => None,
         };
         let Some((id, inst)) = inst else {
@@ -284,11 +115,11 @@ pub(crate) unsafe fn step(
             if w.roots[fi] == Some(c.context_id) {
                 w.root_calls.push((fi, generation, c));
                 root_calls_queued = true;
-            } else if let Some(inst) = w.instance_for(mi, generation) {
+            } else if let Some(inst) = w.slots[mi].get(generation) {
                 inst.forget_http_calls(&[c.token]);
             }
         }
-        w.apply_ticks(mi);
+        w.after_root_callback(mi);
         match res {
             None => ChainResult::Continue,
             Some(Ok(Outcome { local_response: Some(lr), .. })) => ChainResult::Local(lr),
@@ -302,7 +133,7 @@ pub(crate) unsafe fn step(
             Some(Ok(Outcome { action: Action::Pause, .. })) => ChainResult::Paused(i),
             Some(Err(e)) => {
                 fc.ctx_id = None;
-                w.poison(mi);
+                w.slots[mi].poison();
                 if fail_open {
                     log_at(r, NGX_LOG_ERR, &label, &format!("{e}; failing open (proxy_wasm_failure_policy open): the filter is skipped"));
                     return ChainResult::Continue;
@@ -314,7 +145,7 @@ pub(crate) unsafe fn step(
     });
     if root_calls_queued {
         // Calls a root context made in the callback (sent once the worker state is free).
-        crate::worker::flush_root_calls();
+        crate::vm::worker::flush_root_calls();
     }
     res
 }
@@ -393,19 +224,121 @@ pub(crate) unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
 }
 
 /// on_delete for every live context; no request access needed (runs from pool cleanup too).
-fn delete_all(ctx: &mut RequestCtx) {
+pub(super) fn delete_all(ctx: &mut RequestCtx) {
     ctx.finished = true;
     let _ = WORKER.try_with(|w| {
         let Ok(mut w) = w.try_borrow_mut() else { return };
         let Some(w) = w.as_mut() else { return };
         for fc in ctx.filters.iter_mut() {
             let mi = w.filter_module[fc.filter];
-            if let (Some(id), Some(inst)) = (fc.ctx_id.take(), w.instance_for(mi, fc.generation)) {
+            let slot = &mut w.slots[mi];
+            if let (Some(id), Some(inst)) = (fc.ctx_id.take(), slot.get(fc.generation)) {
                 if let Err(e) = inst.on_delete(id) {
-                    crate::ngx_log::cycle_error(&format!("[proxy_wasm] {}: {e}", w.labels[mi]));
-                    w.poison(mi);
+                    crate::util::log::cycle_error(&format!("[proxy_wasm] {}: {e}", slot.label));
+                    slot.poison();
                 }
             }
         }
     });
+}
+
+/// Which body a walk runs the filters over.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    fn wanted(self, fc: &FilterCtx) -> bool {
+        match self {
+            Direction::Request => fc.exports.request_body,
+            Direction::Response => fc.exports.response_body,
+        }
+    }
+
+    /// The bytes filter `fc` holds of this body.
+    pub(crate) fn held(self, fc: &mut FilterCtx) -> &mut Vec<u8> {
+        match self {
+            Direction::Request => &mut fc.request_body,
+            Direction::Response => &mut fc.response_body,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Direction::Request => "request body",
+            Direction::Response => "response body",
+        }
+    }
+}
+
+/// How a walk over the body callbacks ended.
+pub(crate) enum BodyEnd {
+    /// Every filter of the range passed: these bytes go on.
+    Done(Vec<u8>),
+    /// A filter holds the bytes (it paused before the end of the body).
+    Held,
+    /// Filter i paused at the end of the request body with HTTP calls pending.
+    Waiting(usize),
+    /// A filter holds more than proxy_wasm_body_buffer_limit (logged).
+    OverLimit,
+    /// A filter answered, failed or closed the stream.
+    Stopped(ChainResult),
+}
+
+/// Runs the body callbacks (`dir`) of filters `range` over `data`, in configuration order:
+/// each filter gets what it holds plus what the one before passed, and passes it all on
+/// unless it pauses. A pause at the end of the body has nothing left to wait for (the bytes
+/// go on), except for a request filter whose HTTP calls are pending.
+pub(crate) unsafe fn run_body(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    dir: Direction,
+    range: std::ops::Range<usize>,
+    mut data: Vec<u8>,
+    eos: bool,
+) -> BodyEnd {
+    let limit = crate::conf::body_buffer_limit(r);
+    let (phase, buffer, response) = match dir {
+        Direction::Request => (Phase::Request, BufferType::HttpRequestBody, false),
+        Direction::Response => (Phase::Response, BufferType::HttpResponseBody, true),
+    };
+    for i in range {
+        if !dir.wanted(&ctx.filters[i]) {
+            continue;
+        }
+        let mut incoming = std::mem::take(&mut data);
+        let res = step(r, ctx, i, &mut |inst, id, fc, seed| {
+            let held = dir.held(fc);
+            held.append(&mut incoming);
+            let size = held.len();
+            let mut stream = seed.stream(phase).with_body(buffer, held);
+            Some(inst.on_body(response, id, &mut stream, size, eos))
+        });
+        if dir == Direction::Request {
+            // Calls from response callbacks are not sent (see README, support matrix).
+            super::calls::send_new(r, ctx);
+        }
+        match res {
+            ChainResult::Continue => {}
+            ChainResult::Paused(_) if eos && dir == Direction::Request && super::calls::pending(ctx, i) > 0 => {
+                return BodyEnd::Waiting(i);
+            }
+            ChainResult::Paused(_) if eos => {}
+            ChainResult::Paused(_) => {
+                if dir.held(&mut ctx.filters[i]).len() > limit {
+                    log_at(r, NGX_LOG_ERR, "chain", &format!(
+                        "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of {}",
+                        dir.name()
+                    ));
+                    return BodyEnd::OverLimit;
+                }
+                return BodyEnd::Held;
+            }
+            other => return BodyEnd::Stopped(other),
+        }
+        data = std::mem::take(dir.held(&mut ctx.filters[i]));
+    }
+    BodyEnd::Done(data)
 }

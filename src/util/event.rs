@@ -8,7 +8,7 @@
 //! finds its own state from the event's address (the event is a field of that state).
 
 use std::cell::Cell;
-use std::ptr;
+use std::ptr::{self, addr_of_mut};
 
 use ngx::ffi::*;
 
@@ -50,4 +50,18 @@ pub(crate) fn new(handler: unsafe extern "C" fn(*mut ngx_event_t), log: *mut ngx
 /// `ev` must be that field of a live `T`.
 pub(crate) unsafe fn owner<T>(ev: *mut ngx_event_t, offset: usize) -> *mut T {
     (ev as *mut u8).sub(offset) as *mut T
+}
+
+/// ngx_post_event (a C macro): runs `ev`'s handler from the event loop's posted queue.
+pub(crate) unsafe fn post(ev: *mut ngx_event_t) {
+    if (*ev).posted() != 0 {
+        return;
+    }
+    (*ev).set_posted(1);
+    let q = addr_of_mut!(ngx_posted_events);
+    let x = addr_of_mut!((*ev).queue);
+    (*x).prev = (*q).prev;
+    (*(*x).prev).next = x;
+    (*x).next = q;
+    (*q).prev = x;
 }

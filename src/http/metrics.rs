@@ -12,7 +12,7 @@ use proxy_wasm_host::{shared_store, LocalResponse};
 pub(crate) extern "C" fn set_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, _conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with the live ngx_conf_t of a location; the core
     // module's location conf is valid for the whole configuration's life.
-    crate::guard("proxy_wasm_metrics", core::NGX_CONF_ERROR, || unsafe {
+    crate::util::guard("proxy_wasm_metrics", core::NGX_CONF_ERROR, || unsafe {
         let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else { return core::NGX_CONF_ERROR };
         clcf.handler = Some(metrics_handler);
         core::NGX_CONF_OK
@@ -21,13 +21,13 @@ pub(crate) extern "C" fn set_metrics(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
 
 /// The content handler; `r` is the request nginx runs the content phase for.
 unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    crate::guard("proxy_wasm_metrics", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
+    crate::util::guard("proxy_wasm_metrics", NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t, || {
         // SAFETY (r): nginx's live request for the duration of this call.
         if (*r).method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as ngx_uint_t == 0 {
             return NGX_HTTP_NOT_ALLOWED as ngx_int_t;
         }
         // This worker's latest figures; the other workers' are at most one poll period old.
-        crate::worker::flush_stats();
+        crate::vm::stats::flush_stats();
         // No store (no wasm_module declared): no metrics, an empty exposition.
         let body = shared_store::process_store()
             .map(|s| shared_store::prometheus_text(&s.metrics()).into_bytes())
@@ -39,6 +39,6 @@ unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             headers: vec![(b"content-type".to_vec(), b"text/plain; version=0.0.4".to_vec())],
             grpc_status: -1,
         };
-        crate::local_response::send(r, &lr)
+        crate::http::local_response::send(r, &lr)
     })
 }

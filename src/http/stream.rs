@@ -12,7 +12,8 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::hostcalls::framing_header;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
-use crate::ngx_log;
+use crate::util::log;
+use crate::util::list::{bytes, each_elt, pool_str};
 
 /// Which maps exist at this point of the request.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -74,51 +75,6 @@ impl<'a> NgxStream<'a> {
         unsafe { self.visit(map, &mut |_, _| { n += 1; false }) };
         n
     }
-}
-
-unsafe fn bytes<'b>(s: &ngx_str_t) -> &'b [u8] {
-    if s.len == 0 || s.data.is_null() {
-        &[]
-    } else {
-        std::slice::from_raw_parts(s.data, s.len)
-    }
-}
-
-/// Calls `f` on every element of an ngx_list_t of ngx_table_elt_t, stopping when it says so.
-unsafe fn each_elt(list: *mut ngx_list_t, f: &mut dyn FnMut(*mut ngx_table_elt_t) -> bool) {
-    let mut part: *mut ngx_list_part_t = &mut (*list).part;
-    while !part.is_null() {
-        let elts = (*part).elts as *mut ngx_table_elt_t;
-        for i in 0..(*part).nelts {
-            if f(elts.add(i)) {
-                return;
-            }
-        }
-        part = (*part).next;
-    }
-}
-
-/// Copies `data` into the request pool (NUL-terminated, as nginx strings usually are).
-pub(crate) unsafe fn pool_str(r: *mut ngx_http_request_t, data: &[u8]) -> Option<ngx_str_t> {
-    let p = ngx_pnalloc((*r).pool, data.len() + 1) as *mut u8;
-    if p.is_null() {
-        return None;
-    }
-    ptr::copy_nonoverlapping(data.as_ptr(), p, data.len());
-    *p.add(data.len()) = 0;
-    Some(ngx_str_t { len: data.len(), data: p })
-}
-
-unsafe fn pool_lower(r: *mut ngx_http_request_t, data: &[u8]) -> Option<*mut u8> {
-    let p = ngx_pnalloc((*r).pool, data.len() + 1) as *mut u8;
-    if p.is_null() {
-        return None;
-    }
-    for (i, b) in data.iter().enumerate() {
-        *p.add(i) = b.to_ascii_lowercase();
-    }
-    *p.add(data.len()) = 0;
-    Some(p)
 }
 
 /// nginx's Host rules (ngx_http_validate_host, not exported by nginx 1.22): no path separator, no
@@ -248,30 +204,6 @@ unsafe fn set_path(r: *mut ngx_http_request_t, value: &[u8]) -> Status {
     (*r).set_valid_unparsed_uri(1);
     (*r).set_valid_location(0);
     Status::Ok
-}
-
-/// Appends a header element to `list` (for the HTTP-call subrequests' headers too).
-pub(crate) unsafe fn push_header(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8], value: &[u8]) -> Option<*mut ngx_table_elt_t> {
-    push_elt(r, list, key, value)
-}
-
-unsafe fn push_elt(r: *mut ngx_http_request_t, list: *mut ngx_list_t, key: &[u8], value: &[u8]) -> Option<*mut ngx_table_elt_t> {
-    let key_s = pool_str(r, key)?;
-    let value_s = pool_str(r, value)?;
-    let lc = pool_lower(r, key)?;
-    let e = ngx_list_push(list) as *mut ngx_table_elt_t;
-    if e.is_null() {
-        return None;
-    }
-    (*e).key = key_s;
-    (*e).value = value_s;
-    (*e).lowcase_key = lc;
-    (*e).hash = ngx_hash_key(lc, key.len());
-    #[cfg(ngx_linked_headers)]
-    {
-        (*e).next = ptr::null_mut();
-    }
-    Some(e)
 }
 
 fn eq_key(a: &[u8], b: &[u8]) -> bool {
@@ -613,7 +545,7 @@ impl NgxStream<'_> {
                 if st != Status::Ok {
                     return st;
                 }
-                if push_elt(r, &mut (*r).headers_in.headers, b"Host", value).is_none() {
+                if crate::util::list::push_header(r, &mut (*r).headers_in.headers, b"Host", value).is_none() {
                     return Status::InternalFailure;
                 }
                 self.refresh_in_shortcuts();
@@ -641,7 +573,7 @@ impl NgxStream<'_> {
         if key.starts_with(b":") {
             return Status::BadArgument;
         }
-        match push_elt(self.r, &mut (*self.r).headers_out.trailers, key, value) {
+        match crate::util::list::push_header(self.r, &mut (*self.r).headers_out.trailers, key, value) {
             Some(e) => {
                 (*e).hash = 1;
                 Status::Ok
@@ -725,7 +657,7 @@ impl NgxStream<'_> {
                 _ => Status::BadArgument,
             };
         }
-        let Some(e) = push_elt(r, &mut (*ho).headers, key, value) else { return Status::InternalFailure };
+        let Some(e) = crate::util::list::push_header(r, &mut (*ho).headers, key, value) else { return Status::InternalFailure };
         // nginx's own response headers use hash 1; the header filter only checks non-zero.
         (*e).hash = 1;
         for (name, off) in OUT_SHORTCUTS {
@@ -789,7 +721,7 @@ impl NgxStream<'_> {
         for (k, v) in pairs {
             let st = if framing_header(k) {
                 // Checked above: the same header nginx had, put back as it was.
-                match push_elt(self.r, &mut (*self.r).headers_out.headers, k, v) {
+                match crate::util::list::push_header(self.r, &mut (*self.r).headers_out.headers, k, v) {
                     Some(e) => {
                         (*e).hash = 1;
                         Status::Ok
@@ -826,12 +758,12 @@ impl HttpStream for NgxStream<'_> {
             }
         }
         // SAFETY: the request is live (constructor contract).
-        unsafe { crate::properties::get(self, path, out) }
+        unsafe { crate::http::properties::get(self, path, out) }
     }
 
     fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
         // SAFETY: as above.
-        match unsafe { crate::properties::set(self, path, value) } {
+        match unsafe { crate::http::properties::set(self, path, value) } {
             Status::NotFound => match self.properties.as_mut() {
                 Some(p) => {
                     p.custom.insert(path.join(&0u8), value.to_vec());
@@ -852,12 +784,12 @@ impl HttpStream for NgxStream<'_> {
 
     fn log(&mut self, level: LogLevel, msg: &[u8]) {
         // SAFETY: the request and its connection are live (constructor contract).
-        unsafe { ngx_log::write((*(*self.r).connection).log, ngx_log::ngx_level(level), self.label, msg) }
+        unsafe { log::write((*(*self.r).connection).log, log::ngx_level(level), self.label, msg) }
     }
 
     fn log_level(&self) -> Option<LogLevel> {
         // SAFETY: as above.
-        Some(unsafe { ngx_log::proxy_level((*(*self.r).connection).log) })
+        Some(unsafe { log::proxy_level((*(*self.r).connection).log) })
     }
 
     fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status {
@@ -913,7 +845,7 @@ impl HttpStream for NgxStream<'_> {
                         return st;
                     }
                     for (k, v) in pairs.iter().filter(|(k, _)| !k.starts_with(b":")) {
-                        if push_elt(self.r, &mut (*self.r).headers_in.headers, k, v).is_none() {
+                        if crate::util::list::push_header(self.r, &mut (*self.r).headers_in.headers, k, v).is_none() {
                             return Status::InternalFailure;
                         }
                     }
@@ -951,7 +883,7 @@ impl HttpStream for NgxStream<'_> {
                     if !host_edit_ok(key, value) {
                         return Status::BadArgument;
                     }
-                    let Some(e) = push_elt(self.r, &mut (*self.r).headers_in.headers, key, value) else {
+                    let Some(e) = crate::util::list::push_header(self.r, &mut (*self.r).headers_in.headers, key, value) else {
                         return Status::InternalFailure;
                     };
                     self.file_added_in_shortcut(e);
@@ -980,7 +912,7 @@ impl HttpStream for NgxStream<'_> {
                     if st != Status::Ok {
                         return st;
                     }
-                    if push_elt(self.r, &mut (*self.r).headers_in.headers, key, value).is_none() {
+                    if crate::util::list::push_header(self.r, &mut (*self.r).headers_in.headers, key, value).is_none() {
                         return Status::InternalFailure;
                     }
                     self.refresh_in_shortcuts();

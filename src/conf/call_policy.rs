@@ -112,7 +112,7 @@ pub(crate) fn for_lua(name: &str) -> CallPolicy {
     Box::new(move |upstream: &[u8]| {
         use ngx::http::HttpModuleMainConf;
         // SAFETY: ngx_cycle is the running cycle; the http main configuration lives as long.
-        let mcf = unsafe { crate::Module::main_conf(&*ngx_cycle) };
+        let mcf = unsafe { crate::conf::Module::main_conf(&*ngx_cycle) };
         let allow = mcf.and_then(|m| m.lua_call_allow.iter().find(|(n, _)| *n == name)).map(|(_, p)| p.as_slice());
         let t = call_target::parse_target(upstream)?;
         if call_target::allowed(allow.unwrap_or(&[]), &t) {
@@ -126,7 +126,7 @@ pub(crate) fn for_lua(name: &str) -> CallPolicy {
 pub(crate) extern "C" fn set_call_allow(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx calls directive handlers with a live `cf` whose args are this
     // directive's words, and `conf` pointing at the configuration its COMMANDS entry names.
-    crate::guard("proxy_wasm_call_allow", core::NGX_CONF_ERROR, || unsafe {
+    crate::util::guard("proxy_wasm_call_allow", core::NGX_CONF_ERROR, || unsafe {
         let mcf = &mut *(conf as *mut MainConf);
         let a: &[ngx_str_t] = (*(*cf).args).as_slice();
         let name = String::from_utf8_lossy(a[1].as_bytes()).into_owned();

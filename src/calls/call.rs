@@ -1,0 +1,570 @@
+//! proxy_http_call through nginx's own upstream machinery.
+//!
+//! Each call is a background subrequest that jumps straight into a location this module
+//! generates at configuration time (`location @proxy_wasm_call`, never matched by a URI):
+//! `proxy_pass $proxy_wasm_call_url`, so the call's "upstream" may name an `upstream {}`
+//! block (keepalive pools, balancing), or be `host:port` / an IP literal; TLS is
+//! `proxy_ssl_*` with verification on by default. The subrequest's response is captured by
+//! our header and body filters (it never reaches the client) and handed to
+//! `proxy_on_http_call_response` when the subrequest finishes, fails or times out.
+//!
+//! Calls from a request park it in the access phase until its calls are answered (or the
+//! plugin resumes it); calls from root contexts (on_tick, on_configure) hang off a fake
+//! request that lives as long as its calls.
+//!
+//! Responses are delivered from the call's own timer, never from inside nginx's
+//! subrequest machinery: a plugin that dispatches again from `on_http_call_response` starts
+//! its next call from the event loop, not recursively. A call that fails is answered no
+//! sooner than a back-off after its dispatch, growing with the failures in a row of its
+//! context (`BACKOFF_FIRST_MS`, `BACKOFF_MAX_MS`), so a plugin retrying a call that fails
+//! without network I/O (a refused port) cannot spin the worker or flood the log.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use ngx::ffi::*;
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
+
+use crate::conf::{MainConf, Module};
+
+/// Largest call response body we capture; a larger one fails the call.
+pub(crate) const MAX_RESPONSE_BODY: usize = 16 << 20;
+/// Call response bodies one worker holds at any time (captured, not yet delivered and
+/// dropped): a response that would pass it fails its call, as one past MAX_RESPONSE_BODY.
+pub(crate) const MAX_RESPONSE_BYTES_PER_WORKER: usize = 256 << 20;
+
+thread_local! {
+    /// Bytes of call response bodies this worker holds (see MAX_RESPONSE_BYTES_PER_WORKER).
+    static CAPTURED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+/// Default of wasm_call_timeout: for calls with timeout 0, and nginx's proxy timeouts.
+pub(crate) const DEFAULT_TIMEOUT_MS: ngx_msec_t = 60_000;
+/// Back-off of a context whose calls keep failing: the k-th failed call in a row (k >= 1;
+/// a call that got a response resets k) is answered no sooner than B(k) =
+/// min(BACKOFF_FIRST_MS * 2^(k-1), BACKOFF_MAX_MS) after its dispatch, and no sooner than
+/// B(k) after the context's previous failure was answered (so a plugin that dispatches
+/// several calls per failure gets at most one failure per second, not a growing crowd). A
+/// call that took longer to fail (a timeout) is answered at once.
+pub(crate) const BACKOFF_FIRST_MS: ngx_msec_t = 5;
+pub(crate) const BACKOFF_MAX_MS: ngx_msec_t = 1000;
+/// Failures in a row past which the back-off no longer grows (5 ms * 2^8 > 1 s).
+const BACKOFF_STEPS: u32 = 9;
+
+/// The back-off for the k-th failed call in a row.
+pub(crate) fn backoff_ms(k: u32) -> ngx_msec_t {
+    let k = k.clamp(1, BACKOFF_STEPS);
+    (BACKOFF_FIRST_MS << (k - 1)).min(BACKOFF_MAX_MS)
+}
+
+/// Who made a call, and so who gets its response.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Filter `i` of the request's chain.
+    Filter(usize),
+    /// The root context of filter definition `fi` (MainConf::filters), in the instance of
+    /// that generation.
+    Root { fi: usize, generation: u64 },
+}
+
+/// What the maker of a call hands in, so that this layer knows nothing of who made it.
+pub(crate) struct Hooks {
+    /// Records how a call of `owner` ended and returns the owner's failures in a row (this
+    /// one included when `failed`) and when the latest earlier failure was due: the back-off.
+    pub outcome: unsafe fn(main: *mut ngx_http_request_t, owner: Owner, this: *const Call, failed: bool) -> Prior,
+    /// A failed call of `owner` is answered at `at`.
+    pub due: fn(owner: Owner, at: ngx_msec_t),
+    /// Hands the answer to `owner`; runs from the call's timer, never re-entrantly.
+    pub deliver: unsafe fn(main: *mut ngx_http_request_t, owner: Owner, token: u32, resp: &HttpCallResponse),
+    /// After delivery, run the requests posted on the main request's connection (a client
+    /// request woken by the answer; a root context's fake request has none).
+    pub run_posted: bool,
+}
+
+/// One call in flight (or answered). Boxed: nginx holds its address (timer event,
+/// post_subrequest data) until the request that owns it is freed.
+pub(crate) struct Call {
+    hooks: &'static Hooks,
+    owner: Owner,
+    token: u32,
+    upstream: String,
+    pub(super) url: Vec<u8>,
+    pub(super) host: Vec<u8>,
+    pub(super) method: Vec<u8>,
+    /// The request the subrequest hangs off (the client's, or a fake one).
+    main: *mut ngx_http_request_t,
+    sr: *mut ngx_http_request_t,
+    headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    body: Vec<u8>,
+    /// Bytes of this call's response counted in CAPTURED.
+    captured: usize,
+    body_done: bool,
+    too_big: bool,
+    /// Answered (response, failure, timeout) or cancelled: nothing more happens to it.
+    done: bool,
+    /// It could not start: settled as failed from its timer (not inside the plugin's callback).
+    start_failed: bool,
+    /// The answer (a failed one has no headers), delivered when the timer fires.
+    answer: Option<HttpCallResponse>,
+    /// Settled: Some(true) failed, Some(false) got a response (for the back-off).
+    failed: Option<bool>,
+    /// When a failed call's answer is (or was) due: ngx_current_msec + its delay.
+    deliver_at: ngx_msec_t,
+    /// The subrequest is over (or never ran): nothing to abort.
+    sr_done: bool,
+    /// ngx_current_msec at dispatch.
+    started: ngx_msec_t,
+    timeout: ngx_msec_t,
+    /// The call's timer: its timeout while in flight, then its delivery.
+    ev: ngx_event_t,
+}
+
+impl Call {
+    /// The response bytes this call held are gone (delivered, or the call is freed).
+    fn release_captured(&mut self) {
+        let n = std::mem::take(&mut self.captured);
+        CAPTURED.with(|c| c.set(c.get().saturating_sub(n)));
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        self.release_captured();
+        // SAFETY: the event is ours; if armed it is in nginx's timer tree, so it must leave
+        // the tree before its memory goes.
+        unsafe {
+            if self.ev.timer_set() != 0 {
+                ngx_del_timer(&mut self.ev);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// sending
+// ---------------------------------------------------------------------------------------------
+
+/// The call a subrequest carries, if it is one of ours.
+pub(crate) unsafe fn call_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut Call> {
+    if r == (*r).main {
+        return None;
+    }
+    let ps = (*r).post_subrequest;
+    if ps.is_null() || (*ps).handler.map(|h| h as usize) != Some(subrequest_done as *const () as usize) {
+        return None;
+    }
+    Some(&mut *((*ps).data as *mut Call))
+}
+
+fn method_code(m: &[u8]) -> u32 {
+    match m {
+        b"GET" => NGX_HTTP_GET,
+        b"HEAD" => NGX_HTTP_HEAD,
+        b"POST" => NGX_HTTP_POST,
+        b"PUT" => NGX_HTTP_PUT,
+        b"DELETE" => NGX_HTTP_DELETE,
+        b"OPTIONS" => NGX_HTTP_OPTIONS,
+        b"PATCH" => NGX_HTTP_PATCH,
+        _ => NGX_HTTP_UNKNOWN,
+    }
+}
+
+/// Starts `req` as a subrequest of `main`. Never fails: a call that cannot start is
+/// answered as failed from its timer (never from inside the plugin's callback).
+pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, hooks: &'static Hooks, req: HttpCallRequest) -> Box<Call> {
+    let mcf = Module::main_conf(&*main);
+    let default_timeout = mcf.and_then(|m| m.call_timeout).unwrap_or(DEFAULT_TIMEOUT_MS);
+    let https = req.header(b":scheme").is_some_and(|s| s.eq_ignore_ascii_case(b"https"));
+    let path = req.header(b":path").unwrap_or(b"/");
+    let mut url = Vec::with_capacity(req.upstream.len() + path.len() + 8);
+    url.extend_from_slice(if https { b"https://" } else { b"http://" });
+    url.extend_from_slice(&req.upstream);
+    if !path.starts_with(b"/") {
+        url.push(b'/');
+    }
+    url.extend_from_slice(path);
+    let host = req.header(b":authority").filter(|a| !a.is_empty()).unwrap_or(&req.upstream).to_vec();
+    let mut call = Box::new(Call {
+        hooks,
+        owner,
+        token: req.token,
+        upstream: String::from_utf8_lossy(&req.upstream).into_owned(),
+        url,
+        host,
+        method: req.header(b":method").unwrap_or(b"GET").to_vec(),
+        main,
+        sr: ptr::null_mut(),
+        headers: None,
+        body: Vec::new(),
+        captured: 0,
+        body_done: false,
+        too_big: false,
+        done: false,
+        start_failed: false,
+        answer: None,
+        failed: None,
+        deliver_at: 0,
+        sr_done: false,
+        started: ngx_current_msec,
+        timeout: if req.timeout_ms > 0 { req.timeout_ms as ngx_msec_t } else { default_timeout },
+        // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
+        ev: std::mem::zeroed(),
+    });
+    call.ev.handler = Some(timer_handler);
+    // nginx's debug lines read ev->data as a connection: the request's (a fake request has
+    // one too). The handler finds its Call from the event's address.
+    call.ev.data = (*main).connection as *mut c_void;
+    call.ev.log = (*(*main).connection).log;
+    match start_subrequest(main, &mut call, &req, mcf) {
+        Ok(()) => ngx_add_timer(&mut call.ev, call.timeout),
+        Err(why) => {
+            if !call.sr.is_null() {
+                // Created but not set up: it must end without running.
+                (*call.sr).write_event_handler = Some(end_cancelled);
+            }
+            log(&call, NGX_LOG_ERR, &format!("failed: {why}"));
+            call.start_failed = true;
+            ngx_add_timer(&mut call.ev, 0);
+        }
+    }
+    call
+}
+
+unsafe fn start_subrequest(
+    main: *mut ngx_http_request_t,
+    call: &mut Call,
+    req: &HttpCallRequest,
+    mcf: Option<&MainConf>,
+) -> Result<(), String> {
+    let loc_conf = mcf.map(|m| m.call_loc_conf).unwrap_or(0) as *mut *mut c_void;
+    if loc_conf.is_null() {
+        return Err("HTTP calls are not set up in this configuration".into());
+    }
+    let pool = (*main).pool;
+    let ps = ngx_palloc(pool, std::mem::size_of::<ngx_http_post_subrequest_t>()) as *mut ngx_http_post_subrequest_t;
+    if ps.is_null() {
+        return Err("out of memory".into());
+    }
+    (*ps).handler = Some(subrequest_done);
+    (*ps).data = call as *mut Call as *mut c_void;
+    let uri = b"/proxy_wasm_call";
+    let mut uri = ngx_str_t { len: uri.len(), data: uri.as_ptr() as *mut u8 };
+    let mut sr: *mut ngx_http_request_t = ptr::null_mut();
+    if ngx_http_subrequest(main, &mut uri, ptr::null_mut(), &mut sr, ps, NGX_HTTP_SUBREQUEST_BACKGROUND as ngx_uint_t)
+        != NGX_OK as ngx_int_t
+    {
+        return Err("nginx refused the subrequest (see the message above)".into());
+    }
+    call.sr = sr;
+
+    // Method, headers and body are the call's, not the client's.
+    let method = req.header(b":method").unwrap_or(b"GET");
+    (*sr).method = method_code(method) as ngx_uint_t;
+    (*sr).method_name = crate::util::list::pool_str(sr, method).ok_or("out of memory")?;
+    ptr::write_bytes(ptr::addr_of_mut!((*sr).headers_in), 0, 1);
+    if crate::util::list::init(&mut (*sr).headers_in.headers, pool, 8 + req.headers.len(), std::mem::size_of::<ngx_table_elt_t>())
+        .is_none()
+    {
+        return Err("out of memory".into());
+    }
+    (*sr).headers_in.content_length_n = if req.body.is_empty() { -1 } else { req.body.len() as off_t };
+    (*sr).headers_in.keep_alive_n = -1;
+    for (k, v) in req.headers.iter().filter(|(k, _)| !k.starts_with(b":")) {
+        crate::util::list::push_header(sr, &mut (*sr).headers_in.headers, k, v).ok_or("out of memory")?;
+    }
+    let rb = ngx_pcalloc(pool, std::mem::size_of::<ngx_http_request_body_t>()) as *mut ngx_http_request_body_t;
+    if rb.is_null() {
+        return Err("out of memory".into());
+    }
+    if !req.body.is_empty() {
+        let b = ngx_create_temp_buf(pool, req.body.len());
+        let cl = ngx_alloc_chain_link(pool);
+        if b.is_null() || cl.is_null() {
+            return Err("out of memory".into());
+        }
+        ptr::copy_nonoverlapping(req.body.as_ptr(), (*b).last, req.body.len());
+        (*b).last = (*b).last.add(req.body.len());
+        (*b).set_last_buf(1);
+        (*cl).buf = b;
+        (*cl).next = ptr::null_mut();
+        (*rb).bufs = cl;
+    }
+    (*sr).request_body = rb;
+    // The capture filters want memory buffers (the copy filter reads files for us).
+    (*sr).set_filter_need_in_memory(1);
+
+    // Straight into the generated location, as ngx_http_named_location does.
+    (*sr).loc_conf = loc_conf;
+    ngx_http_update_location_config(sr);
+    let cmcf = NgxHttpCoreModule::main_conf(&*main).ok_or("no http core configuration")?;
+    (*sr).phase_handler = cmcf.phase_engine.location_rewrite_index as ngx_int_t;
+    (*sr).set_valid_location(1);
+    (*sr).write_event_handler = Some(ngx_http_core_run_phases);
+    Ok(())
+}
+
+
+/// Stops a call's subrequest (timeout, cancel): closes its upstream connection if it has
+/// one, or, if it has not run yet, makes it end as soon as it does.
+unsafe fn abort(call: &mut Call) {
+    let sr = call.sr;
+    if sr.is_null() {
+        return;
+    }
+    let u = (*sr).upstream;
+    if u.is_null() {
+        (*sr).write_event_handler = Some(end_cancelled);
+        return;
+    }
+    if !(*u).cleanup.is_null() {
+        if let Some(cleanup) = *(*u).cleanup {
+            // nginx's own client-abort path: closes the upstream connection and finalizes
+            // the subrequest with NGX_DONE (which skips post_subrequest).
+            cleanup(sr as *mut c_void);
+        }
+    }
+}
+
+/// A cancelled call's subrequest that had not started: it ends without running.
+unsafe extern "C" fn end_cancelled(sr: *mut ngx_http_request_t) {
+    ngx_http_finalize_request(sr, NGX_DONE as ngx_int_t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// capturing the response (called first thing by our header and body filters)
+// ---------------------------------------------------------------------------------------------
+
+/// The call's response headers, from the header filter: `headers` reads them (the HTTP
+/// layer knows how nginx keeps them), once.
+pub(crate) unsafe fn capture_headers(
+    r: *mut ngx_http_request_t,
+    call: &mut Call,
+    headers: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
+) -> ngx_int_t {
+    (*r).set_header_sent(1);
+    if call.done || call.headers.is_some() {
+        return NGX_OK as ngx_int_t;
+    }
+    call.headers = Some(headers());
+    NGX_OK as ngx_int_t
+}
+
+/// The call's response body, from the body filter: kept up to MAX_RESPONSE_BODY (and this
+/// worker's MAX_RESPONSE_BYTES_PER_WORKER), the chain consumed either way.
+pub(crate) unsafe fn capture_body(call: &mut Call, cl: *mut ngx_chain_t) -> ngx_int_t {
+    let flags = crate::util::buf::walk(cl, true, &mut |d| {
+        // The subrequest asks for memory buffers (filter_need_in_memory); file data is skipped.
+        if let crate::util::buf::Data::Memory(m) = d {
+            let n = m.len();
+            let worker_full = CAPTURED.with(|c| c.get() + n > MAX_RESPONSE_BYTES_PER_WORKER);
+            if call.body.len() + n > MAX_RESPONSE_BODY || worker_full {
+                call.too_big = true;
+            } else if !call.done && !call.too_big {
+                call.body.extend_from_slice(m);
+                call.captured += n;
+                CAPTURED.with(|c| c.set(c.get() + n));
+            }
+        }
+        Ok(())
+    });
+    if let Ok(f) = flags {
+        if f.last_buf || f.last_in_chain {
+            call.body_done = true;
+        }
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// post_subrequest: the call's subrequest finished (or failed before any response).
+/// Always returns NGX_OK: what happened is the plugin's business, not the client's, so an
+/// upstream error must not become an error page or terminate the client's request.
+unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_void, rc: ngx_int_t) -> ngx_int_t {
+    crate::util::guard("http call done", NGX_OK as ngx_int_t, || {
+        let call = &mut *(data as *mut Call);
+        // Settled already (nginx may finalize a subrequest more than once): the first word
+        // stands, and its answer waits for the call's timer.
+        if call.done || call.sr_done {
+            return NGX_OK as ngx_int_t;
+        }
+        let complete = rc == NGX_OK as ngx_int_t && (call.body_done || (*sr).header_only() != 0);
+        let resp = match call.headers.take() {
+            Some(headers) if complete && !call.too_big => {
+                HttpCallResponse { headers, body: std::mem::take(&mut call.body), trailers: Vec::new() }
+            }
+            got => {
+                // A failed call's partial body is not kept (nor counted) until the request ends.
+                call.body = Vec::new();
+                let why = if call.too_big {
+                    format!(
+                        "its response body exceeds {MAX_RESPONSE_BODY} bytes, or this worker holds {MAX_RESPONSE_BYTES_PER_WORKER} bytes of call responses already"
+                    )
+                } else if got.is_some() {
+                    "the response was cut short".to_string()
+                } else {
+                    format!("no response (status {rc}, see the upstream error above)")
+                };
+                log(call, NGX_LOG_ERR, &format!("failed: {why}"));
+                HttpCallResponse::failed()
+            }
+        };
+        settle(data as *mut Call, resp);
+        NGX_OK as ngx_int_t
+    })
+}
+
+/// An owner's failed calls: how many in a row, and when the latest earlier one was due.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Prior {
+    pub failures: u32,
+    pub last_at: Option<ngx_msec_t>,
+}
+
+/// The call is over: its answer goes out from its timer, after the back-off if it failed.
+unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse) {
+    let failed = resp.headers.is_empty();
+    let (owner, started, main, hooks) = {
+        let call = &*ptr;
+        (call.owner, call.started, call.main, call.hooks)
+    };
+    let Prior { failures: in_a_row, last_at } = (hooks.outcome)(main, owner, ptr, failed);
+    let now = ngx_current_msec;
+    let delay = if failed {
+        let spacing = backoff_ms(in_a_row);
+        let due = (started + spacing).max(last_at.map_or(0, |l| l + spacing));
+        due.saturating_sub(now)
+    } else {
+        0
+    };
+    if failed {
+        (hooks.due)(owner, now + delay);
+    }
+    let call = &mut *ptr;
+    call.deliver_at = now + delay;
+    call.answer = Some(resp);
+    call.failed = Some(failed);
+    call.sr_done = true;
+    if call.ev.timer_set() != 0 {
+        ngx_del_timer(&mut call.ev);
+    }
+    // A worker shutting down does not wait for a delivery (it does for calls in flight).
+    call.ev.set_cancelable(1);
+    ngx_add_timer(&mut call.ev, delay);
+}
+
+/// Calls of `owner` among `calls` that failed in a row, most recent first (not counting
+/// `this`; the count stops growing at BACKOFF_STEPS), and when the latest of them was due.
+pub(crate) fn failures_in_a_row(calls: &[Box<Call>], owner: Owner, this: *const Call) -> Prior {
+    let mut p = Prior::default();
+    for c in calls.iter().rev() {
+        if ptr::eq(&**c, this) || c.owner != owner {
+            continue;
+        }
+        match c.failed {
+            Some(true) => {
+                p.failures = (p.failures + 1).min(BACKOFF_STEPS);
+                p.last_at = Some(p.last_at.map_or(c.deliver_at, |l| l.max(c.deliver_at)));
+            }
+            Some(false) => break,
+            None => continue,
+        }
+    }
+    p
+}
+
+unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
+    crate::util::guard("http call timer", (), || {
+        // SAFETY: nginx hands back the event of a live Call (Drop removes it from the timer
+        // tree before the Box goes).
+        let ptr = crate::util::event::owner::<Call>(ev, std::mem::offset_of!(Call, ev));
+        let (answer, c, run_posted) = {
+            let call = &mut *ptr;
+            if call.done {
+                return;
+            }
+            if std::mem::take(&mut call.start_failed) {
+                settle(ptr, HttpCallResponse::failed());
+                return;
+            }
+            let answer = call.answer.take();
+            if answer.is_none() {
+                log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout));
+                call.failed = Some(true);
+                call.deliver_at = ngx_current_msec;
+                (call.hooks.outcome)(call.main, call.owner, ptr, true);
+                (call.hooks.due)(call.owner, ngx_current_msec);
+            }
+            (answer, (*call.main).connection, call.hooks.run_posted)
+        };
+        let timed_out = answer.is_none();
+        complete_call(ptr, answer.unwrap_or_else(HttpCallResponse::failed));
+        if timed_out {
+            // Last: ending the subrequest may end the request it hangs off (when that one
+            // is not parked), and free the call.
+            abort(&mut *ptr);
+        }
+        if run_posted {
+            // The woken request, or calls dispatched from the callback, run now. `c` is
+            // still connection memory; nginx marks it destroyed if the request ended.
+            ngx_http_run_posted_requests(c);
+        }
+    })
+}
+
+unsafe fn log(call: &Call, level: u32, msg: &str) {
+    let text = format!("http call to \"{}\" ({}): {msg}", call.upstream, String::from_utf8_lossy(&call.url));
+    crate::util::log::write((*(*call.main).connection).log, level as ngx_uint_t, "proxy_wasm", text.as_bytes());
+}
+
+/// Delivers the response. Takes a pointer: delivering runs the owner's callback, which may
+/// read the owner's list of calls (this one among them).
+unsafe fn complete_call(ptr: *mut Call, resp: HttpCallResponse) {
+    let (owner, token, main, hooks) = {
+        let call = &mut *ptr;
+        call.done = true;
+        if call.ev.timer_set() != 0 {
+            ngx_del_timer(&mut call.ev);
+        }
+        // The body's bytes are in `resp` now, gone when this returns.
+        call.release_captured();
+        (call.owner, call.token, call.main, call.hooks)
+    };
+    (hooks.deliver)(main, owner, token, &resp);
+}
+
+impl Call {
+    pub(crate) fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    pub(crate) fn token(&self) -> u32 {
+        self.token
+    }
+
+    /// Answered, cancelled or abandoned: nothing more happens to it.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Its maker is gone (the request ended): it is never answered. Its subrequest is gone
+    /// already (nginx frees a request after its subrequests).
+    pub(crate) fn abandon(&mut self) {
+        self.done = true;
+    }
+
+    /// Cancels a pending call: stops its subrequest and timer; it is never answered.
+    ///
+    /// # Safety
+    /// The request the call hangs off is alive.
+    pub(crate) unsafe fn cancel(&mut self) {
+        self.done = true;
+        if self.ev.timer_set() != 0 {
+            ngx_del_timer(&mut self.ev);
+        }
+        if !self.sr_done {
+            abort(self);
+        }
+        self.answer = None;
+        self.body = Vec::new();
+        self.release_captured();
+    }
+}

@@ -1,0 +1,8 @@
+//! HTTP calls (proxy_http_call) as nginx subrequests to a generated location. A call
+//! completes through the hooks its maker hands in, so this layer knows nothing of filter
+//! chains or instances.
+
+pub(crate) mod call;
+pub(crate) mod location;
+
+pub(crate) use call::{call_of, capture_body, capture_headers, dispatch, failures_in_a_row, Call, Hooks, Owner, Prior};

@@ -1,0 +1,129 @@
+//! Buffer chains: one walk over an input chain (for reading, consuming or sizing it) and a
+//! one-buffer chain built from bytes.
+
+use ngx::ffi::*;
+
+/// One buffer's data: in memory, or in a file (a static file, a body in a temporary file).
+pub(crate) enum Data<'a> {
+    Memory(&'a [u8]),
+    File { file: *mut ngx_file_t, pos: off_t, len: usize },
+}
+
+/// The flags of the buffers walked.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Flags {
+    pub last_buf: bool,
+    pub last_in_chain: bool,
+    pub flush: bool,
+}
+
+/// Walks `cl`, handing each buffer's data to `f`; with `consume`, marks every buffer read
+/// (memory and file positions at their end). Stops at the first error of `f`.
+///
+/// # Safety
+/// `cl` is a live chain whose buffers point at readable memory.
+pub(crate) unsafe fn walk(
+    mut cl: *mut ngx_chain_t,
+    consume: bool,
+    f: &mut dyn FnMut(Data<'_>) -> Result<(), ()>,
+) -> Result<Flags, ()> {
+    let mut flags = Flags::default();
+    while !cl.is_null() {
+        let b = (*cl).buf;
+        if !b.is_null() {
+            // A buffer in memory is read from memory even when it also has a file copy.
+            if (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0 {
+                let len = ((*b).file_last - (*b).file_pos) as usize;
+                if len > 0 {
+                    f(Data::File { file: (*b).file, pos: (*b).file_pos, len })?;
+                }
+            } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
+                let len = (*b).last.offset_from((*b).pos) as usize;
+                f(Data::Memory(std::slice::from_raw_parts((*b).pos, len)))?;
+            }
+            if consume {
+                (*b).pos = (*b).last;
+                (*b).file_pos = (*b).file_last;
+            }
+            flags.last_buf |= (*b).last_buf() != 0;
+            flags.last_in_chain |= (*b).last_in_chain() != 0;
+            flags.flush |= (*b).flush() != 0;
+        }
+        cl = (*cl).next;
+    }
+    Ok(flags)
+}
+
+/// Appends the bytes of `cl` (memory and file buffers) to `out` and consumes it.
+///
+/// # Safety
+/// As `walk`.
+pub(crate) unsafe fn drain(cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> Result<Flags, ()> {
+    walk(cl, true, &mut |d| match d {
+        Data::Memory(m) => {
+            out.extend_from_slice(m);
+            Ok(())
+        }
+        Data::File { file, pos, len } => {
+            let start = out.len();
+            out.resize(start + len, 0);
+            let n = ngx_read_file(file, out.as_mut_ptr().add(start), len, pos);
+            if n == len as isize {
+                Ok(())
+            } else {
+                Err(())
+            }
+        }
+    })
+}
+
+/// The bytes in `cl` (memory and file), without consuming it.
+///
+/// # Safety
+/// As `walk`.
+pub(crate) unsafe fn size(cl: *mut ngx_chain_t) -> u64 {
+    let mut n = 0u64;
+    let _ = walk(cl, false, &mut |d| {
+        n += match d {
+            Data::Memory(m) => m.len(),
+            Data::File { len, .. } => len,
+        } as u64;
+        Ok(())
+    });
+    n
+}
+
+/// Marks `cl` consumed without reading it: a file buffer is skipped, never loaded.
+///
+/// # Safety
+/// As `walk`.
+pub(crate) unsafe fn discard(cl: *mut ngx_chain_t) {
+    let _ = walk(cl, true, &mut |_| Ok(()));
+}
+
+/// A one-buffer chain holding a copy of `data` in `pool`, marked last in its chain and (for
+/// a main request's response) the last buffer.
+///
+/// # Safety
+/// `pool` is a live pool.
+pub(crate) unsafe fn chain_of(pool: *mut ngx_pool_t, data: &[u8], last_buf: bool) -> Option<ngx_chain_t> {
+    let b = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
+    if b.is_null() {
+        return None;
+    }
+    if !data.is_empty() {
+        let p = ngx_pnalloc(pool, data.len()) as *mut u8;
+        if p.is_null() {
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len());
+        (*b).start = p;
+        (*b).pos = p;
+        (*b).last = p.add(data.len());
+        (*b).end = (*b).last;
+        (*b).set_memory(1);
+    }
+    (*b).set_last_buf(u32::from(last_buf));
+    (*b).set_last_in_chain(1);
+    Some(ngx_chain_t { buf: b, next: std::ptr::null_mut() })
+}
