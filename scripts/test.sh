@@ -27,6 +27,9 @@ failed_logs=()
 die() { echo "!! $*" >&2; echo "tests: $passed passed, $((failed + 1)) failed"; exit 1; }
 step() { printf '\n===== %s\n' "$*"; }
 
+step "layers of src/ (scripts/check-layers: no upward import, no file over 500 lines without a reason)"
+if python3 scripts/check-layers; then passed=$((passed + 1)); else failed=$((failed + 1)); problems+=("scripts/check-layers failed"); fi
+
 step "setup"
 bash scripts/setup.sh || die "scripts/setup.sh failed"
 

@@ -107,7 +107,7 @@ pub static mut ngx_http_proxy_wasm_module: ngx_module_t = ngx_module_t {
 
 // The Lua path's C functions are referenced by nothing but LuaJIT: keep them in the link.
 #[used]
-static LUA_FFI_EXPORTS: lua::ffi::Exports = lua::ffi::EXPORTS;
+static LUA_FFI_EXPORTS: lua::Exports = lua::EXPORTS;
 
 unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     util::guard("preconfiguration", NGX_ERROR as ngx_int_t, || {

@@ -23,10 +23,11 @@ use std::ffi::c_void;
 use std::ptr;
 
 use ngx::ffi::*;
-use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::HttpModuleMainConf;
 use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
 
-use crate::conf::{MainConf, Module};
+use super::subrequest::{abort, end_cancelled, start_subrequest, subrequest_done};
+use crate::conf::Module;
 
 /// Largest call response body we capture; a larger one fails the call.
 pub(crate) const MAX_RESPONSE_BODY: usize = 16 << 20;
@@ -36,7 +37,7 @@ pub(crate) const MAX_RESPONSE_BYTES_PER_WORKER: usize = 256 << 20;
 
 thread_local! {
     /// Bytes of call response bodies this worker holds (see MAX_RESPONSE_BYTES_PER_WORKER).
-    static CAPTURED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    pub(super) static CAPTURED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 /// Default of wasm_call_timeout: for calls with timeout 0, and nginx's proxy timeouts.
 pub(crate) const DEFAULT_TIMEOUT_MS: ngx_msec_t = 60_000;
@@ -84,39 +85,39 @@ pub(crate) struct Hooks {
 /// One call in flight (or answered). Boxed: nginx holds its address (timer event,
 /// post_subrequest data) until the request that owns it is freed.
 pub(crate) struct Call {
-    hooks: &'static Hooks,
-    owner: Owner,
-    token: u32,
-    upstream: String,
+    pub(super) hooks: &'static Hooks,
+    pub(super) owner: Owner,
+    pub(super) token: u32,
+    pub(super) upstream: String,
     pub(super) url: Vec<u8>,
     pub(super) host: Vec<u8>,
     pub(super) method: Vec<u8>,
     /// The request the subrequest hangs off (the client's, or a fake one).
-    main: *mut ngx_http_request_t,
-    sr: *mut ngx_http_request_t,
-    headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
-    body: Vec<u8>,
+    pub(super) main: *mut ngx_http_request_t,
+    pub(super) sr: *mut ngx_http_request_t,
+    pub(super) headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
+    pub(super) body: Vec<u8>,
     /// Bytes of this call's response counted in CAPTURED.
-    captured: usize,
-    body_done: bool,
-    too_big: bool,
+    pub(super) captured: usize,
+    pub(super) body_done: bool,
+    pub(super) too_big: bool,
     /// Answered (response, failure, timeout) or cancelled: nothing more happens to it.
-    done: bool,
+    pub(super) done: bool,
     /// It could not start: settled as failed from its timer (not inside the plugin's callback).
-    start_failed: bool,
+    pub(super) start_failed: bool,
     /// The answer (a failed one has no headers), delivered when the timer fires.
-    answer: Option<HttpCallResponse>,
+    pub(super) answer: Option<HttpCallResponse>,
     /// Settled: Some(true) failed, Some(false) got a response (for the back-off).
-    failed: Option<bool>,
+    pub(super) failed: Option<bool>,
     /// When a failed call's answer is (or was) due: ngx_current_msec + its delay.
-    deliver_at: ngx_msec_t,
+    pub(super) deliver_at: ngx_msec_t,
     /// The subrequest is over (or never ran): nothing to abort.
-    sr_done: bool,
+    pub(super) sr_done: bool,
     /// ngx_current_msec at dispatch.
-    started: ngx_msec_t,
-    timeout: ngx_msec_t,
+    pub(super) started: ngx_msec_t,
+    pub(super) timeout: ngx_msec_t,
     /// The call's timer: its timeout while in flight, then its delivery.
-    ev: ngx_event_t,
+    pub(super) ev: ngx_event_t,
 }
 
 impl Call {
@@ -154,19 +155,6 @@ pub(crate) unsafe fn call_of<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut C
         return None;
     }
     Some(&mut *((*ps).data as *mut Call))
-}
-
-fn method_code(m: &[u8]) -> u32 {
-    match m {
-        b"GET" => NGX_HTTP_GET,
-        b"HEAD" => NGX_HTTP_HEAD,
-        b"POST" => NGX_HTTP_POST,
-        b"PUT" => NGX_HTTP_PUT,
-        b"DELETE" => NGX_HTTP_DELETE,
-        b"OPTIONS" => NGX_HTTP_OPTIONS,
-        b"PATCH" => NGX_HTTP_PATCH,
-        _ => NGX_HTTP_UNKNOWN,
-    }
 }
 
 /// Starts `req` as a subrequest of `main`. Never fails: a call that cannot start is
@@ -230,188 +218,6 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, hooks
     call
 }
 
-unsafe fn start_subrequest(
-    main: *mut ngx_http_request_t,
-    call: &mut Call,
-    req: &HttpCallRequest,
-    mcf: Option<&MainConf>,
-) -> Result<(), String> {
-    let loc_conf = mcf.map(|m| m.call_loc_conf).unwrap_or(0) as *mut *mut c_void;
-    if loc_conf.is_null() {
-        return Err("HTTP calls are not set up in this configuration".into());
-    }
-    let pool = (*main).pool;
-    let ps = ngx_palloc(pool, std::mem::size_of::<ngx_http_post_subrequest_t>()) as *mut ngx_http_post_subrequest_t;
-    if ps.is_null() {
-        return Err("out of memory".into());
-    }
-    (*ps).handler = Some(subrequest_done);
-    (*ps).data = call as *mut Call as *mut c_void;
-    let uri = b"/proxy_wasm_call";
-    let mut uri = ngx_str_t { len: uri.len(), data: uri.as_ptr() as *mut u8 };
-    let mut sr: *mut ngx_http_request_t = ptr::null_mut();
-    if ngx_http_subrequest(main, &mut uri, ptr::null_mut(), &mut sr, ps, NGX_HTTP_SUBREQUEST_BACKGROUND as ngx_uint_t)
-        != NGX_OK as ngx_int_t
-    {
-        return Err("nginx refused the subrequest (see the message above)".into());
-    }
-    call.sr = sr;
-
-    // Method, headers and body are the call's, not the client's.
-    let method = req.header(b":method").unwrap_or(b"GET");
-    (*sr).method = method_code(method) as ngx_uint_t;
-    (*sr).method_name = crate::util::list::pool_str(sr, method).ok_or("out of memory")?;
-    ptr::write_bytes(ptr::addr_of_mut!((*sr).headers_in), 0, 1);
-    if crate::util::list::init(&mut (*sr).headers_in.headers, pool, 8 + req.headers.len(), std::mem::size_of::<ngx_table_elt_t>())
-        .is_none()
-    {
-        return Err("out of memory".into());
-    }
-    (*sr).headers_in.content_length_n = if req.body.is_empty() { -1 } else { req.body.len() as off_t };
-    (*sr).headers_in.keep_alive_n = -1;
-    for (k, v) in req.headers.iter().filter(|(k, _)| !k.starts_with(b":")) {
-        crate::util::list::push_header(sr, &mut (*sr).headers_in.headers, k, v).ok_or("out of memory")?;
-    }
-    let rb = ngx_pcalloc(pool, std::mem::size_of::<ngx_http_request_body_t>()) as *mut ngx_http_request_body_t;
-    if rb.is_null() {
-        return Err("out of memory".into());
-    }
-    if !req.body.is_empty() {
-        let b = ngx_create_temp_buf(pool, req.body.len());
-        let cl = ngx_alloc_chain_link(pool);
-        if b.is_null() || cl.is_null() {
-            return Err("out of memory".into());
-        }
-        ptr::copy_nonoverlapping(req.body.as_ptr(), (*b).last, req.body.len());
-        (*b).last = (*b).last.add(req.body.len());
-        (*b).set_last_buf(1);
-        (*cl).buf = b;
-        (*cl).next = ptr::null_mut();
-        (*rb).bufs = cl;
-    }
-    (*sr).request_body = rb;
-    // The capture filters want memory buffers (the copy filter reads files for us).
-    (*sr).set_filter_need_in_memory(1);
-
-    // Straight into the generated location, as ngx_http_named_location does.
-    (*sr).loc_conf = loc_conf;
-    ngx_http_update_location_config(sr);
-    let cmcf = NgxHttpCoreModule::main_conf(&*main).ok_or("no http core configuration")?;
-    (*sr).phase_handler = cmcf.phase_engine.location_rewrite_index as ngx_int_t;
-    (*sr).set_valid_location(1);
-    (*sr).write_event_handler = Some(ngx_http_core_run_phases);
-    Ok(())
-}
-
-
-/// Stops a call's subrequest (timeout, cancel): closes its upstream connection if it has
-/// one, or, if it has not run yet, makes it end as soon as it does.
-unsafe fn abort(call: &mut Call) {
-    let sr = call.sr;
-    if sr.is_null() {
-        return;
-    }
-    let u = (*sr).upstream;
-    if u.is_null() {
-        (*sr).write_event_handler = Some(end_cancelled);
-        return;
-    }
-    if !(*u).cleanup.is_null() {
-        if let Some(cleanup) = *(*u).cleanup {
-            // nginx's own client-abort path: closes the upstream connection and finalizes
-            // the subrequest with NGX_DONE (which skips post_subrequest).
-            cleanup(sr as *mut c_void);
-        }
-    }
-}
-
-/// A cancelled call's subrequest that had not started: it ends without running.
-unsafe extern "C" fn end_cancelled(sr: *mut ngx_http_request_t) {
-    ngx_http_finalize_request(sr, NGX_DONE as ngx_int_t);
-}
-
-// ---------------------------------------------------------------------------------------------
-// capturing the response (called first thing by our header and body filters)
-// ---------------------------------------------------------------------------------------------
-
-/// The call's response headers, from the header filter: `headers` reads them (the HTTP
-/// layer knows how nginx keeps them), once.
-pub(crate) unsafe fn capture_headers(
-    r: *mut ngx_http_request_t,
-    call: &mut Call,
-    headers: impl FnOnce() -> Vec<(Vec<u8>, Vec<u8>)>,
-) -> ngx_int_t {
-    (*r).set_header_sent(1);
-    if call.done || call.headers.is_some() {
-        return NGX_OK as ngx_int_t;
-    }
-    call.headers = Some(headers());
-    NGX_OK as ngx_int_t
-}
-
-/// The call's response body, from the body filter: kept up to MAX_RESPONSE_BODY (and this
-/// worker's MAX_RESPONSE_BYTES_PER_WORKER), the chain consumed either way.
-pub(crate) unsafe fn capture_body(call: &mut Call, cl: *mut ngx_chain_t) -> ngx_int_t {
-    let flags = crate::util::buf::walk(cl, true, &mut |d| {
-        // The subrequest asks for memory buffers (filter_need_in_memory); file data is skipped.
-        if let crate::util::buf::Data::Memory(m) = d {
-            let n = m.len();
-            let worker_full = CAPTURED.with(|c| c.get() + n > MAX_RESPONSE_BYTES_PER_WORKER);
-            if call.body.len() + n > MAX_RESPONSE_BODY || worker_full {
-                call.too_big = true;
-            } else if !call.done && !call.too_big {
-                call.body.extend_from_slice(m);
-                call.captured += n;
-                CAPTURED.with(|c| c.set(c.get() + n));
-            }
-        }
-        Ok(())
-    });
-    if let Ok(f) = flags {
-        if f.last_buf || f.last_in_chain {
-            call.body_done = true;
-        }
-    }
-    NGX_OK as ngx_int_t
-}
-
-/// post_subrequest: the call's subrequest finished (or failed before any response).
-/// Always returns NGX_OK: what happened is the plugin's business, not the client's, so an
-/// upstream error must not become an error page or terminate the client's request.
-unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, data: *mut c_void, rc: ngx_int_t) -> ngx_int_t {
-    crate::util::guard("http call done", NGX_OK as ngx_int_t, || {
-        let call = &mut *(data as *mut Call);
-        // Settled already (nginx may finalize a subrequest more than once): the first word
-        // stands, and its answer waits for the call's timer.
-        if call.done || call.sr_done {
-            return NGX_OK as ngx_int_t;
-        }
-        let complete = rc == NGX_OK as ngx_int_t && (call.body_done || (*sr).header_only() != 0);
-        let resp = match call.headers.take() {
-            Some(headers) if complete && !call.too_big => {
-                HttpCallResponse { headers, body: std::mem::take(&mut call.body), trailers: Vec::new() }
-            }
-            got => {
-                // A failed call's partial body is not kept (nor counted) until the request ends.
-                call.body = Vec::new();
-                let why = if call.too_big {
-                    format!(
-                        "its response body exceeds {MAX_RESPONSE_BODY} bytes, or this worker holds {MAX_RESPONSE_BYTES_PER_WORKER} bytes of call responses already"
-                    )
-                } else if got.is_some() {
-                    "the response was cut short".to_string()
-                } else {
-                    format!("no response (status {rc}, see the upstream error above)")
-                };
-                log(call, NGX_LOG_ERR, &format!("failed: {why}"));
-                HttpCallResponse::failed()
-            }
-        };
-        settle(data as *mut Call, resp);
-        NGX_OK as ngx_int_t
-    })
-}
-
 /// An owner's failed calls: how many in a row, and when the latest earlier one was due.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct Prior {
@@ -420,7 +226,7 @@ pub(crate) struct Prior {
 }
 
 /// The call is over: its answer goes out from its timer, after the back-off if it failed.
-unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse) {
+pub(super) unsafe fn settle(ptr: *mut Call, resp: HttpCallResponse) {
     let failed = resp.headers.is_empty();
     let (owner, started, main, hooks) = {
         let call = &*ptr;
@@ -510,7 +316,7 @@ unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
     })
 }
 
-unsafe fn log(call: &Call, level: u32, msg: &str) {
+pub(super) unsafe fn log(call: &Call, level: u32, msg: &str) {
     let text = format!("http call to \"{}\" ({}): {msg}", call.upstream, String::from_utf8_lossy(&call.url));
     crate::util::log::write((*(*call.main).connection).log, level as ngx_uint_t, "proxy_wasm", text.as_bytes());
 }

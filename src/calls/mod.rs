@@ -4,5 +4,7 @@
 
 pub(crate) mod call;
 pub(crate) mod location;
+mod subrequest;
 
-pub(crate) use call::{call_of, capture_body, capture_headers, dispatch, failures_in_a_row, Call, Hooks, Owner, Prior};
+pub(crate) use call::{call_of, dispatch, failures_in_a_row, Call, Hooks, Owner, Prior};
+pub(crate) use subrequest::{capture_body, capture_headers};

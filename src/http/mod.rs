@@ -13,3 +13,6 @@ pub(crate) mod properties;
 pub(crate) mod request_body;
 pub(crate) mod response;
 pub(crate) mod stream;
+mod headers_in;
+pub(crate) mod headers_out;
+mod pseudo;

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use ngx::ffi::*;
 use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
 
-use super::ffi::RootCtx;
+use super::RootCtx;
 
 const NGX_ERR: ngx_int_t = NGX_ERROR as ngx_int_t;
 
@@ -85,7 +85,7 @@ const EMPTY: ngx_str_t = ngx_str_t { len: 0, data: std::ptr::null_mut() };
 #[no_mangle]
 pub unsafe extern "C" fn ngx_http_wasm_call_max_headers_count(r: *mut c_void) -> ngx_int_t {
     crate::util::guard("ngx_http_wasm_call_max_headers_count", 0, || {
-        let Some(lr) = super::ffi::find_request(r as *mut ngx_http_request_t) else { return 0 };
+        let Some(lr) = super::find_request(r as *mut ngx_http_request_t) else { return 0 };
         lr.calls.queue.front().map(|c| c.req.headers.len() as ngx_int_t).unwrap_or(0)
     })
 }
@@ -125,14 +125,14 @@ pub unsafe extern "C" fn ngx_http_wasm_call_get(
                 *headers.add(i) = TableElt { key: LuaFfiStr { len: 0, data: std::ptr::null() }, value: LuaFfiStr { len: 0, data: std::ptr::null() } };
             }
         };
-        let Some(lr) = super::ffi::find_request(r) else {
+        let Some(lr) = super::find_request(r) else {
             terminate(0);
-            super::ffi::record_error("call_get: no HTTP call pending for this request".into());
+            super::record_error("call_get: no HTTP call pending for this request".into());
             return;
         };
         let Some(call) = lr.calls.queue.pop_front() else {
             terminate(0);
-            super::ffi::record_error("call_get: no HTTP call pending for this request".into());
+            super::record_error("call_get: no HTTP call pending for this request".into());
             return;
         };
         if let Some(old) = lr.calls.fetched.take() {
@@ -180,16 +180,16 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http_call_resp(
 ) -> ngx_int_t {
     crate::util::guard("ngx_http_wasm_on_http_call_resp", NGX_ERR, || {
         // An error of an earlier call must not be reported as this one's.
-        super::ffi::clear_error();
-        if super::ffi::root_of(ctx).is_none() {
+        super::clear_error();
+        if super::root_of(ctx).is_none() {
             return NGX_ERR;
         }
-        let Some(lr) = super::ffi::find_request(r) else {
-            super::ffi::record_error("on_http_call_resp: no HTTP call in flight for this request".into());
+        let Some(lr) = super::find_request(r) else {
+            super::record_error("on_http_call_resp: no HTTP call in flight for this request".into());
             return NGX_ERR;
         };
         let Some(call) = lr.calls.fetched.take() else {
-            super::ffi::record_error("on_http_call_resp: no HTTP call in flight (call_get first)".into());
+            super::record_error("on_http_call_resp: no HTTP call in flight (call_get first)".into());
             return NGX_ERR;
         };
         let bytes = |p: *const u8, len: usize| -> Vec<u8> {
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http_call_resp(
         );
         let (token, ctx_id) = (call.req.token, call.req.context_id);
         let root = call.root.clone();
-        let mut rc = super::ffi::with_http_ctx(r, lr, &root, &mut |inst, stream| {
+        let mut rc = super::with_http_ctx(r, lr, &root, &mut |inst, stream| {
             inst.on_http_call_response(ctx_id, token, &resp, Some(stream))
         });
         if rc == NGX_OK as ngx_int_t && lr.calls.in_flight().is_some() {
@@ -240,6 +240,6 @@ pub unsafe extern "C" fn ngx_http_wasm_on_http_call_resp(
 /// Tells the instances that calls will never be answered.
 pub(crate) fn forget(calls: Vec<PendingCall>) {
     for c in calls {
-        super::ffi::forget_call(&c.root, c.req.token);
+        super::forget_call(&c.root, c.req.token);
     }
 }

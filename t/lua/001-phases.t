@@ -5,6 +5,9 @@ use Test::Nginx::Socket;
 use ProxyWasmLua;
 
 ProxyWasmLua::load_by_default("testbed", "testbed.wasm");
+# One worker, also when the suite runs with two: plugin contexts are per worker, and TEST 7
+# counts one worker's (with two, which worker takes each request decides how many are made).
+workers(1);
 
 run_tests();
 

@@ -33,4 +33,4 @@ pub use limits::{Limits, DEFAULT_LIMITS};
 pub use cache::{compile_cached, CacheOutcome, CachePolicy};
 pub use runtime::{compile, features, new_engine, CompiledModule, Compiler, Engine};
 pub use shared_store::SharedStore;
-pub use stream::{HttpStream, LocalResponse, MemoryStream};
+pub use stream::{HttpStream, LocalResponse, MemoryStream, Overlay, StreamOverlay};

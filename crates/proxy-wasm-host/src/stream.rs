@@ -1,7 +1,7 @@
 //! What an embedder (nginx, or a test) provides to the host core for one HTTP stream.
 //!
 //! The host core never touches nginx: hostcalls that read or change a request go through this
-//! trait. nginx implements it over `ngx_http_request_t` (src/request.rs); `MemoryStream` below
+//! trait. nginx implements it over `ngx_http_request_t` (src/http/stream.rs); `MemoryStream` below
 //! implements it in memory for unit tests and fuzzing.
 
 use crate::abi::{BufferType, LogLevel, MapType, Status};
@@ -37,6 +37,66 @@ pub trait HttpStream {
     }
     fn set_property(&mut self, _path: &[&[u8]], _value: &[u8]) -> Status {
         Status::NotFound
+    }
+}
+
+/// A stream that answers as another one does except where it says otherwise, so that an
+/// embedder (or a test) changes one or two answers without forwarding every method by hand.
+/// The maps and the body always come from the inner stream; `Overlay(x)` is the stream.
+pub trait StreamOverlay {
+    /// The stream answering everything not overridden.
+    fn inner(&mut self) -> &mut dyn HttpStream;
+    fn inner_ref(&self) -> &dyn HttpStream;
+    fn log(&mut self, level: LogLevel, msg: &[u8]) {
+        self.inner().log(level, msg)
+    }
+    fn log_level(&self) -> Option<LogLevel> {
+        self.inner_ref().log_level()
+    }
+    fn get_property(&mut self, path: &[&[u8]], out: &mut Vec<u8>) -> Status {
+        self.inner().get_property(path, out)
+    }
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
+        self.inner().set_property(path, value)
+    }
+}
+
+/// The `HttpStream` of a `StreamOverlay`.
+pub struct Overlay<O>(pub O);
+
+impl<O: StreamOverlay> HttpStream for Overlay<O> {
+    fn log(&mut self, level: LogLevel, msg: &[u8]) {
+        self.0.log(level, msg)
+    }
+    fn log_level(&self) -> Option<LogLevel> {
+        self.0.log_level()
+    }
+    fn map_pairs(&mut self, map: MapType, out: &mut MapBuilder) -> Status {
+        self.0.inner().map_pairs(map, out)
+    }
+    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
+        self.0.inner().map_get(map, key, out)
+    }
+    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
+        self.0.inner().map_set_pairs(map, pairs)
+    }
+    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        self.0.inner().map_add(map, key, value)
+    }
+    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        self.0.inner().map_replace(map, key, value)
+    }
+    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
+        self.0.inner().map_remove(map, key)
+    }
+    fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
+        self.0.inner().body(which)
+    }
+    fn get_property(&mut self, path: &[&[u8]], out: &mut Vec<u8>) -> Status {
+        self.0.get_property(path, out)
+    }
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> Status {
+        self.0.set_property(path, value)
     }
 }
 

@@ -9,7 +9,7 @@ use proxy_wasm_host::cache::{cache_key, effective_uid};
 use proxy_wasm_host::limits::*;
 use proxy_wasm_host::{
     compile, compile_cached, maps, new_engine, CacheOutcome, CachePolicy, CompiledModule, Compiler, Engine, HostError,
-    HttpStream, LogLevel, Logger, MapType, MemoryStream, PluginInstance, Status, DEFAULT_LIMITS,
+    HttpStream, LogLevel, Logger, MapType, MemoryStream, Overlay, PluginInstance, Status, StreamOverlay, DEFAULT_LIMITS,
 };
 
 type Records = Arc<Mutex<Vec<(LogLevel, String)>>>;
@@ -234,30 +234,15 @@ fn fd_write_keeps_a_bounded_prefix() {
 /// A stream whose log records nothing below Critical (a location's own error_log level).
 struct QuietStream(MemoryStream);
 
-impl HttpStream for QuietStream {
-    fn log(&mut self, level: LogLevel, msg: &[u8]) {
-        self.0.log(level, msg)
+impl StreamOverlay for QuietStream {
+    fn inner(&mut self) -> &mut dyn HttpStream {
+        &mut self.0
+    }
+    fn inner_ref(&self) -> &dyn HttpStream {
+        &self.0
     }
     fn log_level(&self) -> Option<LogLevel> {
         Some(LogLevel::Critical)
-    }
-    fn map_pairs(&mut self, map: MapType, out: &mut maps::MapBuilder) -> Status {
-        self.0.map_pairs(map, out)
-    }
-    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
-        self.0.map_get(map, key, out)
-    }
-    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
-        self.0.map_set_pairs(map, pairs)
-    }
-    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.0.map_add(map, key, value)
-    }
-    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.0.map_replace(map, key, value)
-    }
-    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
-        self.0.map_remove(map, key)
     }
 }
 
@@ -267,11 +252,11 @@ fn fd_write_copies_nothing_when_the_level_is_off() {
     let (mut inst, records) = instance(&fd_write_flood(), LogLevel::Trace);
     let root = inst.create_root_context(Some(Vec::new())).unwrap();
     let ctx = inst.create_http_context(root).unwrap();
-    let mut s = QuietStream(stream());
+    let mut s = Overlay(QuietStream(stream()));
     inst.on_request_headers(ctx, &mut s, 0, false).unwrap();
     // "yes" is Critical: the call succeeded; the Error-level flood was not logged anywhere.
-    assert!(said_yes(&s.0));
-    assert!(!s.0.logs.iter().any(|(_, m)| m.starts_with('A')));
+    assert!(said_yes(&s.0 .0));
+    assert!(!s.0 .0.logs.iter().any(|(_, m)| m.starts_with('A')));
     assert!(!records.lock().unwrap().iter().any(|(_, m)| m.starts_with('A')));
 }
 
@@ -488,27 +473,15 @@ fn an_allocator_cannot_reenter_the_host_to_allocate() {
 /// A stream whose log panics, as a bug in an embedder or a hostcall would.
 struct PanickingStream(MemoryStream);
 
-impl HttpStream for PanickingStream {
+impl StreamOverlay for PanickingStream {
+    fn inner(&mut self) -> &mut dyn HttpStream {
+        &mut self.0
+    }
+    fn inner_ref(&self) -> &dyn HttpStream {
+        &self.0
+    }
     fn log(&mut self, _: LogLevel, _: &[u8]) {
         panic!("a bug in the host");
-    }
-    fn map_pairs(&mut self, map: MapType, out: &mut maps::MapBuilder) -> Status {
-        self.0.map_pairs(map, out)
-    }
-    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
-        self.0.map_get(map, key, out)
-    }
-    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
-        self.0.map_set_pairs(map, pairs)
-    }
-    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.0.map_add(map, key, value)
-    }
-    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.0.map_replace(map, key, value)
-    }
-    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
-        self.0.map_remove(map, key)
     }
 }
 
@@ -523,7 +496,7 @@ fn a_host_panic_fails_the_callback_like_a_trap() {
     let (mut inst, _) = instance(&build(&plugin("", 2, &funcs)), LogLevel::Info);
     let root = inst.create_root_context(Some(Vec::new())).unwrap();
     let ctx = inst.create_http_context(root).unwrap();
-    let mut s = PanickingStream(stream());
+    let mut s = Overlay(PanickingStream(stream()));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inst.on_request_headers(ctx, &mut s, 0, false)));
     match r {
         Err(_) => panic!("the panic escaped the host core"),
