@@ -28,7 +28,7 @@ pub(crate) struct FilterCtx {
     pub request_body: Vec<u8>,
 }
 
-/// Reading the request body for the filters' on_request_body (see body.rs).
+/// Reading the request body for the filters' on_request_body (see request_body.rs).
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyRead {
     #[default]

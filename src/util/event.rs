@@ -53,6 +53,9 @@ pub(crate) unsafe fn owner<T>(ev: *mut ngx_event_t, offset: usize) -> *mut T {
 }
 
 /// ngx_post_event (a C macro): runs `ev`'s handler from the event loop's posted queue.
+///
+/// # Safety
+/// `ev` is a live event that stays alive until it runs or is removed from the queue.
 pub(crate) unsafe fn post(ev: *mut ngx_event_t) {
     if (*ev).posted() != 0 {
         return;

@@ -1,9 +1,13 @@
 //! nginx lists of header elements, and strings in a request's pool.
+//!
+//! Safety, for every function here: `r` is a live request, `list` a live, initialised list
+//! of ngx_table_elt_t (or, for `init`, memory for one), `s` points at `len` readable bytes.
 
 use std::ptr;
 
 use ngx::ffi::*;
 
+/// The bytes of an nginx string (empty for a null one).
 pub(crate) unsafe fn bytes<'b>(s: &ngx_str_t) -> &'b [u8] {
     if s.len == 0 || s.data.is_null() {
         &[]
@@ -37,6 +41,7 @@ pub(crate) unsafe fn pool_str(r: *mut ngx_http_request_t, data: &[u8]) -> Option
     Some(ngx_str_t { len: data.len(), data: p })
 }
 
+/// A lowercased copy of `data` in the request pool (NUL-terminated), for lowcase_key.
 pub(crate) unsafe fn pool_lower(r: *mut ngx_http_request_t, data: &[u8]) -> Option<*mut u8> {
     let p = ngx_pnalloc((*r).pool, data.len() + 1) as *mut u8;
     if p.is_null() {
