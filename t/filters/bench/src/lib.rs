@@ -4,6 +4,7 @@
 //! - `headers`: reads two request headers and adds two response headers.
 //! - `noop`: every HTTP callback returns Continue (the SDK exports them all).
 //! - `upper`: upper-cases the response body chunk by chunk.
+//! - `read`: reads every response body chunk and passes it on unchanged.
 
 use proxy_wasm::traits::*;
 use proxy_wasm::types::*;
@@ -19,6 +20,7 @@ enum Mode {
     Headers,
     Noop,
     Upper,
+    Read,
 }
 
 struct BenchRoot {
@@ -46,6 +48,7 @@ impl RootContext for BenchRoot {
             "headers" => Mode::Headers,
             "noop" | "" => Mode::Noop,
             "upper" => Mode::Upper,
+            "read" => Mode::Read,
             json => {
                 let status = json_field(json, "http_status").and_then(|s| s.parse().ok());
                 let body = json_field(json, "body").unwrap_or("");
@@ -104,11 +107,20 @@ impl HttpContext for Bench {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _: bool) -> Action {
-        if let Mode::Upper = self.mode {
-            if let Some(mut b) = self.get_http_response_body(0, body_size) {
-                b.make_ascii_uppercase();
-                self.set_http_response_body(0, body_size, &b);
+        match self.mode {
+            Mode::Upper => {
+                if let Some(mut b) = self.get_http_response_body(0, body_size) {
+                    b.make_ascii_uppercase();
+                    self.set_http_response_body(0, body_size, &b);
+                }
             }
+            Mode::Read => {
+                let b = self.get_http_response_body(0, body_size).unwrap_or_default();
+                if b.len() > body_size {
+                    log::warn!("unreachable: keeps the read alive");
+                }
+            }
+            _ => {}
         }
         Action::Continue
     }
