@@ -80,6 +80,10 @@ pub(crate) struct RequestCtx {
     pub request_body_passed: bool,
     /// How the parked filter went on, for the access handler to apply.
     pub resume: Option<ChainResult>,
+    /// The response body filter's output buffers, reused once written.
+    pub out_bufs: crate::util::buf::Recycled,
+    /// Response body input kept while the client is behind (links to buffers not consumed).
+    pub pending_in: *mut ngx_chain_t,
 }
 
 unsafe fn ctx_slot(r: *mut ngx_http_request_t) -> *mut *mut c_void {

@@ -219,6 +219,24 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
             ctx.properties.response_body_bytes += crate::util::buf::size(chain);
             return next_body(r, chain);
         }
+        let pool = (*r).pool;
+        let mut chain = chain;
+        if !ctx.pending_in.is_null() || (!chain.is_null() && ctx.out_bufs.backlogged(r)) {
+            // The client is behind: keep the input (not consumed, so what feeds us waits)
+            // until what we sent has gone out.
+            if !chain.is_null() && ngx_chain_add_copy(pool, &mut ctx.pending_in, chain) != NGX_OK as ngx_int_t {
+                return NGX_ERROR as ngx_int_t;
+            }
+            let rc = next_body(r, std::ptr::null_mut());
+            if rc == NGX_ERROR as ngx_int_t {
+                return rc;
+            }
+            ctx.out_bufs.update(pool, std::ptr::null_mut());
+            if ctx.out_bufs.backlogged(r) {
+                return NGX_AGAIN as ngx_int_t;
+            }
+            chain = std::mem::replace(&mut ctx.pending_in, std::ptr::null_mut());
+        }
         let mut data = Vec::new();
         let Ok(flags) = crate::util::buf::drain(chain, &mut data) else { return NGX_ERROR as ngx_int_t };
         // A subrequest's output ends with last_in_chain (last_buf is the main request's).
@@ -226,7 +244,14 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
         let flush = flags.flush;
         if data.is_empty() && !eos {
             // A bare flush: nothing for the plugins, let the writer flush what it has.
-            return if ctx.response_headers_held.is_some() { NGX_OK as ngx_int_t } else { next_body(r, chain) };
+            if ctx.response_headers_held.is_some() {
+                return NGX_OK as ngx_int_t;
+            }
+            // Also how nginx's writer calls again once the client can take more: our
+            // buffers it has written since are free again.
+            let rc = next_body(r, chain);
+            ctx.out_bufs.update(pool, std::ptr::null_mut());
+            return rc;
         }
         run_body(r, ctx, data, eos, flush)
     })
@@ -274,11 +299,15 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
         return NGX_OK as ngx_int_t;
     }
     ctx.properties.response_body_bytes += data.len() as u64;
-    let Some(mut out) = super::local_response::body_chain(r, &data) else { return NGX_ERROR as ngx_int_t };
-    (*out.buf).set_last_buf(u32::from(eos && r == (*r).main));
-    (*out.buf).set_last_in_chain(u32::from(eos));
-    (*out.buf).set_flush(u32::from(flush));
-    next_body(r, &mut out)
+    let pool = (*r).pool;
+    let Some(out) = ctx.out_bufs.chain(pool, &data) else { return NGX_ERROR as ngx_int_t };
+    let last = crate::util::buf::last_buf_of(out);
+    (*last).set_last_buf(u32::from(eos && r == (*r).main));
+    (*last).set_last_in_chain(u32::from(eos));
+    (*last).set_flush(u32::from(flush));
+    let rc = next_body(r, out);
+    ctx.out_bufs.update(pool, out);
+    rc
 }
 
 /// on_response_trailers over the chain, when the response has trailers (from add_trailer

@@ -127,3 +127,120 @@ pub(crate) unsafe fn chain_of(pool: *mut ngx_pool_t, data: &[u8], last_buf: bool
     (*b).set_last_in_chain(1);
     Some(ngx_chain_t { buf: b, next: std::ptr::null_mut() })
 }
+
+/// Size of one recycled output buffer (nginx's default output_buffers size).
+const OUT_BUF_SIZE: usize = 32 * 1024;
+
+/// Unwritten output past which a body filter waits for the client (see `backlogged`).
+const BACKLOG: usize = 256 * 1024;
+
+/// Buffers tagged with this address are ours (`ngx_chain_update_chains` recycles only those).
+static OUT_TAG: u8 = 0;
+
+/// The output buffers of a body filter that copies what it passes on, recycled once nginx has
+/// written them (the free/busy chains nginx's own gzip and sub filters keep). Without them,
+/// every chunk of a response would take new pool memory, held until the request ends: a long
+/// response would hold its whole size.
+pub(crate) struct Recycled {
+    free: *mut ngx_chain_t,
+    busy: *mut ngx_chain_t,
+}
+
+impl Default for Recycled {
+    fn default() -> Recycled {
+        Recycled { free: std::ptr::null_mut(), busy: std::ptr::null_mut() }
+    }
+}
+
+impl Recycled {
+    /// A chain holding a copy of `data` in our buffers (at least one buffer, so that the last
+    /// one can carry flags; an empty one holds no memory, as nginx wants of a special buffer).
+    ///
+    /// # Safety
+    /// `pool` is the live pool of the request these buffers are for.
+    pub(crate) unsafe fn chain(&mut self, pool: *mut ngx_pool_t, data: &[u8]) -> Option<*mut ngx_chain_t> {
+        let tag = std::ptr::addr_of!(OUT_TAG) as ngx_buf_tag_t;
+        let mut head: *mut ngx_chain_t = std::ptr::null_mut();
+        let mut tail: *mut *mut ngx_chain_t = &mut head;
+        let mut rest = data;
+        loop {
+            let n = rest.len().min(OUT_BUF_SIZE);
+            let cl = ngx_chain_get_free_buf(pool, &mut self.free);
+            if cl.is_null() {
+                return None;
+            }
+            let b = (*cl).buf;
+            let (mut start, mut end) = ((*b).start, (*b).end);
+            if n > 0 && (start.is_null() || (end as usize - start as usize) < n) {
+                let p = ngx_palloc(pool, OUT_BUF_SIZE) as *mut u8;
+                if p.is_null() {
+                    return None;
+                }
+                (start, end) = (p, p.add(OUT_BUF_SIZE));
+            }
+            // A recycled buffer keeps its memory and nothing else.
+            let mut nb: ngx_buf_t = std::mem::zeroed();
+            nb.start = start;
+            nb.end = end;
+            nb.pos = start;
+            nb.last = start;
+            nb.tag = tag;
+            if n > 0 {
+                std::ptr::copy_nonoverlapping(rest.as_ptr(), start, n);
+                nb.last = start.add(n);
+                nb.set_temporary(1);
+            }
+            *b = nb;
+            (*cl).next = std::ptr::null_mut();
+            *tail = cl;
+            tail = &mut (*cl).next;
+            rest = &rest[n..];
+            if rest.is_empty() {
+                return Some(head);
+            }
+        }
+    }
+
+    /// Whether the client is behind: our buffers not written yet hold at least `BACKLOG`
+    /// bytes, and nginx will call the body filters again once it can write (the connection
+    /// holds unsent output, or the request waits for subrequests). Then a body filter takes
+    /// no more input: what feeds it (nginx's copy filter reading a file, an upstream) stops
+    /// when its own buffers are not given back, as with any nginx filter.
+    ///
+    /// # Safety
+    /// `r` is the live request these buffers are for.
+    pub(crate) unsafe fn backlogged(&self, r: *mut ngx_http_request_t) -> bool {
+        let mut held = 0usize;
+        let mut cl = self.busy;
+        while !cl.is_null() {
+            let b = (*cl).buf;
+            if !(*b).pos.is_null() && (*b).last > (*b).pos {
+                held += (*b).last.offset_from((*b).pos) as usize;
+            }
+            cl = (*cl).next;
+        }
+        held >= BACKLOG && ((*(*r).connection).buffered() != 0 || !(*r).postponed.is_null())
+    }
+
+    /// After the next filter took `out` (or was called with nothing): the buffers it has
+    /// written go back to the free list.
+    ///
+    /// # Safety
+    /// As `chain`; `out` is what `chain` returned (or null).
+    pub(crate) unsafe fn update(&mut self, pool: *mut ngx_pool_t, out: *mut ngx_chain_t) {
+        let mut out = out;
+        let tag = std::ptr::addr_of!(OUT_TAG) as ngx_buf_tag_t;
+        ngx_chain_update_chains(pool, &mut self.free, &mut self.busy, &mut out, tag);
+    }
+}
+
+/// The last buffer of a chain.
+///
+/// # Safety
+/// `cl` is a live, non-empty chain.
+pub(crate) unsafe fn last_buf_of(mut cl: *mut ngx_chain_t) -> *mut ngx_buf_t {
+    while !(*cl).next.is_null() {
+        cl = (*cl).next;
+    }
+    (*cl).buf
+}
