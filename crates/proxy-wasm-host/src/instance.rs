@@ -259,6 +259,10 @@ struct Budget {
     remaining: wasmer::Global,
     exhausted: wasmer::Global,
     points: u64,
+    /// `exhausted` may be set: only a failed callback can have set it (the middleware sets it
+    /// right before it traps), so it is cleared before the next callback only then. A global
+    /// write is a measurable part of an empty callback.
+    exhausted_dirty: bool,
 }
 
 fn typed<A, R>(instance: &Instance, store: &Store, name: &str) -> Result<Option<TypedFunction<A, R>>, HostError>
@@ -342,7 +346,7 @@ impl PluginInstance {
                 instance.exports.get_global("wasmer_metering_remaining_points"),
                 instance.exports.get_global("wasmer_metering_points_exhausted"),
             ) {
-                (Ok(r), Ok(e)) => Some(Budget { remaining: r.clone(), exhausted: e.clone(), points: limits.max_instructions }),
+                (Ok(r), Ok(e)) => Some(Budget { remaining: r.clone(), exhausted: e.clone(), points: limits.max_instructions, exhausted_dirty: false }),
                 _ => return Err(HostError::Instantiate("the CPU budget is not compiled into this module".into())),
             }
         } else {
@@ -546,10 +550,12 @@ impl PluginInstance {
             // Cleared with the rest of the call state below, before this function returns.
             data.call.http_response = CallResponseSlot(response.map(NonNull::from));
         }
-        if let Some(b) = &self.budget {
+        if let Some(b) = &mut self.budget {
             // A fresh budget for every callback; errors only if the global's type is wrong.
             let _ = b.remaining.set(&mut self.store, wasmer::Value::I64(b.points as i64));
-            let _ = b.exhausted.set(&mut self.store, wasmer::Value::I32(0));
+            if std::mem::take(&mut b.exhausted_dirty) {
+                let _ = b.exhausted.set(&mut self.store, wasmer::Value::I32(0));
+            }
         }
         let t0 = counted.map(|_| clock::start());
         // A panic in a hostcall unwinds out of wasmer's call (wasmer re-raises it past the
@@ -558,6 +564,9 @@ impl PluginInstance {
         let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&self.cb, &mut self.store))) {
             Ok(r) => r,
             Err(p) => {
+                if let Some(b) = &mut self.budget {
+                    b.exhausted_dirty = true;
+                }
                 if let (Some(root), Some(t0)) = (counted, t0) {
                     self.record(root, clock::since(t0), 0, Some(FailureKind::Panic));
                 }
@@ -582,6 +591,9 @@ impl PluginInstance {
             };
             let failure = r.as_ref().err().map(|e| self.failure_kind(e, exhausted));
             self.record(root, nanos, used, failure);
+        }
+        if let (Err(_), Some(b)) = (&r, &mut self.budget) {
+            b.exhausted_dirty = true;
         }
         let r = match (r, &self.budget) {
             (Err(e), Some(b)) if b.exhausted.get(&mut self.store).i32() == Some(1) => Err(RuntimeError::new(format!(
