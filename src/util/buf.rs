@@ -172,11 +172,16 @@ impl Recycled {
             let b = (*cl).buf;
             let (mut start, mut end) = ((*b).start, (*b).end);
             if n > 0 && (start.is_null() || (end as usize - start as usize) < n) {
-                let p = ngx_palloc(pool, OUT_BUF_SIZE) as *mut u8;
+                // A new buffer is as small as its first data (most responses are one small
+                // chunk: a pool allocation, as nginx makes); a recycled one too small for what
+                // comes is replaced once by a full-size one, so that a long stream does not
+                // allocate again and again.
+                let size = if start.is_null() { n } else { OUT_BUF_SIZE };
+                let p = ngx_palloc(pool, size) as *mut u8;
                 if p.is_null() {
                     return None;
                 }
-                (start, end) = (p, p.add(OUT_BUF_SIZE));
+                (start, end) = (p, p.add(size));
             }
             // A recycled buffer keeps its memory and nothing else.
             let mut nb: ngx_buf_t = std::mem::zeroed();
