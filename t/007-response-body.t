@@ -184,3 +184,51 @@ location /backend { return 200 "body"; }
 HEAD /t
 --- error_code: 200
 --- response_body chomp
+
+=== TEST 13: a filter that reads a static file's chunks but changes nothing passes them on as they came (sendfile on), and the next filter still sees them
+--- user_files eval
+">>> big.txt\n" . ("0123456789abcdef" x 20000)
+--- config
+sendfile on;
+location /big.txt {
+    proxy_wasm testbed "resp_body_at=0:16";
+    proxy_wasm testbed "resp_body_at=16:4";
+}
+--- request
+GET /big.txt
+--- response_body eval
+"0123456789abcdef" x 20000
+--- error_log
+resp_body_at 0:16 size=320000 -> Ok [0123456789abcdef]
+resp_body_at 16:4 size=320000 -> Ok [0123]
+
+=== TEST 14: a filter that does not read the body, then one that rewrites it: the rewrite sees the file's bytes (sendfile on)
+--- user_files eval
+">>> big.txt\n" . ("abcd" x 50000)
+--- config
+sendfile on;
+location /big.txt {
+    proxy_wasm testbed "resp_body_log";
+    proxy_wasm testbed "resp_body_upper";
+    proxy_wasm testbed "resp_body_at=0:8";
+}
+--- request
+GET /big.txt
+--- response_body eval
+"ABCD" x 50000
+--- error_log
+resp_body_at 0:8 size=200000 -> Ok [ABCDABCD]
+
+=== TEST 15: a static file held whole (Pause) by the second filter after a reader: nothing of the file is lost
+--- user_files eval
+">>> big.txt\n" . ("xy" x 100000)
+--- config
+sendfile on;
+location /big.txt {
+    proxy_wasm testbed "resp_body_at=0:2";
+    proxy_wasm testbed "resp_body_replace=y:Z";
+}
+--- request
+GET /big.txt
+--- response_body eval
+"xZ" x 100000

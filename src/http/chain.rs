@@ -7,6 +7,7 @@ use proxy_wasm_host::{Action, HostError, LocalResponse, MapType, Outcome, Plugin
 use ngx::ffi::*;
 
 pub(crate) use super::ctx::{get, get_or_create, BodyRead, FilterCtx, RequestCtx};
+pub(crate) use super::chunk::Chunk;
 use super::stream::{NgxStream, Phase, Properties};
 use crate::vm::worker::WORKER;
 
@@ -275,8 +276,8 @@ impl Direction {
 
 /// How a walk over the body callbacks ended.
 pub(crate) enum BodyEnd {
-    /// Every filter of the range passed: these bytes go on.
-    Done(Vec<u8>),
+    /// Every filter of the range passed: this chunk goes on.
+    Done(Chunk),
     /// A filter holds the bytes (it paused before the end of the body).
     Held,
     /// Filter i paused at the end of the request body with HTTP calls pending.
@@ -290,13 +291,14 @@ pub(crate) enum BodyEnd {
 /// Runs the body callbacks (`dir`) of filters `range` over `data`, in configuration order:
 /// each filter gets what it holds plus what the one before passed, and passes it all on
 /// unless it pauses. A pause at the end of the body has nothing left to wait for (the bytes
-/// go on), except for a request filter whose HTTP calls are pending.
+/// go on), except for a request filter whose HTTP calls are pending. A filter holding
+/// nothing sees the chunk as it came (still nginx's buffers, copied only if read).
 pub(crate) unsafe fn run_body(
     r: *mut ngx_http_request_t,
     ctx: &mut RequestCtx,
     dir: Direction,
     range: std::ops::Range<usize>,
-    mut data: Vec<u8>,
+    mut data: Chunk,
     eos: bool,
 ) -> BodyEnd {
     let limit = crate::conf::body_buffer_limit(r);
@@ -309,9 +311,19 @@ pub(crate) unsafe fn run_body(
             continue;
         }
         let mut incoming = std::mem::take(&mut data);
+        if !dir.held(&mut ctx.filters[i]).is_empty() {
+            // The filter holds bytes from before: the chunk joins them.
+            let Ok(mut more) = incoming.into_bytes() else { return unreadable(r) };
+            dir.held(&mut ctx.filters[i]).append(&mut more);
+            incoming = Chunk::default();
+        }
         let res = step(r, ctx, i, &mut |inst, id, fc, seed| {
             let held = dir.held(fc);
-            held.append(&mut incoming);
+            if held.is_empty() {
+                let size = incoming.len();
+                let mut stream = seed.stream(phase).with_chunk(buffer, &mut incoming);
+                return Some(inst.on_body(response, id, &mut stream, size, eos));
+            }
             let size = held.len();
             let mut stream = seed.stream(phase).with_body(buffer, held);
             Some(inst.on_body(response, id, &mut stream, size, eos))
@@ -327,6 +339,11 @@ pub(crate) unsafe fn run_body(
             }
             ChainResult::Paused(_) if eos => {}
             ChainResult::Paused(_) => {
+                if !incoming.is_empty() {
+                    // Held: the bytes must outlive nginx's buffers.
+                    let Ok(bytes) = incoming.into_bytes() else { return unreadable(r) };
+                    *dir.held(&mut ctx.filters[i]) = bytes;
+                }
                 if dir.held(&mut ctx.filters[i]).len() > limit {
                     log_at(r, NGX_LOG_ERR, "chain", &format!(
                         "a filter buffered more than proxy_wasm_body_buffer_limit ({limit} bytes) of {}",
@@ -338,7 +355,14 @@ pub(crate) unsafe fn run_body(
             }
             other => return BodyEnd::Stopped(other),
         }
-        data = std::mem::take(dir.held(&mut ctx.filters[i]));
+        let held = dir.held(&mut ctx.filters[i]);
+        data = if held.is_empty() { incoming } else { Chunk::from_bytes(std::mem::take(held)) };
     }
     BodyEnd::Done(data)
+}
+
+/// A chunk whose file could not be read fails the request.
+unsafe fn unreadable(r: *mut ngx_http_request_t) -> BodyEnd {
+    log_at(r, NGX_LOG_ERR, "chain", "cannot read the body chunk from its file");
+    BodyEnd::Stopped(ChainResult::Failed)
 }

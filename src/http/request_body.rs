@@ -100,8 +100,9 @@ unsafe fn run_chain(
     eos: bool,
 ) -> Result<Option<Vec<u8>>, ngx_int_t> {
     let n = ctx.filters.len();
-    match chain::run_body(r, ctx, Direction::Request, from..n, data, eos) {
-        BodyEnd::Done(data) => Ok(Some(data)),
+    match chain::run_body(r, ctx, Direction::Request, from..n, chain::Chunk::from_bytes(data), eos) {
+        // Bytes, never nginx's buffers: nothing to read.
+        BodyEnd::Done(chunk) => Ok(Some(chunk.into_bytes().unwrap_or_default())),
         BodyEnd::Held => Ok(None),
         BodyEnd::Waiting(i) => {
             // Held whole until the calls are answered (access_handler -> resume). The body

@@ -67,10 +67,6 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
             return next_header(r);
         }
         ctx.response_headers_done = true;
-        if ctx.response_body_wanted {
-            // Bodies must reach us in memory (the copy filter reads files for us).
-            (*r).set_filter_need_in_memory(1);
-        }
         match chain::run_headers(r, ctx, Headers::Response, 0) {
             ChainResult::Continue => send_headers(r, ctx, None),
             ChainResult::Paused(i) if !chain::response_has_no_body(r) => {
@@ -237,14 +233,14 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
             }
             chain = std::mem::replace(&mut ctx.pending_in, std::ptr::null_mut());
         }
-        let mut data = Vec::new();
-        let Ok(flags) = crate::util::buf::drain(chain, &mut data) else { return NGX_ERROR as ngx_int_t };
+        let (len, flags) = crate::util::buf::measure(chain);
         // A subrequest's output ends with last_in_chain (last_buf is the main request's).
         let eos = flags.last_buf || (flags.last_in_chain && r != (*r).main);
         let flush = flags.flush;
-        if data.is_empty() && !eos {
+        if len == 0 && !eos {
             // A bare flush: nothing for the plugins, let the writer flush what it has.
             if ctx.response_headers_held.is_some() {
+                crate::util::buf::discard(chain);
                 return NGX_OK as ngx_int_t;
             }
             // Also how nginx's writer calls again once the client can take more: our
@@ -253,15 +249,22 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
             ctx.out_bufs.update(pool, std::ptr::null_mut());
             return rc;
         }
-        run_body(r, ctx, data, eos, flush)
+        let (rc, passed) = run_body(r, ctx, chain::Chunk::from_chain(chain, len as usize), eos, flush);
+        if !passed {
+            // Copied, changed or held: nginx's buffers are done with.
+            crate::util::buf::discard(chain);
+        }
+        rc
     })
 }
 
 /// Passes `data` through the filters' on_response_body in order, buffering at a filter that
-/// pauses, and sends what comes out of the last one. While filter h holds the response
-/// headers, the body goes no further than h; once h passes it on, the headers go on through
-/// the filters after h (which may hold them again) and so does the body.
-unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: Vec<u8>, eos: bool, flush: bool) -> ngx_int_t {
+/// pauses, and sends what comes out of the last one: nginx's buffers as they came when no
+/// filter changed them, else the new bytes. While filter h holds the response headers, the
+/// body goes no further than h; once h passes it on, the headers go on through the filters
+/// after h (which may hold them again) and so does the body. Returns the status and whether
+/// the chunk's own buffers were passed on.
+unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: chain::Chunk, eos: bool, flush: bool) -> (ngx_int_t, bool) {
     let n = ctx.filters.len();
     let mut from = 0;
     loop {
@@ -269,45 +272,50 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: V
         let to = held.map_or(n, |h| h + 1);
         data = match chain::run_body(r, ctx, Direction::Response, from..to, data, eos) {
             BodyEnd::Done(data) => data,
-            BodyEnd::Held | BodyEnd::Waiting(_) => return NGX_OK as ngx_int_t,
+            BodyEnd::Held | BodyEnd::Waiting(_) => return (NGX_OK as ngx_int_t, false),
             BodyEnd::OverLimit if ctx.response_headers_held.is_some() => {
-                return replace_response(r, ctx, &LocalResponse { status: 502, ..internal_error() });
+                return (replace_response(r, ctx, &LocalResponse { status: 502, ..internal_error() }), false);
             }
-            BodyEnd::OverLimit => return NGX_ERROR as ngx_int_t,
-            BodyEnd::Stopped(ChainResult::Local(lr)) => return local_from_body(r, ctx, &lr),
-            BodyEnd::Stopped(ChainResult::Closed) => return close(ctx),
-            BodyEnd::Stopped(_) => return local_from_body(r, ctx, &failed(r)),
+            BodyEnd::OverLimit => return (NGX_ERROR as ngx_int_t, false),
+            BodyEnd::Stopped(ChainResult::Local(lr)) => return (local_from_body(r, ctx, &lr), false),
+            BodyEnd::Stopped(ChainResult::Closed) => return (close(ctx), false),
+            BodyEnd::Stopped(_) => return (local_from_body(r, ctx, &failed(r)), false),
         };
         let Some(h) = held else { break };
         // The filter that held the headers continued: headers go on now.
         let later_body = ctx.filters[h + 1..].iter().any(|f| f.exports.response_body);
         let final_len = (eos && !later_body).then_some(data.len());
         if let Some(lr) = resume_headers(r, ctx, h + 1, final_len) {
-            return local_from_body(r, ctx, &lr);
+            return (local_from_body(r, ctx, &lr), false);
         }
         from = h + 1;
     }
     if ctx.response_headers_held.is_some() {
-        return NGX_OK as ngx_int_t;
+        return (NGX_OK as ngx_int_t, false);
     }
     if eos && ctx.response_trailers_wanted {
         if let Err(rc) = run_trailers(r, ctx) {
-            return rc;
+            return (rc, false);
         }
     }
-    if data.is_empty() && !eos && !flush {
-        return NGX_OK as ngx_int_t;
-    }
     ctx.properties.response_body_bytes += data.len() as u64;
+    if let Some(cl) = data.untouched() {
+        return (next_body(r, cl), true);
+    }
+    // Changed bytes, never nginx's buffers: nothing left to read.
+    let data = data.into_bytes().unwrap_or_default();
+    if data.is_empty() && !eos && !flush {
+        return (NGX_OK as ngx_int_t, false);
+    }
     let pool = (*r).pool;
-    let Some(out) = ctx.out_bufs.chain(pool, &data) else { return NGX_ERROR as ngx_int_t };
+    let Some(out) = ctx.out_bufs.chain(pool, &data) else { return (NGX_ERROR as ngx_int_t, false) };
     let last = crate::util::buf::last_buf_of(out);
     (*last).set_last_buf(u32::from(eos && r == (*r).main));
     (*last).set_last_in_chain(u32::from(eos));
     (*last).set_flush(u32::from(flush));
     let rc = next_body(r, out);
     ctx.out_bufs.update(pool, out);
-    rc
+    (rc, false)
 }
 
 /// on_response_trailers over the chain, when the response has trailers (from add_trailer

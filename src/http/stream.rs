@@ -9,6 +9,7 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::hostcalls::framing_header;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
+use super::chunk::Chunk;
 use crate::util::log;
 use super::pseudo::host_edit_ok;
 use crate::util::list::{bytes, each_elt};
@@ -25,9 +26,15 @@ pub(crate) struct NgxStream<'a> {
     label: &'a str,
     pub(super) phase: Phase,
     /// The body buffered for the running body callback.
-    body: Option<(BufferType, &'a mut Vec<u8>)>,
+    body: Option<(BufferType, Body<'a>)>,
     /// Properties set by the request's filters.
     properties: Option<&'a mut Properties>,
+}
+
+/// The body a body callback sees: bytes a filter holds, or a chunk still in nginx's buffers.
+enum Body<'a> {
+    Held(&'a mut Vec<u8>),
+    Chunk(&'a mut Chunk),
 }
 
 /// What one request's filters share beyond nginx's own state.
@@ -62,7 +69,14 @@ impl<'a> NgxStream<'a> {
 
     /// Gives the running body callback access to its buffered body.
     pub fn with_body(mut self, which: BufferType, body: &'a mut Vec<u8>) -> NgxStream<'a> {
-        self.body = Some((which, body));
+        self.body = Some((which, Body::Held(body)));
+        self
+    }
+
+    /// Gives the running body callback a chunk still in nginx's buffers, copied out only if
+    /// the plugin reads it.
+    pub fn with_chunk(mut self, which: BufferType, chunk: &'a mut Chunk) -> NgxStream<'a> {
+        self.body = Some((which, Body::Chunk(chunk)));
         self
     }
 
@@ -73,6 +87,16 @@ impl<'a> NgxStream<'a> {
         unsafe { self.visit(map, &mut |_, _| { n += 1; false }) };
         n
     }
+}
+
+/// A chunk's bytes, or None (the plugin then reads NOT_FOUND) when its file could not be
+/// read (logged; the chunk stays as it was).
+fn read_or_log<T>(r: *mut ngx_http_request_t, label: &str, res: Result<T, ()>) -> Option<T> {
+    if res.is_err() {
+        // SAFETY: the request of a live stream (constructor contract).
+        unsafe { log::write((*(*r).connection).log, NGX_LOG_ERR as ngx_uint_t, label, b"cannot read the body chunk from its file") };
+    }
+    res.ok()
 }
 
 pub(super) fn eq_key(a: &[u8], b: &[u8]) -> bool {
@@ -212,8 +236,27 @@ impl HttpStream for NgxStream<'_> {
     }
 
     fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
+        let (r, label) = (self.r, self.label);
         match &mut self.body {
-            Some((t, b)) if *t == which => Some(&mut **b),
+            Some((t, Body::Held(b))) if *t == which => Some(&mut **b),
+            Some((t, Body::Chunk(c))) if *t == which => read_or_log(r, label, c.bytes_mut()),
+            _ => None,
+        }
+    }
+
+    fn body_bytes(&mut self, which: BufferType) -> Option<&[u8]> {
+        let (r, label) = (self.r, self.label);
+        match &mut self.body {
+            Some((t, Body::Held(b))) if *t == which => Some(&b[..]),
+            Some((t, Body::Chunk(c))) if *t == which => read_or_log(r, label, c.bytes()),
+            _ => None,
+        }
+    }
+
+    fn body_size(&mut self, which: BufferType) -> Option<usize> {
+        match &self.body {
+            Some((t, Body::Held(b))) if *t == which => Some(b.len()),
+            Some((t, Body::Chunk(c))) if *t == which => Some(c.len()),
             _ => None,
         }
     }

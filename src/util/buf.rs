@@ -59,7 +59,19 @@ pub(crate) unsafe fn walk(
 /// # Safety
 /// As `walk`.
 pub(crate) unsafe fn drain(cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> Result<Flags, ()> {
-    walk(cl, true, &mut |d| match d {
+    copy(cl, true, out)
+}
+
+/// Appends the bytes of `cl` to `out`, leaving it unconsumed (to be passed on as it is).
+///
+/// # Safety
+/// As `walk`.
+pub(crate) unsafe fn copy_out(cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> Result<Flags, ()> {
+    copy(cl, false, out)
+}
+
+unsafe fn copy(cl: *mut ngx_chain_t, consume: bool, out: &mut Vec<u8>) -> Result<Flags, ()> {
+    walk(cl, consume, &mut |d| match d {
         Data::Memory(m) => {
             out.extend_from_slice(m);
             Ok(())
@@ -82,15 +94,23 @@ pub(crate) unsafe fn drain(cl: *mut ngx_chain_t, out: &mut Vec<u8>) -> Result<Fl
 /// # Safety
 /// As `walk`.
 pub(crate) unsafe fn size(cl: *mut ngx_chain_t) -> u64 {
+    measure(cl).0
+}
+
+/// The bytes in `cl` and its flags, without consuming it.
+///
+/// # Safety
+/// As `walk`.
+pub(crate) unsafe fn measure(cl: *mut ngx_chain_t) -> (u64, Flags) {
     let mut n = 0u64;
-    let _ = walk(cl, false, &mut |d| {
+    let flags = walk(cl, false, &mut |d| {
         n += match d {
             Data::Memory(m) => m.len(),
             Data::File { len, .. } => len,
         } as u64;
         Ok(())
     });
-    n
+    (n, flags.unwrap_or_default())
 }
 
 /// Marks `cl` consumed without reading it: a file buffer is skipped, never loaded.

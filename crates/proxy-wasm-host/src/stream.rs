@@ -25,10 +25,19 @@ pub trait HttpStream {
     fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status;
     /// Removes every value of `key`; Ok even when absent.
     fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status;
-    /// The body bytes buffered for the running body callback, which the plugin may read and
-    /// change; None outside the body callbacks (the hostcall then says NOT_FOUND).
+    /// The body bytes buffered for the running body callback, for the plugin to change; None
+    /// outside the body callbacks (the hostcall then says NOT_FOUND).
     fn body(&mut self, _which: BufferType) -> Option<&mut Vec<u8>> {
         None
+    }
+    /// The same bytes for reading only: an embedder whose body is still in its own buffers
+    /// copies it out here and can pass those buffers on untouched afterwards.
+    fn body_bytes(&mut self, which: BufferType) -> Option<&[u8]> {
+        self.body(which).map(|b| &b[..])
+    }
+    /// The body's size, without reading it.
+    fn body_size(&mut self, which: BufferType) -> Option<usize> {
+        self.body_bytes(which).map(|b| b.len())
     }
     /// A property of the request (`path` is the attribute path split on its NUL separators,
     /// e.g. ["request", "path"]), encoded as Envoy encodes it, into `out`.
@@ -91,6 +100,12 @@ impl<O: StreamOverlay> HttpStream for Overlay<O> {
     }
     fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
         self.0.inner().body(which)
+    }
+    fn body_bytes(&mut self, which: BufferType) -> Option<&[u8]> {
+        self.0.inner().body_bytes(which)
+    }
+    fn body_size(&mut self, which: BufferType) -> Option<usize> {
+        self.0.inner().body_size(which)
     }
     fn get_property(&mut self, path: &[&[u8]], out: &mut Vec<u8>) -> Status {
         self.0.get_property(path, out)

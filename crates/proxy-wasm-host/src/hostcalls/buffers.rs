@@ -9,7 +9,7 @@ use wasmer::FunctionEnvMut;
 
 use crate::abi::{BufferType, Status};
 use crate::env::{Callback, HostEnv};
-use crate::memory::{read, return_bytes, u, write_u32};
+use crate::memory::{read, return_bytes, return_with, u, write_u32, write_with};
 
 pub use crate::limits::MAX_BODY_BUFFER;
 
@@ -25,10 +25,18 @@ fn with_buffer<R>(env: &mut HostEnv, ty: i32, f: impl FnOnce(&[u8]) -> R) -> Res
         Some(BufferType::PluginConfiguration) => env.root_of_current().map(|r| f(&r.config)).ok_or(Status::NotFound),
         Some(t) if is_body(t) => {
             let s = env.stream().ok_or(Status::NotFound)?;
-            s.body(t).map(|b| f(b)).ok_or(Status::NotFound)
+            s.body_bytes(t).map(f).ok_or(Status::NotFound)
         }
         Some(BufferType::HttpCallResponseBody) => env.http_response().map(|r| f(&r.body)).ok_or(Status::NotFound),
         Some(_) => Err(Status::Unimplemented),
+    }
+}
+
+/// The size of buffer `ty`; a body is not read for it (the embedder may not have copied it).
+fn buffer_len(env: &mut HostEnv, ty: i32) -> Result<usize, Status> {
+    match BufferType::from_i32(ty) {
+        Some(t) if is_body(t) => env.stream().ok_or(Status::NotFound)?.body_size(t).ok_or(Status::NotFound),
+        _ => with_buffer(env, ty, |b| b.len()),
     }
 }
 
@@ -45,20 +53,27 @@ pub(crate) fn proxy_get_buffer_bytes(
     // api7's answers for the bodies it serves (the configuration is not checked there).
     let api7 = env.data().api7
         && BufferType::from_i32(ty).is_some_and(|t| is_body(t) || t == BufferType::HttpCallResponseBody);
-    let slice = with_buffer(env.data_mut(), ty, |b| {
+    let range = with_buffer(env.data_mut(), ty, |b| {
         if api7 && b.is_empty() {
             return Err(Status::NotFound);
         }
         if start > b.len() || (api7 && (start == b.len() || max == 0)) {
             return Err(Status::BadArgument);
         }
-        let end = start.saturating_add(max).min(b.len());
-        Ok(b[start..end].to_vec())
+        Ok((start, start.saturating_add(max).min(b.len())))
     });
-    match slice {
-        Ok(Ok(bytes)) => return_bytes(&mut env, &bytes, ret_ptr, ret_size) as i32,
-        Ok(Err(s)) | Err(s) => s as i32,
-    }
+    let (start, end) = match range {
+        Ok(Ok(r)) => r,
+        Ok(Err(s)) | Err(s) => return s as i32,
+    };
+    // Copied straight from where the bytes are (a body may still be the embedder's) into the
+    // room the plugin's allocator made; fetched again after it, as it ran guest code.
+    let r = return_with(&mut env, end - start, ret_ptr, ret_size, |env, addr| {
+        write_with(env, addr, |data, put| {
+            with_buffer(data, ty, |b| if b.len() >= end { put(&b[start..end]) } else { Err(Status::InternalFailure) })?
+        })
+    });
+    super::status(r)
 }
 
 /// Replaces `size` bytes at `start` with the given data: start 0 and size 0 prepends, a
@@ -91,12 +106,17 @@ pub(crate) fn proxy_set_buffer_bytes(
     if body.len() - (end - start) + bytes.len() > MAX_BODY_BUFFER {
         return Status::BadArgument as i32;
     }
-    body.splice(start..end, bytes);
+    if start == 0 && end == body.len() {
+        // The whole body replaced (the usual rewrite): the new bytes move in, no copy.
+        *body = bytes;
+    } else {
+        body.splice(start..end, bytes);
+    }
     Status::Ok as i32
 }
 
 pub(crate) fn proxy_get_buffer_status(mut env: FunctionEnvMut<HostEnv>, ty: i32, ret_len: i32, ret_flags: i32) -> i32 {
-    let len = match with_buffer(env.data_mut(), ty, |b| b.len()) {
+    let len = match buffer_len(env.data_mut(), ty) {
         Ok(n) => n,
         Err(s) => return s as i32,
     };

@@ -1,0 +1,77 @@
+//! A body chunk on its way through the chain of filters. It starts as nginx's buffers and
+//! stays them, untouched, unless a filter changes the bytes: a filter that only looks at the
+//! chunk costs one copy out (made when it first reads), one that does not even look costs
+//! none, and either way the buffers go on as they came (a static file keeps sendfile).
+
+use ngx::ffi::*;
+
+use crate::util::buf;
+
+#[derive(Default)]
+pub(crate) struct Chunk {
+    /// nginx's buffers holding the chunk, not consumed; null once a filter changed the bytes,
+    /// or when the chunk never was in nginx's buffers (a request body, held bytes).
+    chain: *mut ngx_chain_t,
+    /// The bytes: a copy of `chain` once read (`copied`), or the chunk itself (`chain` null).
+    bytes: Vec<u8>,
+    copied: bool,
+    len: usize,
+}
+
+impl Chunk {
+    pub fn from_bytes(bytes: Vec<u8>) -> Chunk {
+        Chunk { chain: std::ptr::null_mut(), len: bytes.len(), bytes, copied: false }
+    }
+
+    /// # Safety
+    /// `cl` is a live chain of `len` bytes that stays unconsumed while the chunk is used,
+    /// within the body filter call that got it.
+    pub unsafe fn from_chain(cl: *mut ngx_chain_t, len: usize) -> Chunk {
+        Chunk { chain: cl, bytes: Vec::new(), copied: false, len }
+    }
+
+    pub fn len(&self) -> usize {
+        if self.chain.is_null() {
+            self.bytes.len()
+        } else {
+            self.len
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes for reading, copied out of nginx's buffers the first time (Err: a file
+    /// buffer could not be read).
+    pub fn bytes(&mut self) -> Result<&[u8], ()> {
+        if !self.chain.is_null() && !self.copied {
+            self.bytes.reserve_exact(self.len);
+            // SAFETY: the chain is live and unconsumed (from_chain's contract).
+            if unsafe { buf::copy_out(self.chain, &mut self.bytes) }.is_err() {
+                self.bytes.clear();
+                return Err(());
+            }
+            self.copied = true;
+        }
+        Ok(&self.bytes)
+    }
+
+    /// The bytes for changing: from now on they, not nginx's buffers, are the chunk.
+    pub fn bytes_mut(&mut self) -> Result<&mut Vec<u8>, ()> {
+        self.bytes()?;
+        self.chain = std::ptr::null_mut();
+        Ok(&mut self.bytes)
+    }
+
+    /// The bytes, owned.
+    pub fn into_bytes(mut self) -> Result<Vec<u8>, ()> {
+        self.bytes_mut()?;
+        Ok(self.bytes)
+    }
+
+    /// nginx's buffers, while they still are the chunk.
+    pub fn untouched(&self) -> Option<*mut ngx_chain_t> {
+        (!self.chain.is_null()).then_some(self.chain)
+    }
+}
