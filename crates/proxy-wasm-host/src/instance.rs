@@ -111,7 +111,8 @@ pub struct Exports {
 
 pub struct PluginInstance {
     store: Store,
-    env: FunctionEnv<HostEnv>,
+    /// The host state of the store's one FunctionEnv (see `host`).
+    host: NonNull<HostEnv>,
     cb: Callbacks,
     abi: AbiVersion,
     next_id: u32,
@@ -352,9 +353,10 @@ impl PluginInstance {
         } else {
             None
         };
+        let host = NonNull::from(env.as_mut(&mut store));
         let mut inst = PluginInstance {
             store,
-            env,
+            host,
             cb,
             abi: module.abi,
             next_id: 1,
@@ -376,12 +378,12 @@ impl PluginInstance {
 
     /// Sets what `plugin_root_id` reads (default empty); call it before creating root contexts.
     pub fn set_root_id(&mut self, root_id: &str) {
-        self.env.as_mut(&mut self.store).root_id = root_id.to_string();
+        self.host_mut().root_id = root_id.to_string();
     }
 
     /// Installs the embedder's check of HTTP call targets (see `http_call::CallPolicy`).
     pub fn set_call_policy(&mut self, policy: crate::http_call::CallPolicy) {
-        self.env.as_mut(&mut self.store).call_policy = Some(policy);
+        self.host_mut().call_policy = Some(policy);
     }
 
     /// Answers as api7/wasm-nginx-module does where its contract differs from Envoy's (the
@@ -390,7 +392,7 @@ impl PluginInstance {
     /// a body or call-response body is NOT_FOUND when it is empty and BAD_ARGUMENT for a
     /// `start` at or past its end or a `max_size` of 0.
     pub fn set_api7_contract(&mut self) {
-        self.env.as_mut(&mut self.store).api7 = true;
+        self.host_mut().api7 = true;
     }
 
     pub fn abi(&self) -> AbiVersion {
@@ -418,7 +420,7 @@ impl PluginInstance {
 
     /// The size of the instance's linear memory, in bytes.
     pub fn memory_bytes(&self) -> u64 {
-        match &self.env.as_ref(&self.store).memory {
+        match &self.host().memory {
             Some(m) => m.view(&self.store).data_size(),
             None => 0,
         }
@@ -495,12 +497,28 @@ impl PluginInstance {
         }
     }
 
+    /// The host state, reached without wasmer's store lookup and type check per access (two
+    /// to four per callback).
+    fn host(&self) -> &HostEnv {
+        // SAFETY: `host` points into the Box that holds the env's data in the store's object
+        // list: it lives as long as `self.store`, which `self` owns, and never moves (the Box
+        // is never replaced or dropped before the store). Hostcalls reach the same data
+        // through wasmer only while a callback runs, inside `invoke_with`'s call of `f`, which
+        // borrows `self.store` mutably: no reference made here can be alive then.
+        unsafe { self.host.as_ref() }
+    }
+
+    fn host_mut(&mut self) -> &mut HostEnv {
+        // SAFETY: as `host`; `&mut self` makes this the only reference made here.
+        unsafe { self.host.as_mut() }
+    }
+
     fn next_context_id(&mut self) -> u32 {
         let id = self.next_id;
         // Ids are never 0 (0 is "no parent"); wrapping after 4 billion contexts skips live ones.
         loop {
             self.next_id = self.next_id.wrapping_add(1).max(1);
-            if !self.env.as_ref(&self.store).contexts.contains_key(&self.next_id) {
+            if !self.host().contexts.contains_key(&self.next_id) {
                 break;
             }
         }
@@ -530,7 +548,7 @@ impl PluginInstance {
     ) -> Result<(R, After), HostError> {
         // The root whose figures this callback adds to, when it counts (exported, figures on).
         let counted = if self.stats.is_some() && self.exported(callback) {
-            self.env.as_ref(&self.store).contexts.get(&context_id).copied()
+            self.host().contexts.get(&context_id).copied()
         } else {
             None
         };
@@ -541,7 +559,7 @@ impl PluginInstance {
             NonNull::from(s)
         });
         {
-            let data = self.env.as_mut(&mut self.store);
+            let data = self.host_mut();
             data.call = CallState::idle();
             data.call.callback = callback;
             data.call.context_id = context_id;
@@ -575,7 +593,7 @@ impl PluginInstance {
                     .map(|s| s.to_string())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "panic".to_string());
-                self.env.as_mut(&mut self.store).call = CallState::idle();
+                self.host_mut().call = CallState::idle();
                 return Err(HostError::Panic { callback: callback.export_name(), message });
             }
         };
@@ -603,7 +621,7 @@ impl PluginInstance {
             ))),
             (r, _) => r,
         };
-        let data = self.env.as_mut(&mut self.store);
+        let data = self.host_mut();
         let after = After {
             local_response: data.call.local_response.take(),
             ops: data.call.stream_ops,
@@ -621,7 +639,7 @@ impl PluginInstance {
         let id = self.next_context_id();
         let config_len = plugin_config.len() as i32;
         let vm_config_len = {
-            let data = self.env.as_mut(&mut self.store);
+            let data = self.host_mut();
             data.contexts.insert(id, id);
             data.roots.insert(id, RootInfo { config: plugin_config });
             data.vm_config.len() as i32
@@ -659,7 +677,7 @@ impl PluginInstance {
         let id = self.next_context_id();
         let config_len = plugin_config.len() as i32;
         {
-            let data = self.env.as_mut(&mut self.store);
+            let data = self.host_mut();
             data.contexts.insert(id, id);
             data.roots.insert(id, RootInfo { config: plugin_config });
         }
@@ -680,7 +698,7 @@ impl PluginInstance {
             }
             Ok(_) => Ok(id),
             Err(e) => {
-                let data = self.env.as_mut(&mut self.store);
+                let data = self.host_mut();
                 data.contexts.remove(&id);
                 data.roots.remove(&id);
                 Err(e)
@@ -691,7 +709,7 @@ impl PluginInstance {
     /// Creates the HTTP context of one request under `root`.
     pub fn create_http_context(&mut self, root: u32) -> Result<u32, HostError> {
         let id = self.next_context_id();
-        self.env.as_mut(&mut self.store).contexts.insert(id, root);
+        self.host_mut().contexts.insert(id, root);
         self.invoke(Callback::ContextCreate, id, None, |cb, st| match &cb.context_create {
             Some(f) => f.call(st, id as i32, root as i32),
             None => Ok(()),
@@ -771,7 +789,7 @@ impl PluginInstance {
 
     /// Tick periods set since the last call: (root context id, milliseconds; 0 = stop).
     pub fn take_tick_changes(&mut self) -> Vec<(u32, u32)> {
-        std::mem::take(&mut self.env.as_mut(&mut self.store).tick_changes)
+        std::mem::take(&mut self.host_mut().tick_changes)
     }
 
     /// on_tick for a root context.
@@ -789,7 +807,7 @@ impl PluginInstance {
     /// Calls dispatched with proxy_http_call since the last take, in order. Each must be
     /// answered once with `on_http_call_response` (or dropped with `forget_http_calls`).
     pub fn take_http_calls(&mut self) -> Vec<HttpCallRequest> {
-        let data = self.env.as_mut(&mut self.store);
+        let data = self.host_mut();
         let calls = std::mem::take(&mut data.http_calls);
         data.calls_in_flight += calls.len();
         calls
@@ -797,13 +815,13 @@ impl PluginInstance {
 
     /// Whether proxy_http_call was called since the last take.
     pub fn has_http_calls(&self) -> bool {
-        !self.env.as_ref(&self.store).http_calls.is_empty()
+        !self.host().http_calls.is_empty()
     }
 
     /// Calls taken but that will never be answered (their context went away: a local
     /// response cancelled them, or the request ended), by token.
     pub fn forget_http_calls(&mut self, tokens: &[u32]) {
-        let data = self.env.as_mut(&mut self.store);
+        let data = self.host_mut();
         data.calls_in_flight = data.calls_in_flight.saturating_sub(tokens.len());
         for &t in tokens {
             data.call_ledger.release(t);
@@ -821,7 +839,7 @@ impl PluginInstance {
         stream: Option<&mut dyn HttpStream>,
     ) -> Result<Outcome, HostError> {
         {
-            let data = self.env.as_mut(&mut self.store);
+            let data = self.host_mut();
             data.calls_in_flight = data.calls_in_flight.saturating_sub(1);
             data.call_ledger.release(token);
             if !data.contexts.contains_key(&ctx) {
@@ -857,7 +875,7 @@ impl PluginInstance {
     /// was enqueued to since the last poll (the embedder calls this from a timer: there is no
     /// cross-process wake-up). Stops at the first failing callback.
     pub fn poll_queues(&mut self) -> Result<(), HostError> {
-        let data = self.env.as_mut(&mut self.store);
+        let data = self.host_mut();
         let Some(store) = data.shared.clone() else { return Ok(()) };
         let mut due = Vec::new();
         for r in data.queue_regs.iter_mut() {
@@ -876,13 +894,13 @@ impl PluginInstance {
 
     /// Whether any root context registered a queue (the embedder polls only then).
     pub fn has_queues(&self) -> bool {
-        !self.env.as_ref(&self.store).queue_regs.is_empty()
+        !self.host().queue_regs.is_empty()
     }
 
     /// Replaces the shared store (by default the process store, see
     /// `shared_store::set_process_store`).
     pub fn set_shared_store(&mut self, store: Option<std::sync::Arc<crate::shared_store::SharedStore>>) {
-        self.env.as_mut(&mut self.store).shared = store;
+        self.host_mut().shared = store;
     }
 
     /// on_response_trailers with `num_trailers` trailers in the response trailer map.
@@ -905,14 +923,14 @@ impl PluginInstance {
             None => Ok(1),
         })?;
         if done == 0 && !after.done_called {
-            self.env.as_mut(&mut self.store).waiting.insert(ctx);
+            self.host_mut().waiting.insert(ctx);
             return Ok(());
         }
         self.on_log(ctx, Some(stream))
     }
 
     fn on_log(&mut self, ctx: u32, stream: Option<&mut dyn HttpStream>) -> Result<(), HostError> {
-        self.env.as_mut(&mut self.store).waiting.remove(&ctx);
+        self.host_mut().waiting.remove(&ctx);
         if self.cb.log.is_none() {
             return Ok(());
         }
@@ -926,14 +944,14 @@ impl PluginInstance {
     /// on_delete (after a waiting context's on_log), then forgets the context whatever
     /// happened.
     pub fn on_delete(&mut self, ctx: u32) -> Result<(), HostError> {
-        if self.env.as_ref(&self.store).waiting.contains(&ctx) {
+        if self.host().waiting.contains(&ctx) {
             self.on_log(ctx, None)?;
         }
         let r = self.invoke(Callback::Delete, ctx, None, |cb, st| match &cb.delete {
             Some(f) => f.call(st, ctx as i32),
             None => Ok(()),
         });
-        let data = self.env.as_mut(&mut self.store);
+        let data = self.host_mut();
         data.contexts.remove(&ctx);
         data.roots.remove(&ctx);
         data.edits.remove(&ctx);
