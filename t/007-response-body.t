@@ -199,8 +199,9 @@ GET /big.txt
 --- response_body eval
 "0123456789abcdef" x 20000
 --- error_log
-resp_body_at 0:16 size=320000 -> Ok [0123456789abcdef]
-resp_body_at 16:4 size=320000 -> Ok [0123]
+resp_body_at 0:16 size=262144 -> Ok [0123456789abcdef]
+resp_body_at 16:4 size=262144 -> Ok [0123]
+resp_body_at 0:16 size=57856 -> Ok [0123456789abcdef]
 
 === TEST 14: a filter that does not read the body, then one that rewrites it: the rewrite sees the file's bytes (sendfile on)
 --- user_files eval
@@ -232,3 +233,28 @@ location /big.txt {
 GET /big.txt
 --- response_body eval
 "xZ" x 100000
+
+=== TEST 16: a big static file reaches the filters in pieces of 256 KiB (what a filter reads or holds per call stays bounded), rewritten whole
+--- user_files eval
+">>> big.txt\n" . ("abcdefghij" x 60000)
+--- config
+sendfile on;
+location /big.txt { proxy_wasm testbed "resp_body_log;resp_body_upper"; }
+--- request
+GET /big.txt
+--- response_body eval
+"ABCDEFGHIJ" x 60000
+--- error_log
+resp body size=262144 eos=false
+resp body size=75712 eos=true
+
+=== TEST 17: a big static file held whole (Pause) arrives whole at the end
+--- user_files eval
+">>> big.txt\n" . ("ab" x 300000)
+--- config
+sendfile on;
+location /big.txt { proxy_wasm testbed "resp_body_replace=b:C"; }
+--- request
+GET /big.txt
+--- response_body eval
+"aC" x 300000

@@ -233,29 +233,63 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
             }
             chain = std::mem::replace(&mut ctx.pending_in, std::ptr::null_mut());
         }
-        let (len, flags) = crate::util::buf::measure(chain);
-        // A subrequest's output ends with last_in_chain (last_buf is the main request's).
-        let eos = flags.last_buf || (flags.last_in_chain && r != (*r).main);
-        let flush = flags.flush;
-        if len == 0 && !eos {
-            // A bare flush: nothing for the plugins, let the writer flush what it has.
-            if ctx.response_headers_held.is_some() {
-                crate::util::buf::discard(chain);
-                return NGX_OK as ngx_int_t;
+        let Ok(pieces) = crate::util::buf::pieces(pool, chain, PIECE) else { return NGX_ERROR as ngx_int_t };
+        let Some(pieces) = pieces else { return run_piece(r, ctx, chain) };
+        for (k, &piece) in pieces.iter().enumerate() {
+            if ctx.swallow_body {
+                // Answered or closed by an earlier piece: the rest of the body is dropped.
+                crate::util::buf::discard(piece);
+                continue;
             }
-            // Also how nginx's writer calls again once the client can take more: our
-            // buffers it has written since are free again.
-            let rc = next_body(r, chain);
-            ctx.out_bufs.update(pool, std::ptr::null_mut());
-            return rc;
+            if k > 0 && ctx.out_bufs.backlogged(r) {
+                // The rest waits for the client, as above.
+                for w in pieces[k..].windows(2) {
+                    (*crate::util::buf::last_link(w[0])).next = w[1];
+                }
+                ctx.pending_in = piece;
+                return NGX_AGAIN as ngx_int_t;
+            }
+            let rc = run_piece(r, ctx, piece);
+            if rc == NGX_ERROR as ngx_int_t {
+                for &rest in &pieces[k + 1..] {
+                    crate::util::buf::discard(rest);
+                }
+                return rc;
+            }
         }
-        let (rc, passed) = run_body(r, ctx, chain::Chunk::from_chain(chain, len as usize), eos, flush);
-        if !passed {
-            // Copied, changed or held: nginx's buffers are done with.
-            crate::util::buf::discard(chain);
-        }
-        rc
+        NGX_OK as ngx_int_t
     })
+}
+
+/// The most body bytes the filters get in one on_response_body: what a filter reads or
+/// holds per call stays bounded when nginx hands over a whole file as one buffer.
+const PIECE: usize = 256 * 1024;
+
+/// One piece of the response body through the filters (all of it when it is small).
+unsafe fn run_piece(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, chain: *mut ngx_chain_t) -> ngx_int_t {
+    let pool = (*r).pool;
+    let (len, flags) = crate::util::buf::measure(chain);
+    // A subrequest's output ends with last_in_chain (last_buf is the main request's).
+    let eos = flags.last_buf || (flags.last_in_chain && r != (*r).main);
+    let flush = flags.flush;
+    if len == 0 && !eos {
+        // A bare flush: nothing for the plugins, let the writer flush what it has.
+        if ctx.response_headers_held.is_some() {
+            crate::util::buf::discard(chain);
+            return NGX_OK as ngx_int_t;
+        }
+        // Also how nginx's writer calls again once the client can take more: our
+        // buffers it has written since are free again.
+        let rc = next_body(r, chain);
+        ctx.out_bufs.update(pool, std::ptr::null_mut());
+        return rc;
+    }
+    let (rc, passed) = run_body(r, ctx, chain::Chunk::from_chain(chain, len as usize), eos, flush);
+    if !passed {
+        // Copied, changed or held: nginx's buffers are done with.
+        crate::util::buf::discard(chain);
+    }
+    rc
 }
 
 /// Passes `data` through the filters' on_response_body in order, buffering at a filter that

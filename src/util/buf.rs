@@ -32,7 +32,7 @@ pub(crate) unsafe fn walk(
         let b = (*cl).buf;
         if !b.is_null() {
             // A buffer in memory is read from memory even when it also has a file copy.
-            if (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0 {
+            if file_only(b) {
                 let len = ((*b).file_last - (*b).file_pos) as usize;
                 if len > 0 {
                     f(Data::File { file: (*b).file, pos: (*b).file_pos, len })?;
@@ -146,6 +146,117 @@ pub(crate) unsafe fn chain_of(pool: *mut ngx_pool_t, data: &[u8], last_buf: bool
     (*b).set_last_buf(u32::from(last_buf));
     (*b).set_last_in_chain(1);
     Some(ngx_chain_t { buf: b, next: std::ptr::null_mut() })
+}
+
+/// Whether `b` has its bytes in a file only (a static file, a body in a temporary file).
+unsafe fn file_only(b: *mut ngx_buf_t) -> bool {
+    (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0
+}
+
+/// `cl` cut into pieces of at most `max` bytes, each a chain of new links, when it holds more:
+/// a static file is one buffer however big, and a filter reading or holding a piece must not
+/// need the whole file in memory. A file buffer larger than `max` is cut into shadow buffers
+/// over its byte ranges (the original is consumed: its bytes are the shadows' now); a memory
+/// buffer is never cut. None when `cl` holds no more than `max` bytes.
+///
+/// # Safety
+/// As `walk`; `pool` is the live pool of the request `cl` belongs to.
+pub(crate) unsafe fn pieces(pool: *mut ngx_pool_t, cl: *mut ngx_chain_t, max: usize) -> Result<Option<Vec<*mut ngx_chain_t>>, ()> {
+    if measure(cl).0 <= max as u64 {
+        return Ok(None);
+    }
+    let mut out = Pieces { pool, max, pieces: Vec::new(), head: std::ptr::null_mut(), tail: std::ptr::null_mut(), size: 0 };
+    let mut cl = cl;
+    while !cl.is_null() {
+        let b = (*cl).buf;
+        cl = (*cl).next;
+        if b.is_null() {
+            continue;
+        }
+        let len = ((*b).file_last - (*b).file_pos) as usize;
+        if !file_only(b) || len <= max {
+            let len = if file_only(b) { len } else { memory_len(b) };
+            out.push(b, len)?;
+            continue;
+        }
+        let mut pos = (*b).file_pos;
+        while pos < (*b).file_last {
+            let n = ((*b).file_last - pos).min(max as off_t);
+            let s = ngx_pcalloc(pool, std::mem::size_of::<ngx_buf_t>()) as *mut ngx_buf_t;
+            if s.is_null() {
+                return Err(());
+            }
+            *s = *b;
+            (*s).file_pos = pos;
+            (*s).file_last = pos + n;
+            pos += n;
+            // The flags that end a body or a flush belong to the last piece only.
+            let last = pos == (*b).file_last;
+            (*s).set_last_buf(u32::from(last && (*b).last_buf() != 0));
+            (*s).set_last_in_chain(u32::from(last && (*b).last_in_chain() != 0));
+            (*s).set_flush(u32::from(last && (*b).flush() != 0));
+            (*s).set_recycled(0);
+            out.push(s, n as usize)?;
+        }
+        (*b).file_pos = (*b).file_last;
+    }
+    if !out.head.is_null() {
+        out.pieces.push(out.head);
+    }
+    Ok(Some(out.pieces))
+}
+
+unsafe fn memory_len(b: *mut ngx_buf_t) -> usize {
+    if (*b).pos.is_null() || (*b).last <= (*b).pos {
+        0
+    } else {
+        (*b).last.offset_from((*b).pos) as usize
+    }
+}
+
+struct Pieces {
+    pool: *mut ngx_pool_t,
+    max: usize,
+    pieces: Vec<*mut ngx_chain_t>,
+    head: *mut ngx_chain_t,
+    tail: *mut ngx_chain_t,
+    size: usize,
+}
+
+impl Pieces {
+    /// Adds `b` (`len` bytes) to the current piece, or starts the next piece with it.
+    unsafe fn push(&mut self, b: *mut ngx_buf_t, len: usize) -> Result<(), ()> {
+        let l = ngx_alloc_chain_link(self.pool);
+        if l.is_null() {
+            return Err(());
+        }
+        (*l).buf = b;
+        (*l).next = std::ptr::null_mut();
+        if !self.head.is_null() && self.size + len > self.max {
+            self.pieces.push(self.head);
+            self.head = std::ptr::null_mut();
+            self.size = 0;
+        }
+        if self.head.is_null() {
+            self.head = l;
+        } else {
+            (*self.tail).next = l;
+        }
+        self.tail = l;
+        self.size += len;
+        Ok(())
+    }
+}
+
+/// The last link of `cl` (not null).
+///
+/// # Safety
+/// `cl` is a live, non-empty chain.
+pub(crate) unsafe fn last_link(mut cl: *mut ngx_chain_t) -> *mut ngx_chain_t {
+    while !(*cl).next.is_null() {
+        cl = (*cl).next;
+    }
+    cl
 }
 
 /// Size of one recycled output buffer (nginx's default output_buffers size).
@@ -263,9 +374,6 @@ impl Recycled {
 ///
 /// # Safety
 /// `cl` is a live, non-empty chain.
-pub(crate) unsafe fn last_buf_of(mut cl: *mut ngx_chain_t) -> *mut ngx_buf_t {
-    while !(*cl).next.is_null() {
-        cl = (*cl).next;
-    }
-    (*cl).buf
+pub(crate) unsafe fn last_buf_of(cl: *mut ngx_chain_t) -> *mut ngx_buf_t {
+    (*last_link(cl)).buf
 }
