@@ -15,6 +15,8 @@
 //!   bench filter (t/filters/out/bench.wasm) in `noop` and fault-injection mode, through the
 //!   host core with a `MemoryStream`: the filter's own code and the host core, without nginx.
 //!   `sdk_*_entries` are the wasm entries of one such request, counted by the host's figures.
+//!   `sdk_headers_request`: the same in `headers` mode (reads two request headers, adds two
+//!   response headers), the filter of case 2.
 //!
 //! `cargo test --release -p proxy-wasm-host --test call_floor -- --ignored --nocapture --test-threads=1`
 
@@ -128,7 +130,7 @@ fn bench_filter(bytes: &[u8], config: &str) -> (PluginInstance, u32) {
     (inst, root)
 }
 
-/// One request of the noop filter: 7 callbacks (context_create, request and response headers,
+/// One request of the noop (or headers) filter: 7 callbacks (context_create, request and response headers,
 /// response body, done, log, delete).
 fn noop_request(inst: &mut PluginInstance, root: u32, st: &mut MemoryStream, nreq: u32, nresp: u32) {
     let ctx = inst.create_http_context(root).unwrap();
@@ -190,6 +192,19 @@ fn sdk_request_floors() {
     let n = entries(&mut inst, root, |i| noop_request(i, root, &mut st.clone(), nreq, nresp));
     floor("sdk_noop_request", median_ns(20_000, || noop_request(&mut inst, root, &mut st, nreq, nresp)));
     println!("FLOOR sdk_noop_entries {n}");
+
+    // The headers filter adds two response headers per request: dropped again after each
+    // request, so that every request sees the same maps (the drop is counted in the figure).
+    let (mut inst, root) = bench_filter(&bytes, "headers");
+    let one = |i: &mut PluginInstance, st: &mut MemoryStream| {
+        noop_request(i, root, st, nreq, nresp);
+        let added = st.response_headers.as_mut().unwrap();
+        assert_eq!(added.len(), nresp as usize + 2);
+        added.truncate(nresp as usize);
+    };
+    let n = entries(&mut inst, root, |i| one(i, &mut st.clone()));
+    floor("sdk_headers_request", median_ns(20_000, || one(&mut inst, &mut st)));
+    println!("FLOOR sdk_headers_entries {n}");
 
     let (mut inst, root) = bench_filter(&bytes, FAULT);
     let n = entries(&mut inst, root, |i| fault_request(i, root, &mut st.clone(), nreq));
