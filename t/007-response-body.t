@@ -258,3 +258,19 @@ location /big.txt { proxy_wasm testbed "resp_body_replace=b:C"; }
 GET /big.txt
 --- response_body eval
 "aC" x 300000
+
+=== TEST 18: under directio a file reaches the filters read into memory (nginx's copy filter reads O_DIRECT files itself, aligned), whatever its size
+--- user_files eval
+">>> big.txt\n" . ("abcdefgh" x 40000) . "z"
+--- config
+sendfile on;
+location /big.txt {
+    directio 4k;
+    proxy_wasm testbed "resp_body_upper";
+}
+--- request
+GET /big.txt
+--- response_body eval
+("ABCDEFGH" x 40000) . "Z"
+--- no_error_log
+cannot read the body chunk
