@@ -17,7 +17,7 @@ use std::path::Path;
 use wasmer::Module;
 
 use crate::limits::Limits;
-use crate::runtime::{build_engine, compile, to_binary, validate, validate_features, CompiledModule, Compiler, Engine};
+use crate::runtime::{build_engine, compile, validate, CompiledModule, Compiler, Engine};
 
 /// How this process may use the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,9 @@ pub fn cache_key(bytes: &[u8], compiler: Compiler, limits: &Limits) -> String {
     // Metering instruments the code and the memory cap decides its bounds checks.
     h.update(&limits.max_instructions.min(1).to_le_bytes());
     h.update(&limits.max_memory.to_le_bytes());
+    // The features this host accepts: an artifact is what `compile` made (and validated)
+    // under them, so a hit needs no second validation of the module.
+    h.update(format!("{:?}", crate::runtime::features()).as_bytes());
     format!(
         "{}-wasmer{}-{}-{}.bin",
         &h.finalize().to_hex()[..32],
@@ -156,8 +159,8 @@ pub fn compile_cached(
     policy: CachePolicy,
 ) -> Result<(CompiledModule, CacheOutcome), String> {
     let Some(dir) = dir else { return Ok((compile(engine, bytes)?, CacheOutcome::Uncached)) };
-    // A cached artifact skips wasmer's validator: check the module's features first.
-    validate_features(engine.compiler, &to_binary(bytes)?)?;
+    // A cached artifact skips wasmer's validator: it is found only under a key that names
+    // the accepted features (see `cache_key`), and `compile` validated it before storing.
     match trusted_dir(dir, &policy) {
         Ok(true) => {}
         Ok(false) => return Ok((compile(engine, bytes)?, CacheOutcome::Compiled)),
