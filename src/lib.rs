@@ -170,18 +170,13 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         if signaller {
             return NGX_OK as ngx_int_t;
         }
-        if let Err(msg) = vm::load::compile_and_check(cf, mcf) {
-            return emerg(cf, &msg);
+        if let Err(msg) = calls::location::create_location(cf, mcf) {
+            return emerg(cf, &format!("proxy_wasm: {msg}"));
         }
-        // The calls' location loads the trusted certificates (the system bundle: 30-40 ms of
-        // every start and reload): only when a module can make calls (Lua plugins' calls are
-        // made by Lua).
-        if mcf.modules.iter().any(|m| m.compiled.as_ref().is_some_and(calls::location::can_call)) {
-            if let Err(msg) = calls::location::create_location(cf, mcf) {
-                return emerg(cf, &format!("proxy_wasm: {msg}"));
-            }
+        match vm::load::compile_and_check(cf, mcf) {
+            Ok(()) => NGX_OK as ngx_int_t,
+            Err(msg) => emerg(cf, &msg),
         }
-        NGX_OK as ngx_int_t
     })
 }
 

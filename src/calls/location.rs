@@ -62,11 +62,6 @@ pub(crate) unsafe fn add_variables(cf: *mut ngx_conf_t) -> bool {
     true
 }
 
-/// Whether `m` imports a hostcall that makes HTTP calls (0.2.x or 0.1.0).
-pub(crate) fn can_call(m: &proxy_wasm_host::CompiledModule) -> bool {
-    m.imports_function("proxy_http_call") || m.imports_function("proxy_dispatch_http_call")
-}
-
 /// The text of the generated location, from the wasm_call_* directives.
 fn location_text(mcf: &MainConf) -> String {
     let t = mcf.call_timeout.unwrap_or(DEFAULT_TIMEOUT_MS);

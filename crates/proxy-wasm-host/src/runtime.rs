@@ -178,11 +178,6 @@ impl CompiledModule {
     pub fn exports(&self, name: &str) -> bool {
         self.module.exports().any(|e| e.name() == name)
     }
-
-    /// Whether the module imports the host function `name` (from any namespace).
-    pub fn imports_function(&self, name: &str) -> bool {
-        self.module.imports().functions().any(|i| i.name() == name)
-    }
 }
 
 /// Compiles and validates `bytes` (binary wasm, or WAT text). The error says what is wrong
