@@ -233,8 +233,11 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
             }
             chain = std::mem::replace(&mut ctx.pending_in, std::ptr::null_mut());
         }
+        let measured = crate::util::buf::measure(chain);
+        if measured.0 <= PIECE as u64 {
+            return run_piece(r, ctx, chain, measured);
+        }
         let Ok(pieces) = crate::util::buf::pieces(pool, chain, PIECE) else { return NGX_ERROR as ngx_int_t };
-        let Some(pieces) = pieces else { return run_piece(r, ctx, chain) };
         for (k, &piece) in pieces.iter().enumerate() {
             if ctx.swallow_body {
                 // Answered or closed by an earlier piece: the rest of the body is dropped.
@@ -249,7 +252,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
                 ctx.pending_in = piece;
                 return NGX_AGAIN as ngx_int_t;
             }
-            let rc = run_piece(r, ctx, piece);
+            let rc = run_piece(r, ctx, piece, crate::util::buf::measure(piece));
             if rc == NGX_ERROR as ngx_int_t {
                 for &rest in &pieces[k + 1..] {
                     crate::util::buf::discard(rest);
@@ -265,10 +268,15 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
 /// holds per call stays bounded when nginx hands over a whole file as one buffer.
 const PIECE: usize = 256 * 1024;
 
-/// One piece of the response body through the filters (all of it when it is small).
-unsafe fn run_piece(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, chain: *mut ngx_chain_t) -> ngx_int_t {
+/// One piece of the response body through the filters (all of it when it is small), with
+/// its size and flags (`buf::measure`).
+unsafe fn run_piece(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    chain: *mut ngx_chain_t,
+    (len, flags): (u64, crate::util::buf::Flags),
+) -> ngx_int_t {
     let pool = (*r).pool;
-    let (len, flags) = crate::util::buf::measure(chain);
     // A subrequest's output ends with last_in_chain (last_buf is the main request's).
     let eos = flags.last_buf || (flags.last_in_chain && r != (*r).main);
     let flush = flags.flush;

@@ -32,13 +32,10 @@ pub(crate) unsafe fn walk(
         let b = (*cl).buf;
         if !b.is_null() {
             // A buffer in memory is read from memory even when it also has a file copy.
-            if file_only(b) {
-                let len = ((*b).file_last - (*b).file_pos) as usize;
-                if len > 0 {
-                    f(Data::File { file: (*b).file, pos: (*b).file_pos, len })?;
-                }
-            } else if !(*b).pos.is_null() && (*b).last > (*b).pos {
-                let len = (*b).last.offset_from((*b).pos) as usize;
+            let len = buf_len(b);
+            if len > 0 && file_only(b) {
+                f(Data::File { file: (*b).file, pos: (*b).file_pos, len })?;
+            } else if len > 0 {
                 f(Data::Memory(std::slice::from_raw_parts((*b).pos, len)))?;
             }
             if consume {
@@ -153,18 +150,15 @@ unsafe fn file_only(b: *mut ngx_buf_t) -> bool {
     (*b).in_file() != 0 && (*b).temporary() == 0 && (*b).memory() == 0 && (*b).mmap() == 0
 }
 
-/// `cl` cut into pieces of at most `max` bytes, each a chain of new links, when it holds more:
+/// `cl` (more than `max` bytes) cut into pieces of at most `max` bytes, each a chain of new links:
 /// a static file is one buffer however big, and a filter reading or holding a piece must not
 /// need the whole file in memory. A file buffer larger than `max` is cut into shadow buffers
 /// over its byte ranges (the original is consumed: its bytes are the shadows' now); a memory
-/// buffer is never cut. None when `cl` holds no more than `max` bytes.
+/// buffer is never cut.
 ///
 /// # Safety
 /// As `walk`; `pool` is the live pool of the request `cl` belongs to.
-pub(crate) unsafe fn pieces(pool: *mut ngx_pool_t, cl: *mut ngx_chain_t, max: usize) -> Result<Option<Vec<*mut ngx_chain_t>>, ()> {
-    if measure(cl).0 <= max as u64 {
-        return Ok(None);
-    }
+pub(crate) unsafe fn pieces(pool: *mut ngx_pool_t, cl: *mut ngx_chain_t, max: usize) -> Result<Vec<*mut ngx_chain_t>, ()> {
     let mut out = Pieces { pool, max, pieces: Vec::new(), head: std::ptr::null_mut(), tail: std::ptr::null_mut(), size: 0 };
     let mut cl = cl;
     while !cl.is_null() {
@@ -173,9 +167,8 @@ pub(crate) unsafe fn pieces(pool: *mut ngx_pool_t, cl: *mut ngx_chain_t, max: us
         if b.is_null() {
             continue;
         }
-        let len = ((*b).file_last - (*b).file_pos) as usize;
+        let len = buf_len(b);
         if !file_only(b) || len <= max {
-            let len = if file_only(b) { len } else { memory_len(b) };
             out.push(b, len)?;
             continue;
         }
@@ -203,11 +196,15 @@ pub(crate) unsafe fn pieces(pool: *mut ngx_pool_t, cl: *mut ngx_chain_t, max: us
     if !out.head.is_null() {
         out.pieces.push(out.head);
     }
-    Ok(Some(out.pieces))
+    Ok(out.pieces)
 }
 
-unsafe fn memory_len(b: *mut ngx_buf_t) -> usize {
-    if (*b).pos.is_null() || (*b).last <= (*b).pos {
+/// The bytes of `b`, where `walk` reads them: its memory, or its file range when it has
+/// no memory copy.
+unsafe fn buf_len(b: *mut ngx_buf_t) -> usize {
+    if file_only(b) {
+        ((*b).file_last - (*b).file_pos) as usize
+    } else if (*b).pos.is_null() || (*b).last <= (*b).pos {
         0
     } else {
         (*b).last.offset_from((*b).pos) as usize
