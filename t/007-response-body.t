@@ -274,3 +274,25 @@ GET /big.txt
 ("ABCDEFGH" x 40000) . "Z"
 --- no_error_log
 cannot read the body chunk
+
+=== TEST 19: a filter reads ranges of a chunk that nginx holds in several memory buffers (a proxied response through small proxy buffers); a range across two buffers comes out whole and in order, and the chunk passes on unchanged
+--- user_files eval
+">>> abc.txt\n" . ("abcdefghijklmnopqrstuvwxyz" x 100)
+--- config
+location /t {
+    proxy_buffer_size 1k;
+    proxy_buffers 8 1k;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/abc.txt;
+    proxy_wasm testbed "resp_body_at=1020:8;resp_body_at=2040:8";
+    proxy_wasm testbed "resp_body_at=0:3";
+}
+--- request
+GET /t
+--- response_body eval
+"abcdefghijklmnopqrstuvwxyz" x 100
+--- error_log eval
+[qr/resp_body_at 1020:8 size=\d+ -> Ok \[ghijklmn\]/,
+ qr/resp_body_at 2040:8 size=\d+ -> Ok \[mnopqrst\]/,
+ qr/resp_body_at 0:3 size=\d+ -> Ok \[abc\]/]
+--- no_error_log
+cannot read the body chunk

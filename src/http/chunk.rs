@@ -57,6 +57,61 @@ impl Chunk {
         Ok(&self.bytes)
     }
 
+    /// Hands bytes `start..end` (inside the chunk) to `put`, in order: straight from nginx's
+    /// memory buffers while they are the chunk and not copied, so a plugin that only reads
+    /// costs no copy besides its own; a file buffer's part is read into a scratch buffer of
+    /// at most its size (a piece: 256 KiB). Err(()): a file could not be read; the inner
+    /// result is `put`'s.
+    pub fn read_range<E>(
+        &mut self,
+        start: usize,
+        end: usize,
+        put: &mut dyn FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Result<(), E>, ()> {
+        if self.chain.is_null() || self.copied {
+            return match self.bytes.get(start..end) {
+                Some(b) => Ok(put(b)),
+                None => Err(()),
+            };
+        }
+        let (mut at, mut reached, mut put_err, mut scratch) = (0usize, false, None, Vec::new());
+        // SAFETY: the chain is live and unconsumed (from_chain's contract); a file range is
+        // read into `scratch`, sized for it first.
+        let walked = unsafe {
+            buf::walk(self.chain, false, &mut |d| {
+                let len = match &d {
+                    buf::Data::Memory(m) => m.len(),
+                    buf::Data::File { len, .. } => *len,
+                };
+                let (base, from, to) = (at, start.max(at), end.min(at + len));
+                at += len;
+                if from < to {
+                    let part = match d {
+                        buf::Data::Memory(m) => &m[from - base..to - base],
+                        buf::Data::File { file, pos, .. } => {
+                            scratch.clear();
+                            scratch.resize(to - from, 0);
+                            let off = pos + (from - base) as off_t;
+                            if ngx_read_file(file, scratch.as_mut_ptr(), scratch.len(), off) != scratch.len() as isize {
+                                return Err(());
+                            }
+                            &scratch[..]
+                        }
+                    };
+                    put(part).map_err(|e| put_err = Some(e))?;
+                }
+                // Stops the walk once the range is out; not a failure.
+                reached = at >= end;
+                if reached { Err(()) } else { Ok(()) }
+            })
+        };
+        match put_err {
+            Some(e) => Ok(Err(e)),
+            None if reached || (walked.is_ok() && end <= at) => Ok(Ok(())),
+            None => Err(()),
+        }
+    }
+
     /// The bytes for changing: from now on they, not nginx's buffers, are the chunk.
     pub fn bytes_mut(&mut self) -> Result<&mut Vec<u8>, ()> {
         self.bytes()?;

@@ -253,6 +253,23 @@ impl HttpStream for NgxStream<'_> {
         }
     }
 
+    fn body_read(
+        &mut self,
+        which: BufferType,
+        start: usize,
+        end: usize,
+        put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
+    ) -> Option<Result<(), Status>> {
+        let (r, label) = (self.r, self.label);
+        match &mut self.body {
+            Some((t, Body::Held(b))) if *t == which => Some(b.get(start..end).map_or(Err(Status::InternalFailure), put)),
+            Some((t, Body::Chunk(c))) if *t == which => {
+                Some(read_or_log(r, label, c.read_range(start, end, put)).unwrap_or(Err(Status::InternalFailure)))
+            }
+            _ => None,
+        }
+    }
+
     fn body_size(&mut self, which: BufferType) -> Option<usize> {
         match &self.body {
             Some((t, Body::Held(b))) if *t == which => Some(b.len()),

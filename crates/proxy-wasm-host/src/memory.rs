@@ -19,7 +19,11 @@ fn view<'a>(env: &'a FunctionEnvMut<HostEnv>) -> Result<MemoryView<'a>, Status> 
 
 /// `len` bytes at `ptr` of guest memory, as a raw pointer after the bounds check.
 fn range(v: &MemoryView<'_>, ptr: i32, len: usize) -> Result<*mut u8, Status> {
-    let (start, len) = (u(ptr), len as u64);
+    range_at(v, u(ptr), len)
+}
+
+fn range_at(v: &MemoryView<'_>, start: u64, len: usize) -> Result<*mut u8, Status> {
+    let len = len as u64;
     let end = start.checked_add(len).ok_or(Status::InvalidMemoryAccess)?;
     if end > v.data_size() {
         return Err(Status::InvalidMemoryAccess);
@@ -34,7 +38,11 @@ fn range(v: &MemoryView<'_>, ptr: i32, len: usize) -> Result<*mut u8, Status> {
 /// (runtime.rs): no other thread can reach this memory, and no guest code runs (so the
 /// memory cannot grow or move) between the bounds check and the copy.
 fn copy_in(v: &MemoryView<'_>, ptr: i32, data: &[u8]) -> Result<(), Status> {
-    let dst = range(v, ptr, data.len())?;
+    copy_in_at(v, u(ptr), data)
+}
+
+fn copy_in_at(v: &MemoryView<'_>, start: u64, data: &[u8]) -> Result<(), Status> {
+    let dst = range_at(v, start, data.len())?;
     // SAFETY: `dst..dst+len` is inside guest memory (checked); host bytes never overlap it.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
     Ok(())
@@ -142,14 +150,25 @@ pub(crate) fn return_with(
 }
 
 /// A `return_with` fill for bytes the env holds: `f` finds them again and hands them to
-/// `put`, which copies them to `addr` in guest memory, with no copy in between.
+/// `put`, in one or more pieces, which copies them one after the other from `addr` in guest
+/// memory, with no copy in between. More than the `len` bytes allocated, or fewer, fail.
 pub(crate) fn write_with(
     env: &mut FunctionEnvMut<HostEnv>,
     addr: i32,
+    len: usize,
     f: impl FnOnce(&mut HostEnv, &mut dyn FnMut(&[u8]) -> Result<(), Status>) -> Result<(), Status>,
 ) -> Result<(), Status> {
     let mem = env.data().memory.clone().ok_or(Status::InternalFailure)?;
     let (data, store) = env.data_and_store_mut();
     let v = mem.view(&store);
-    f(data, &mut |bytes| copy_in(&v, addr, bytes))
+    let mut done = 0usize;
+    f(data, &mut |bytes| {
+        if bytes.len() > len - done {
+            return Err(Status::InternalFailure);
+        }
+        copy_in_at(&v, u(addr) + done as u64, bytes)?;
+        done += bytes.len();
+        Ok(())
+    })?;
+    if done == len { Ok(()) } else { Err(Status::InternalFailure) }
 }

@@ -39,6 +39,20 @@ pub trait HttpStream {
     fn body_size(&mut self, which: BufferType) -> Option<usize> {
         self.body_bytes(which).map(|b| b.len())
     }
+    /// Hands bytes `start..end` of the body to `put`, in order, in as many pieces as the
+    /// embedder holds them in: a body still in the embedder's buffers reaches the plugin
+    /// with no copy in between. None outside the body callbacks; INTERNAL_FAILURE when the
+    /// range is not inside the body or the bytes cannot be read.
+    fn body_read(
+        &mut self,
+        which: BufferType,
+        start: usize,
+        end: usize,
+        put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
+    ) -> Option<Result<(), Status>> {
+        let b = self.body_bytes(which)?;
+        Some(b.get(start..end).map_or(Err(Status::InternalFailure), put))
+    }
     /// A property of the request (`path` is the attribute path split on its NUL separators,
     /// e.g. ["request", "path"]), encoded as Envoy encodes it, into `out`.
     fn get_property(&mut self, _path: &[&[u8]], _out: &mut Vec<u8>) -> Status {
@@ -106,6 +120,15 @@ impl<O: StreamOverlay> HttpStream for Overlay<O> {
     }
     fn body_size(&mut self, which: BufferType) -> Option<usize> {
         self.0.inner().body_size(which)
+    }
+    fn body_read(
+        &mut self,
+        which: BufferType,
+        start: usize,
+        end: usize,
+        put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
+    ) -> Option<Result<(), Status>> {
+        self.0.inner().body_read(which, start, end, put)
     }
     fn get_property(&mut self, path: &[&[u8]], out: &mut Vec<u8>) -> Status {
         self.0.get_property(path, out)

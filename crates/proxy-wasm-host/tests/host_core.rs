@@ -618,6 +618,103 @@ fn get_buffer_bytes_serves_configuration() {
     }
 }
 
+/// A stream that hands its response body out in pieces of `piece` bytes, as nginx does from
+/// its buffers; `lie` makes it hand out one byte more (1) or one fewer (-1) than asked.
+struct PieceStream {
+    inner: MemoryStream,
+    piece: usize,
+    lie: i32,
+}
+
+impl HttpStream for PieceStream {
+    fn log(&mut self, level: LogLevel, msg: &[u8]) {
+        self.inner.log(level, msg)
+    }
+    fn map_pairs(&mut self, map: MapType, out: &mut maps::MapBuilder) -> Status {
+        self.inner.map_pairs(map, out)
+    }
+    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
+        self.inner.map_get(map, key, out)
+    }
+    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
+        self.inner.map_set_pairs(map, pairs)
+    }
+    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        self.inner.map_add(map, key, value)
+    }
+    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+        self.inner.map_replace(map, key, value)
+    }
+    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
+        self.inner.map_remove(map, key)
+    }
+    fn body(&mut self, which: proxy_wasm_host::abi::BufferType) -> Option<&mut Vec<u8>> {
+        self.inner.body(which)
+    }
+    fn body_bytes(&mut self, _which: proxy_wasm_host::abi::BufferType) -> Option<&[u8]> {
+        panic!("the body is read piece by piece, never copied whole")
+    }
+    fn body_size(&mut self, which: proxy_wasm_host::abi::BufferType) -> Option<usize> {
+        self.inner.body(which).map(|b| b.len())
+    }
+    fn body_read(
+        &mut self,
+        which: proxy_wasm_host::abi::BufferType,
+        start: usize,
+        end: usize,
+        put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
+    ) -> Option<Result<(), Status>> {
+        let (piece, lie) = (self.piece, self.lie);
+        let b = self.inner.body(which)?;
+        let end = if lie < 0 { (end - 1).max(start) } else { end };
+        for p in b[start..end].chunks(piece) {
+            if let Err(e) = put(p) {
+                return Some(Err(e));
+            }
+        }
+        Some(if lie > 0 { put(b"!") } else { Ok(()) })
+    }
+}
+
+#[test]
+fn get_buffer_bytes_reads_a_body_in_pieces() {
+    let engine = engine();
+    let mut w = Wat::new();
+    w.env("proxy_get_buffer_bytes");
+    let gb = |start: i64, max: i64| {
+        format!(
+            "(call $st_ret (call $proxy_get_buffer_bytes (i32.const 1) (i32.const {start}) (i32.const {max}) (i32.const 100) (i32.const 104)))"
+        )
+    };
+    let calls = [gb(0, 0xFFFF_FFFF), gb(2, 5), gb(10, 0xFFFF_FFFF), gb(11, 1)].join("\n    ");
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    {calls}
+    (i32.const 0))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, _records) = instantiate(&engine, &m, b"", LogLevel::Trace);
+    let root = inst.create_root_context(None).expect("root");
+    let mut run = |piece: usize, lie: i32| {
+        let ctx = inst.create_http_context(root).unwrap();
+        let inner = MemoryStream { response_body: Some(b"hello world".to_vec()), ..stream_with(&[]) };
+        let mut s = PieceStream { inner, piece, lie };
+        inst.on_body(true, ctx, &mut s, 11, true).unwrap();
+        s.inner.logs.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>()
+    };
+    let whole = strs(&["st=0000", "hello world", "st=0000", "llo w", "st=0000", "d", "st=0000", ""]);
+    assert_eq!(run(3, 0), whole, "pieces of 3 bytes");
+    assert_eq!(run(1, 0), whole, "pieces of 1 byte");
+    assert_eq!(run(64, 0), whole, "one piece");
+    // An embedder that hands out more or fewer bytes than the range fails the hostcall; no
+    // byte lands past the room the plugin allocated.
+    let failed = strs(&["st=0010", "st=0010", "st=0010"]);
+    assert_eq!(run(3, 1)[..3], failed[..], "one byte too many");
+    assert_eq!(run(3, -1)[..3], failed[..], "one byte too few");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. header maps
 // ---------------------------------------------------------------------------------------------

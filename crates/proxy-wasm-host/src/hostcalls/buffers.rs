@@ -53,24 +53,29 @@ pub(crate) fn proxy_get_buffer_bytes(
     // api7's answers for the bodies it serves (the configuration is not checked there).
     let api7 = env.data().api7
         && BufferType::from_i32(ty).is_some_and(|t| is_body(t) || t == BufferType::HttpCallResponseBody);
-    let range = with_buffer(env.data_mut(), ty, |b| {
-        if api7 && b.is_empty() {
+    // Only the size here: a body is not read (copied out of the embedder) to check a range.
+    let range = buffer_len(env.data_mut(), ty).and_then(|len| {
+        if api7 && len == 0 {
             return Err(Status::NotFound);
         }
-        if start > b.len() || (api7 && (start == b.len() || max == 0)) {
+        if start > len || (api7 && (start == len || max == 0)) {
             return Err(Status::BadArgument);
         }
-        Ok((start, start.saturating_add(max).min(b.len())))
+        Ok((start, start.saturating_add(max).min(len)))
     });
     let (start, end) = match range {
-        Ok(Ok(r)) => r,
-        Ok(Err(s)) | Err(s) => return s as i32,
+        Ok(r) => r,
+        Err(s) => return s as i32,
     };
     // Copied straight from where the bytes are (a body may still be the embedder's) into the
     // room the plugin's allocator made; fetched again after it, as it ran guest code.
+    // A body goes piece by piece from the embedder's own buffers when it still has them.
     let r = return_with(&mut env, end - start, ret_ptr, ret_size, |env, addr| {
-        write_with(env, addr, |data, put| {
-            with_buffer(data, ty, |b| if b.len() >= end { put(&b[start..end]) } else { Err(Status::InternalFailure) })?
+        write_with(env, addr, end - start, |data, put| match BufferType::from_i32(ty) {
+            Some(t) if is_body(t) => {
+                data.stream().ok_or(Status::NotFound)?.body_read(t, start, end, put).ok_or(Status::NotFound)?
+            }
+            _ => with_buffer(data, ty, |b| b.get(start..end).map_or(Err(Status::InternalFailure), put))?,
         })
     });
     super::status(r)
