@@ -45,6 +45,30 @@ fn messages(records: &Records) -> Vec<String> {
     records.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
 }
 
+/// The header-map methods of an `HttpStream` that wraps a `MemoryStream` in `self.inner`.
+macro_rules! forward_maps {
+    () => {
+        fn map_pairs(&mut self, map: MapType, out: &mut maps::MapBuilder) -> Status {
+            self.inner.map_pairs(map, out)
+        }
+        fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
+            self.inner.map_get(map, key, out)
+        }
+        fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
+            self.inner.map_set_pairs(map, pairs)
+        }
+        fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+            self.inner.map_add(map, key, value)
+        }
+        fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
+            self.inner.map_replace(map, key, value)
+        }
+        fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
+            self.inner.map_remove(map, key)
+        }
+    };
+}
+
 /// A MemoryStream whose plugin messages go to the same record as the instance logger, so the
 /// whole lifecycle can be read in one order.
 struct SharedStream {
@@ -56,24 +80,7 @@ impl HttpStream for SharedStream {
     fn log(&mut self, level: LogLevel, msg: &[u8]) {
         self.records.lock().unwrap().push((level, String::from_utf8_lossy(msg).into_owned()));
     }
-    fn map_pairs(&mut self, map: MapType, out: &mut maps::MapBuilder) -> Status {
-        self.inner.map_pairs(map, out)
-    }
-    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
-        self.inner.map_get(map, key, out)
-    }
-    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
-        self.inner.map_set_pairs(map, pairs)
-    }
-    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.inner.map_add(map, key, value)
-    }
-    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.inner.map_replace(map, key, value)
-    }
-    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
-        self.inner.map_remove(map, key)
-    }
+    forward_maps!();
 }
 
 fn engine() -> Engine {
@@ -630,24 +637,7 @@ impl HttpStream for PieceStream {
     fn log(&mut self, level: LogLevel, msg: &[u8]) {
         self.inner.log(level, msg)
     }
-    fn map_pairs(&mut self, map: MapType, out: &mut maps::MapBuilder) -> Status {
-        self.inner.map_pairs(map, out)
-    }
-    fn map_get(&mut self, map: MapType, key: &[u8], out: &mut Vec<u8>) -> Status {
-        self.inner.map_get(map, key, out)
-    }
-    fn map_set_pairs(&mut self, map: MapType, pairs: &[(&[u8], &[u8])]) -> Status {
-        self.inner.map_set_pairs(map, pairs)
-    }
-    fn map_add(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.inner.map_add(map, key, value)
-    }
-    fn map_replace(&mut self, map: MapType, key: &[u8], value: &[u8]) -> Status {
-        self.inner.map_replace(map, key, value)
-    }
-    fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status {
-        self.inner.map_remove(map, key)
-    }
+    forward_maps!();
     fn body(&mut self, which: proxy_wasm_host::abi::BufferType) -> Option<&mut Vec<u8>> {
         self.inner.body(which)
     }
