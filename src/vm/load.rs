@@ -18,7 +18,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
     let mcf_cache = mcf.cache_dir.clone();
     let policy = crate::conf::cache_policy::cache_policy();
     for (mi, m) in mcf.modules.iter_mut().enumerate() {
-        let (compiled, cached) = proxy_wasm_host::compile_cached(&engine, &m.bytes, mcf_cache.as_deref(), policy)
+        let (compiled, cached) = proxy_wasm_host::compile_cached_in_child(&engine, &m.bytes, mcf_cache.as_deref(), policy)
             .map_err(|e| format!("wasm_module \"{}\": \"{}\" {} {}", m.name, m.path, e, m.origin))?;
         if let proxy_wasm_host::CacheOutcome::Miss(why) = cached {
             crate::util::log::cycle_warn(&format!("wasm_compile_cache: {why}; \"{}\" compiled without the cache", m.path));

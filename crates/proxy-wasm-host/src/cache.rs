@@ -17,6 +17,7 @@ use std::path::Path;
 use wasmer::Module;
 
 use crate::limits::Limits;
+use crate::child_compile::compile_in_child;
 use crate::runtime::{build_engine, compile, validate, CompiledModule, Compiler, Engine};
 
 /// How this process may use the cache.
@@ -158,13 +159,49 @@ pub fn compile_cached(
     dir: Option<&Path>,
     policy: CachePolicy,
 ) -> Result<(CompiledModule, CacheOutcome), String> {
-    let Some(dir) = dir else { return Ok((compile(engine, bytes)?, CacheOutcome::Uncached)) };
+    cached(engine, bytes, dir, policy, false)
+}
+
+/// `compile_cached` for a process that forks workers (the nginx master): what has to be
+/// compiled is compiled in a child process (child_compile.rs), so that the compile's
+/// garbage stays out of this process and of every process forked from it. Falls back to
+/// compiling here if no child can be started.
+pub fn compile_cached_in_child(
+    engine: &Engine,
+    bytes: &[u8],
+    dir: Option<&Path>,
+    policy: CachePolicy,
+) -> Result<(CompiledModule, CacheOutcome), String> {
+    cached(engine, bytes, dir, policy, true)
+}
+
+/// Compiles here, or in a child (`in_child`); with the artifact when the child made it.
+fn build(engine: &Engine, bytes: &[u8], in_child: bool) -> Result<(CompiledModule, Option<Vec<u8>>), String> {
+    if in_child {
+        match compile_in_child(engine, bytes) {
+            Ok((m, artifact)) => return Ok((m, Some(artifact))),
+            Err(Some(why)) => return Err(why),
+            Err(None) => {}
+        }
+    }
+    compile(engine, bytes).map(|m| (m, None))
+}
+
+fn cached(
+    engine: &Engine,
+    bytes: &[u8],
+    dir: Option<&Path>,
+    policy: CachePolicy,
+    in_child: bool,
+) -> Result<(CompiledModule, CacheOutcome), String> {
+    let make = |engine: &Engine, bytes: &[u8]| build(engine, bytes, in_child);
+    let Some(dir) = dir else { return Ok((make(engine, bytes)?.0, CacheOutcome::Uncached)) };
     // A cached artifact skips wasmer's validator: it is found only under a key that names
     // the accepted features (see `cache_key`), and `compile` validated it before storing.
     match trusted_dir(dir, &policy) {
         Ok(true) => {}
-        Ok(false) => return Ok((compile(engine, bytes)?, CacheOutcome::Compiled)),
-        Err(why) => return Ok((compile(engine, bytes)?, CacheOutcome::Miss(why))),
+        Ok(false) => return Ok((make(engine, bytes)?.0, CacheOutcome::Compiled)),
+        Err(why) => return Ok((make(engine, bytes)?.0, CacheOutcome::Miss(why))),
     }
     let key = cache_key(bytes, engine.compiler, &engine.limits);
     let path = dir.join(&key);
@@ -183,15 +220,17 @@ pub fn compile_cached(
         Ok(None) => {}
         Err(why) => refused = Some(why),
     }
-    let compiled = compile(engine, bytes)?;
+    let (compiled, artifact) = make(engine, bytes)?;
     if !policy.write {
         return Ok((compiled, refused.map_or(CacheOutcome::Compiled, CacheOutcome::Miss)));
     }
-    let stored = match compiled.module.serialize() {
-        Ok(artifact) => store_artifact(dir, &key, &artifact)
-            .map_err(|e| format!("cannot write to the cache directory \"{}\": {e}", dir.display())),
-        Err(_) => Err("cannot serialize the compiled module".to_string()),
+    let artifact = match artifact {
+        Some(a) => Ok(a),
+        None => compiled.module.serialize().map(|a| a.to_vec()).map_err(|_| "cannot serialize the compiled module".to_string()),
     };
+    let stored = artifact.and_then(|a| {
+        store_artifact(dir, &key, &a).map_err(|e| format!("cannot write to the cache directory \"{}\": {e}", dir.display()))
+    });
     let outcome = match (refused, stored) {
         (Some(why), Ok(())) => CacheOutcome::Miss(format!("{why} (replaced by a fresh artifact)")),
         (Some(why), Err(_)) | (None, Err(why)) => CacheOutcome::Miss(why),

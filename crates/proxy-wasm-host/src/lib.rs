@@ -13,6 +13,7 @@
 
 pub mod abi;
 pub mod cache;
+mod child_compile;
 pub mod call_target;
 mod env;
 pub mod hostcalls;
@@ -30,7 +31,7 @@ pub use env::{Callback, Logger, StreamOps};
 pub use http_call::{CallPolicy, HttpCallRequest, HttpCallResponse};
 pub use instance::{CallStats, FailureKind, HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};
-pub use cache::{compile_cached, CacheOutcome, CachePolicy};
+pub use cache::{compile_cached, compile_cached_in_child, CacheOutcome, CachePolicy};
 pub use runtime::{compile, features, new_engine, CompiledModule, Compiler, Engine};
 pub use shared_store::SharedStore;
 pub use stream::{HttpStream, LocalResponse, MemoryStream, Overlay, StreamOverlay};
