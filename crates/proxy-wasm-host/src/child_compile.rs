@@ -17,8 +17,8 @@ use wasmer::Module;
 
 use crate::runtime::{build_engine, compile, validate, CompiledModule, Engine};
 
-/// A record the parent accepts: an artifact larger than this is refused (the compile of an
-/// operator's module, but the parent allocates what the pipe announces).
+/// The largest artifact the parent reads: what it allocates for the pipe's contents is
+/// bounded.
 const MAX_ARTIFACT: u64 = 1 << 30;
 
 /// Compiles `bytes` in a child process and loads the result here. Returns the module and
@@ -46,7 +46,8 @@ pub fn compile_in_child(engine: &Engine, bytes: &[u8]) -> Result<(CompiledModule
     }
     drop(wr);
     let mut out = Vec::new();
-    let read = std::fs::File::from(rd).read_to_end(&mut out);
+    // Read at most one byte past the largest record accepted, so the check below sees it.
+    let read = std::fs::File::from(rd).take(9 + MAX_ARTIFACT + 1).read_to_end(&mut out);
     let status = reap(pid);
     let failed = || Some(format!("cannot be compiled: the compile process {status}"));
     read.map_err(|_| failed())?;
