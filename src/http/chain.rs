@@ -292,7 +292,7 @@ pub(crate) enum BodyEnd {
 /// each filter gets what it holds plus what the one before passed, and passes it all on
 /// unless it pauses. A pause at the end of the body has nothing left to wait for (the bytes
 /// go on), except for a request filter whose HTTP calls are pending. A filter holding
-/// nothing sees the chunk as it came (still nginx's buffers, copied only if read).
+/// nothing sees the chunk as it came (still nginx's buffers, copied only if changed).
 pub(crate) unsafe fn run_body(
     r: *mut ngx_http_request_t,
     ctx: &mut RequestCtx,

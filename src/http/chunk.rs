@@ -1,7 +1,7 @@
 //! A body chunk on its way through the chain of filters. It starts as nginx's buffers and
-//! stays them, untouched, unless a filter changes the bytes: a filter that only looks at the
-//! chunk costs one copy out (made when it first reads), one that does not even look costs
-//! none, and either way the buffers go on as they came (a static file keeps sendfile).
+//! stays them, untouched, unless a filter changes the bytes: a filter that only reads the
+//! chunk gets it straight from those buffers, one that does not even look costs nothing,
+//! and either way the buffers go on as they came (a static file keeps sendfile).
 
 use ngx::ffi::*;
 
@@ -12,22 +12,22 @@ pub(crate) struct Chunk {
     /// nginx's buffers holding the chunk, not consumed; null once a filter changed the bytes,
     /// or when the chunk never was in nginx's buffers (a request body, held bytes).
     chain: *mut ngx_chain_t,
-    /// The bytes: a copy of `chain` once read (`copied`), or the chunk itself (`chain` null).
+    /// The chunk's bytes once `chain` is null.
     bytes: Vec<u8>,
-    copied: bool,
+    /// The size of `chain`.
     len: usize,
 }
 
 impl Chunk {
     pub fn from_bytes(bytes: Vec<u8>) -> Chunk {
-        Chunk { chain: std::ptr::null_mut(), len: bytes.len(), bytes, copied: false }
+        Chunk { chain: std::ptr::null_mut(), len: bytes.len(), bytes }
     }
 
     /// # Safety
     /// `cl` is a live chain of `len` bytes that stays unconsumed while the chunk is used,
     /// within the body filter call that got it.
     pub unsafe fn from_chain(cl: *mut ngx_chain_t, len: usize) -> Chunk {
-        Chunk { chain: cl, bytes: Vec::new(), copied: false, len }
+        Chunk { chain: cl, bytes: Vec::new(), len }
     }
 
     pub fn len(&self) -> usize {
@@ -42,23 +42,8 @@ impl Chunk {
         self.len() == 0
     }
 
-    /// The bytes for reading, copied out of nginx's buffers the first time (Err: a file
-    /// buffer could not be read).
-    pub fn bytes(&mut self) -> Result<&[u8], ()> {
-        if !self.chain.is_null() && !self.copied {
-            self.bytes.reserve_exact(self.len);
-            // SAFETY: the chain is live and unconsumed (from_chain's contract).
-            if unsafe { buf::copy_out(self.chain, &mut self.bytes) }.is_err() {
-                self.bytes.clear();
-                return Err(());
-            }
-            self.copied = true;
-        }
-        Ok(&self.bytes)
-    }
-
     /// Hands bytes `start..end` (inside the chunk) to `put`, in order: straight from nginx's
-    /// memory buffers while they are the chunk and not copied, so a plugin that only reads
+    /// memory buffers while they are the chunk, so a plugin that only reads
     /// costs no copy besides its own; a file buffer's part is read into a scratch buffer of
     /// at most its size (a piece: 256 KiB). Err(()): a file could not be read; the inner
     /// result is `put`'s.
@@ -68,7 +53,7 @@ impl Chunk {
         end: usize,
         put: &mut dyn FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Result<(), E>, ()> {
-        if self.chain.is_null() || self.copied {
+        if self.chain.is_null() {
             return match self.bytes.get(start..end) {
                 Some(b) => Ok(put(b)),
                 None => Err(()),
@@ -112,10 +97,18 @@ impl Chunk {
         }
     }
 
-    /// The bytes for changing: from now on they, not nginx's buffers, are the chunk.
+    /// The bytes for changing, copied out of nginx's buffers the first time (Err: a file
+    /// buffer could not be read): from then on they, not nginx's buffers, are the chunk.
     pub fn bytes_mut(&mut self) -> Result<&mut Vec<u8>, ()> {
-        self.bytes()?;
-        self.chain = std::ptr::null_mut();
+        if !self.chain.is_null() {
+            self.bytes.reserve_exact(self.len);
+            // SAFETY: the chain is live and unconsumed (from_chain's contract).
+            if unsafe { buf::copy_out(self.chain, &mut self.bytes) }.is_err() {
+                self.bytes.clear();
+                return Err(());
+            }
+            self.chain = std::ptr::null_mut();
+        }
         Ok(&mut self.bytes)
     }
 

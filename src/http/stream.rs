@@ -73,8 +73,8 @@ impl<'a> NgxStream<'a> {
         self
     }
 
-    /// Gives the running body callback a chunk still in nginx's buffers, copied out only if
-    /// the plugin reads it.
+    /// Gives the running body callback a chunk still in nginx's buffers, read straight from
+    /// them, copied out only if the plugin changes it.
     pub fn with_chunk(mut self, which: BufferType, chunk: &'a mut Chunk) -> NgxStream<'a> {
         self.body = Some((which, Body::Chunk(chunk)));
         self
@@ -240,15 +240,6 @@ impl HttpStream for NgxStream<'_> {
         match &mut self.body {
             Some((t, Body::Held(b))) if *t == which => Some(&mut **b),
             Some((t, Body::Chunk(c))) if *t == which => read_or_log(r, label, c.bytes_mut()),
-            _ => None,
-        }
-    }
-
-    fn body_bytes(&mut self, which: BufferType) -> Option<&[u8]> {
-        let (r, label) = (self.r, self.label);
-        match &mut self.body {
-            Some((t, Body::Held(b))) if *t == which => Some(&b[..]),
-            Some((t, Body::Chunk(c))) if *t == which => read_or_log(r, label, c.bytes()),
             _ => None,
         }
     }

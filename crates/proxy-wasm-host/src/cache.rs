@@ -194,14 +194,14 @@ fn cached(
     policy: CachePolicy,
     in_child: bool,
 ) -> Result<(CompiledModule, CacheOutcome), String> {
-    let make = |engine: &Engine, bytes: &[u8]| build(engine, bytes, in_child);
-    let Some(dir) = dir else { return Ok((make(engine, bytes)?.0, CacheOutcome::Uncached)) };
+    let make = || build(engine, bytes, in_child);
+    let Some(dir) = dir else { return Ok((make()?.0, CacheOutcome::Uncached)) };
     // A cached artifact skips wasmer's validator: it is found only under a key that names
     // the accepted features (see `cache_key`), and `compile` validated it before storing.
     match trusted_dir(dir, &policy) {
         Ok(true) => {}
-        Ok(false) => return Ok((make(engine, bytes)?.0, CacheOutcome::Compiled)),
-        Err(why) => return Ok((make(engine, bytes)?.0, CacheOutcome::Miss(why))),
+        Ok(false) => return Ok((make()?.0, CacheOutcome::Compiled)),
+        Err(why) => return Ok((make()?.0, CacheOutcome::Miss(why))),
     }
     let key = cache_key(bytes, engine.compiler, &engine.limits);
     let path = dir.join(&key);
@@ -220,7 +220,7 @@ fn cached(
         Ok(None) => {}
         Err(why) => refused = Some(why),
     }
-    let (compiled, artifact) = make(engine, bytes)?;
+    let (compiled, artifact) = make()?;
     if !policy.write {
         return Ok((compiled, refused.map_or(CacheOutcome::Compiled, CacheOutcome::Miss)));
     }

@@ -26,18 +26,14 @@ pub trait HttpStream {
     /// Removes every value of `key`; Ok even when absent.
     fn map_remove(&mut self, map: MapType, key: &[u8]) -> Status;
     /// The body bytes buffered for the running body callback, for the plugin to change; None
-    /// outside the body callbacks (the hostcall then says NOT_FOUND).
+    /// outside the body callbacks (the hostcall then says NOT_FOUND). An embedder whose body
+    /// is still in its own buffers copies it out here, and only here.
     fn body(&mut self, _which: BufferType) -> Option<&mut Vec<u8>> {
         None
     }
-    /// The same bytes for reading only: an embedder whose body is still in its own buffers
-    /// copies it out here and can pass those buffers on untouched afterwards.
-    fn body_bytes(&mut self, which: BufferType) -> Option<&[u8]> {
-        self.body(which).map(|b| &b[..])
-    }
     /// The body's size, without reading it.
     fn body_size(&mut self, which: BufferType) -> Option<usize> {
-        self.body_bytes(which).map(|b| b.len())
+        self.body(which).map(|b| b.len())
     }
     /// Hands bytes `start..end` of the body to `put`, in order, in as many pieces as the
     /// embedder holds them in: a body still in the embedder's buffers reaches the plugin
@@ -50,7 +46,7 @@ pub trait HttpStream {
         end: usize,
         put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
     ) -> Option<Result<(), Status>> {
-        let b = self.body_bytes(which)?;
+        let b = self.body(which)?;
         Some(b.get(start..end).map_or(Err(Status::InternalFailure), put))
     }
     /// A property of the request (`path` is the attribute path split on its NUL separators,
@@ -114,9 +110,6 @@ impl<O: StreamOverlay> HttpStream for Overlay<O> {
     }
     fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
         self.0.inner().body(which)
-    }
-    fn body_bytes(&mut self, which: BufferType) -> Option<&[u8]> {
-        self.0.inner().body_bytes(which)
     }
     fn body_size(&mut self, which: BufferType) -> Option<usize> {
         self.0.inner().body_size(which)

@@ -638,11 +638,8 @@ impl HttpStream for PieceStream {
         self.inner.log(level, msg)
     }
     forward_maps!();
-    fn body(&mut self, which: proxy_wasm_host::abi::BufferType) -> Option<&mut Vec<u8>> {
-        self.inner.body(which)
-    }
-    fn body_bytes(&mut self, _which: proxy_wasm_host::abi::BufferType) -> Option<&[u8]> {
-        panic!("the body is read piece by piece, never copied whole")
+    fn body(&mut self, _which: proxy_wasm_host::abi::BufferType) -> Option<&mut Vec<u8>> {
+        panic!("the body is read piece by piece, never taken whole")
     }
     fn body_size(&mut self, which: proxy_wasm_host::abi::BufferType) -> Option<usize> {
         self.inner.body(which).map(|b| b.len())

@@ -17,16 +17,13 @@ fn is_body(ty: BufferType) -> bool {
     matches!(ty, BufferType::HttpRequestBody | BufferType::HttpResponseBody)
 }
 
-/// Runs `f` on the bytes of buffer `ty`, or returns the status that says why not.
+/// Runs `f` on the bytes of a buffer the host holds, or returns the status that says why
+/// not. The bodies are the embedder's: `buffer_len` and `read_buffer` serve them.
 fn with_buffer<R>(env: &mut HostEnv, ty: i32, f: impl FnOnce(&[u8]) -> R) -> Result<R, Status> {
     match BufferType::from_i32(ty) {
         None => Err(Status::BadArgument),
         Some(BufferType::VmConfiguration) => Ok(f(&env.vm_config)),
         Some(BufferType::PluginConfiguration) => env.root_of_current().map(|r| f(&r.config)).ok_or(Status::NotFound),
-        Some(t) if is_body(t) => {
-            let s = env.stream().ok_or(Status::NotFound)?;
-            s.body_bytes(t).map(f).ok_or(Status::NotFound)
-        }
         Some(BufferType::HttpCallResponseBody) => env.http_response().map(|r| f(&r.body)).ok_or(Status::NotFound),
         Some(_) => Err(Status::Unimplemented),
     }
@@ -37,6 +34,21 @@ fn buffer_len(env: &mut HostEnv, ty: i32) -> Result<usize, Status> {
     match BufferType::from_i32(ty) {
         Some(t) if is_body(t) => env.stream().ok_or(Status::NotFound)?.body_size(t).ok_or(Status::NotFound),
         _ => with_buffer(env, ty, |b| b.len()),
+    }
+}
+
+/// Hands bytes `start..end` of buffer `ty` to `put`: a body piece by piece from where the
+/// embedder holds it (no copy in between), any other buffer in one piece.
+fn read_buffer(
+    env: &mut HostEnv,
+    ty: i32,
+    start: usize,
+    end: usize,
+    put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
+) -> Result<(), Status> {
+    match BufferType::from_i32(ty) {
+        Some(t) if is_body(t) => env.stream().ok_or(Status::NotFound)?.body_read(t, start, end, put).ok_or(Status::NotFound)?,
+        _ => with_buffer(env, ty, |b| b.get(start..end).map_or(Err(Status::InternalFailure), put))?,
     }
 }
 
@@ -69,14 +81,8 @@ pub(crate) fn proxy_get_buffer_bytes(
     };
     // Copied straight from where the bytes are (a body may still be the embedder's) into the
     // room the plugin's allocator made; fetched again after it, as it ran guest code.
-    // A body goes piece by piece from the embedder's own buffers when it still has them.
     let r = return_with(&mut env, end - start, ret_ptr, ret_size, |env, addr| {
-        write_with(env, addr, end - start, |data, put| match BufferType::from_i32(ty) {
-            Some(t) if is_body(t) => {
-                data.stream().ok_or(Status::NotFound)?.body_read(t, start, end, put).ok_or(Status::NotFound)?
-            }
-            _ => with_buffer(data, ty, |b| b.get(start..end).map_or(Err(Status::InternalFailure), put))?,
-        })
+        write_with(env, addr, end - start, |data, put| read_buffer(data, ty, start, end, put))
     });
     super::status(r)
 }
