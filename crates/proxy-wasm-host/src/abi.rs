@@ -107,6 +107,14 @@ impl MapType {
     }
 }
 
+/// `proxy_peer_type_t`: which side closed an L4 connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerType {
+    Unknown = 0,
+    Local = 1,
+    Remote = 2,
+}
+
 /// `proxy_buffer_type_t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BufferType {

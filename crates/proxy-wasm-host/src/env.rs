@@ -35,6 +35,12 @@ pub enum Callback {
     Log,
     Done,
     Delete,
+    /// L4 (network filter) callbacks.
+    NewConnection,
+    DownstreamData,
+    UpstreamData,
+    DownstreamClose,
+    UpstreamClose,
 }
 
 impl Callback {
@@ -56,6 +62,11 @@ impl Callback {
             Callback::Log => "proxy_on_log",
             Callback::Done => "proxy_on_done",
             Callback::Delete => "proxy_on_delete",
+            Callback::NewConnection => "proxy_on_new_connection",
+            Callback::DownstreamData => "proxy_on_downstream_data",
+            Callback::UpstreamData => "proxy_on_upstream_data",
+            Callback::DownstreamClose => "proxy_on_downstream_connection_close",
+            Callback::UpstreamClose => "proxy_on_upstream_connection_close",
         }
     }
 
@@ -127,6 +138,29 @@ pub struct StreamOps {
     pub continue_response: bool,
     pub close_request: bool,
     pub close_response: bool,
+    /// L4: resume or close the downstream (client) or upstream side.
+    pub continue_downstream: bool,
+    pub continue_upstream: bool,
+    pub close_downstream: bool,
+    pub close_upstream: bool,
+}
+
+impl StreamOps {
+    pub const NONE: StreamOps = StreamOps {
+        continue_request: false,
+        continue_response: false,
+        close_request: false,
+        close_response: false,
+        continue_downstream: false,
+        continue_upstream: false,
+        close_downstream: false,
+        close_upstream: false,
+    };
+
+    /// A close of any side was asked for.
+    pub fn closes(&self) -> bool {
+        self.close_request || self.close_response || self.close_downstream || self.close_upstream
+    }
 }
 
 impl CallState {
@@ -231,6 +265,9 @@ pub struct HostEnv {
     /// api7/wasm-nginx-module's contract (the Lua path) where it is laxer or stricter than
     /// Envoy's: see `PluginInstance::set_api7_contract`.
     pub(crate) api7: bool,
+    /// The embedder sends HTTP calls (false: the nginx stream module, which has no
+    /// subrequests to send them with): proxy_http_call says UNIMPLEMENTED.
+    pub(crate) http_calls_offered: bool,
     /// Targets whose refusal was logged already.
     pub(crate) refusals: crate::http_call::RefusalLog,
     /// Bytes of calls in flight, and what each HTTP context dispatched.
@@ -270,6 +307,7 @@ impl HostEnv {
             next_call_token: 1,
             call_policy: None,
             api7: false,
+            http_calls_offered: true,
             refusals: Default::default(),
             call_ledger: Default::default(),
             shared: crate::shared_store::process_store(),

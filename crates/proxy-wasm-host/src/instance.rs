@@ -51,12 +51,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub const CONTINUE: Outcome = Outcome { action: Action::Continue, local_response: None, ops: StreamOps {
-        continue_request: false,
-        continue_response: false,
-        close_request: false,
-        close_response: false,
-    } };
+    pub const CONTINUE: Outcome = Outcome { action: Action::Continue, local_response: None, ops: StreamOps::NONE };
 }
 
 /// What one callback left behind besides its return value.
@@ -96,6 +91,11 @@ struct Callbacks {
     queue_ready: Option<TypedFunction<(i32, i32), ()>>,
     log: Option<TypedFunction<i32, ()>>,
     delete: Option<TypedFunction<i32, ()>>,
+    new_connection: Option<TypedFunction<i32, i32>>,
+    downstream_data: Option<TypedFunction<(i32, i32, i32), i32>>,
+    upstream_data: Option<TypedFunction<(i32, i32, i32), i32>>,
+    downstream_close: Option<TypedFunction<(i32, i32), ()>>,
+    upstream_close: Option<TypedFunction<(i32, i32), ()>>,
 }
 
 /// Which stream callbacks the module exports, so an embedder can skip whole phases.
@@ -107,6 +107,8 @@ pub struct Exports {
     pub response_body: bool,
     pub response_trailers: bool,
     pub log: bool,
+    pub downstream_data: bool,
+    pub upstream_data: bool,
 }
 
 pub struct PluginInstance {
@@ -332,6 +334,11 @@ impl PluginInstance {
             queue_ready: typed(&instance, &store, "proxy_on_queue_ready")?,
             log: typed(&instance, &store, "proxy_on_log")?,
             delete: typed(&instance, &store, "proxy_on_delete")?,
+            new_connection: typed(&instance, &store, "proxy_on_new_connection")?,
+            downstream_data: typed(&instance, &store, "proxy_on_downstream_data")?,
+            upstream_data: typed(&instance, &store, "proxy_on_upstream_data")?,
+            downstream_close: typed(&instance, &store, "proxy_on_downstream_connection_close")?,
+            upstream_close: typed(&instance, &store, "proxy_on_upstream_connection_close")?,
         };
         let initialize = typed::<(), ()>(&instance, &store, "_initialize")?;
         let main = typed::<(i32, i32), i32>(&instance, &store, "main")?;
@@ -444,6 +451,11 @@ impl PluginInstance {
             Callback::Log => cb.log.is_some(),
             Callback::Done => cb.done.is_some(),
             Callback::Delete => cb.delete.is_some(),
+            Callback::NewConnection => cb.new_connection.is_some(),
+            Callback::DownstreamData => cb.downstream_data.is_some(),
+            Callback::UpstreamData => cb.upstream_data.is_some(),
+            Callback::DownstreamClose => cb.downstream_close.is_some(),
+            Callback::UpstreamClose => cb.upstream_close.is_some(),
             Callback::Start | Callback::None => false,
         }
     }
@@ -494,6 +506,8 @@ impl PluginInstance {
             response_body: self.cb.response_body.is_some(),
             response_trailers: self.cb.response_trailers.is_some(),
             log: self.cb.log.is_some(),
+            downstream_data: self.cb.downstream_data.is_some(),
+            upstream_data: self.cb.upstream_data.is_some(),
         }
     }
 
@@ -913,6 +927,83 @@ impl PluginInstance {
             None => Ok(0),
         })?;
         Ok(Outcome { action: Action::from_i32(action), local_response: after.local_response, ops: after.ops })
+    }
+
+    /// Creates the context of one L4 connection under `root` (a stream context: the same
+    /// on_context_create as an HTTP context's).
+    pub fn create_stream_context(&mut self, root: u32) -> Result<u32, HostError> {
+        self.create_http_context(root)
+    }
+
+    /// on_new_connection, when the connection's session starts.
+    pub fn on_new_connection(&mut self, ctx: u32, stream: &mut dyn HttpStream) -> Result<Outcome, HostError> {
+        if self.cb.new_connection.is_none() {
+            return Ok(Outcome::CONTINUE);
+        }
+        let (action, after) = self.invoke(Callback::NewConnection, ctx, Some(stream), |cb, st| match &cb.new_connection {
+            Some(f) => f.call(st, ctx as i32),
+            None => Ok(0),
+        })?;
+        Ok(Outcome { action: Action::from_i32(action), local_response: None, ops: after.ops })
+    }
+
+    /// on_downstream_data (`upstream` false) or on_upstream_data: `size` bytes are readable
+    /// and changeable as the DOWNSTREAM_DATA / UPSTREAM_DATA buffer through the stream's
+    /// `body()`; `end_of_stream` when that side half-closed.
+    pub fn on_stream_data(
+        &mut self,
+        upstream: bool,
+        ctx: u32,
+        stream: &mut dyn HttpStream,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Result<Outcome, HostError> {
+        let (callback, exported) = if upstream {
+            (Callback::UpstreamData, self.cb.upstream_data.is_some())
+        } else {
+            (Callback::DownstreamData, self.cb.downstream_data.is_some())
+        };
+        if !exported {
+            return Ok(Outcome::CONTINUE);
+        }
+        let size = size.min(i32::MAX as usize) as i32;
+        let (action, after) = self.invoke(callback, ctx, Some(stream), |cb, st| {
+            let f = if upstream { &cb.upstream_data } else { &cb.downstream_data };
+            match f {
+                Some(f) => f.call(st, ctx as i32, size, end_of_stream as i32),
+                None => Ok(0),
+            }
+        })?;
+        Ok(Outcome { action: Action::from_i32(action), local_response: None, ops: after.ops })
+    }
+
+    /// on_downstream_connection_close / on_upstream_connection_close with the side that
+    /// closed (`PeerType`).
+    pub fn on_connection_close(
+        &mut self,
+        upstream: bool,
+        ctx: u32,
+        stream: &mut dyn HttpStream,
+        peer: crate::abi::PeerType,
+    ) -> Result<(), HostError> {
+        let callback = if upstream { Callback::UpstreamClose } else { Callback::DownstreamClose };
+        if !self.exported(callback) {
+            return Ok(());
+        }
+        self.invoke(callback, ctx, Some(stream), |cb, st| {
+            let f = if upstream { &cb.upstream_close } else { &cb.downstream_close };
+            match f {
+                Some(f) => f.call(st, ctx as i32, peer as i32),
+                None => Ok(()),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// proxy_http_call answers UNIMPLEMENTED: the embedder cannot send calls (the nginx
+    /// stream module).
+    pub fn refuse_http_calls(&mut self) {
+        self.host_mut().http_calls_offered = false;
     }
 
     /// on_done then on_log. When on_done returns false without calling proxy_done, the

@@ -149,6 +149,9 @@ pub struct MemoryStream {
     pub response_headers: Option<Vec<(Vec<u8>, Vec<u8>)>>,
     pub request_body: Option<Vec<u8>>,
     pub response_body: Option<Vec<u8>>,
+    /// An L4 connection's data (DOWNSTREAM_DATA / UPSTREAM_DATA).
+    pub downstream_data: Option<Vec<u8>>,
+    pub upstream_data: Option<Vec<u8>>,
     /// Properties by their NUL-joined path.
     pub properties: std::collections::HashMap<Vec<u8>, Vec<u8>>,
     pub logs: Vec<(LogLevel, String)>,
@@ -243,6 +246,8 @@ impl HttpStream for MemoryStream {
         match which {
             BufferType::HttpRequestBody => self.request_body.as_mut(),
             BufferType::HttpResponseBody => self.response_body.as_mut(),
+            BufferType::DownstreamData => self.downstream_data.as_mut(),
+            BufferType::UpstreamData => self.upstream_data.as_mut(),
             _ => None,
         }
     }

@@ -1742,3 +1742,109 @@ fn http_call_bounds_and_policy() {
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].timeout_ms, MAX_CALL_TIMEOUT_MS);
 }
+
+// ---------------------------------------------------------------------------------------------
+// L4 (network filter) callbacks
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn l4_callbacks_data_buffers_and_stream_control() {
+    let engine = engine();
+    let mut w = Wat::new();
+    for h in ["proxy_get_buffer_bytes", "proxy_set_buffer_bytes", "proxy_close_stream", "proxy_continue_stream", "proxy_http_call"] {
+        w.env(h);
+    }
+    let gb = |ty: i32| format!("(call $st_ret (call $proxy_get_buffer_bytes (i32.const {ty}) (i32.const 0) (i32.const -1) (i32.const 100) (i32.const 104)))");
+    let new_conn = w.say("new");
+    let prepend = w.s(">>");
+    let append = w.s("<<");
+    let upstream = w.s("127.0.0.1:1");
+    let (gb2, gb3) = (gb(2), gb(3));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_new_connection") (param i32) (result i32)
+    {new_conn}
+    ;; no data yet
+    {gb2}
+    ;; an HTTP stream's names are refused on an L4 stream
+    (call $st (call $proxy_continue_stream (i32.const 0)))
+    (i32.const 0))
+  (func (export "proxy_on_downstream_data") (param i32 i32 i32) (result i32)
+    (call $st (local.get 1))
+    {gb2}
+    ;; the other direction's buffer is not there
+    {gb3}
+    (call $st (call $proxy_set_buffer_bytes (i32.const 2) (i32.const 0) (i32.const 0) {prepend}))
+    {gb2}
+    ;; Pause until the end of the stream
+    (i32.eqz (local.get 2)))
+  (func (export "proxy_on_upstream_data") (param i32 i32 i32) (result i32)
+    (call $st (call $proxy_set_buffer_bytes (i32.const 3) (i32.const -1) (i32.const 0) {append}))
+    {gb3}
+    (call $st (call $proxy_http_call {upstream} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 108)))
+    (call $st (call $proxy_continue_stream (i32.const 2)))
+    (call $st (call $proxy_close_stream (i32.const 3)))
+    (i32.const 0))
+  (func (export "proxy_on_downstream_connection_close") (param i32 i32)
+    (call $st (i32.add (i32.const 100) (local.get 1))))
+  (func (export "proxy_on_upstream_connection_close") (param i32 i32)
+    (call $st (i32.add (i32.const 200) (local.get 1))))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, _records) = instantiate(&engine, &m, b"", LogLevel::Info);
+    let take = |s: &mut MemoryStream| std::mem::take(&mut s.logs).into_iter().map(|(_, m)| m).collect::<Vec<_>>();
+    inst.refuse_http_calls();
+    let root = inst.create_root_context(None).expect("root");
+    let ctx = inst.create_stream_context(root).unwrap();
+    let exports = inst.exports();
+    assert!(exports.downstream_data && exports.upstream_data);
+    let mut s = MemoryStream::default();
+    let o = inst.on_new_connection(ctx, &mut s).unwrap();
+    assert_eq!(o.action, Action::Continue);
+    assert_eq!(take(&mut s), strs(&["new", "st=0001", "st=0002"]));
+
+    s.downstream_data = Some(b"ping".to_vec());
+    let o = inst.on_stream_data(false, ctx, &mut s, 4, false).unwrap();
+    assert_eq!(o.action, Action::Pause);
+    assert_eq!(take(&mut s), strs(&["st=0004", "st=0000", "ping", "st=0001", "st=0000", "st=0000", ">>ping"]));
+    assert_eq!(s.downstream_data.as_deref(), Some(&b">>ping"[..]));
+    let o = inst.on_stream_data(false, ctx, &mut s, 6, true).unwrap();
+    assert_eq!(o.action, Action::Continue);
+    take(&mut s);
+
+    s.downstream_data = None;
+    s.upstream_data = Some(b"pong".to_vec());
+    let o = inst.on_stream_data(true, ctx, &mut s, 4, true).unwrap();
+    assert_eq!(s.upstream_data.as_deref(), Some(&b"pong<<"[..]));
+    // HTTP calls: UNIMPLEMENTED where the embedder sends none.
+    let msgs = take(&mut s);
+    assert_eq!(msgs[..3], strs(&["st=0000", "st=0000", "pong<<"])[..]);
+    assert!(msgs.contains(&"st=0012".to_string()), "{msgs:?}");
+    assert!(o.ops.continue_downstream && o.ops.close_upstream && !o.ops.close_downstream);
+    assert!(o.ops.closes());
+
+    inst.on_connection_close(false, ctx, &mut s, proxy_wasm_host::abi::PeerType::Remote).unwrap();
+    inst.on_connection_close(true, ctx, &mut s, proxy_wasm_host::abi::PeerType::Local).unwrap();
+    let msgs = take(&mut s);
+    assert_eq!(msgs.iter().filter(|m| m.starts_with("st=")).cloned().collect::<Vec<_>>(), strs(&["st=0102", "st=0201"]));
+    inst.on_done_and_log(ctx, &mut s).unwrap();
+    inst.on_delete(ctx).unwrap();
+}
+
+#[test]
+fn l4_callbacks_a_module_does_not_export_are_skipped() {
+    let engine = engine();
+    let w = Wat::new();
+    let m = w.compile(&engine);
+    let (mut inst, records) = instantiate(&engine, &m, b"", LogLevel::Info);
+    let root = inst.create_root_context(None).expect("root");
+    let ctx = inst.create_stream_context(root).unwrap();
+    let e = inst.exports();
+    assert!(!e.downstream_data && !e.upstream_data);
+    let mut s = MemoryStream { downstream_data: Some(b"x".to_vec()), ..Default::default() };
+    assert_eq!(inst.on_new_connection(ctx, &mut s).unwrap().action, Action::Continue);
+    assert_eq!(inst.on_stream_data(false, ctx, &mut s, 1, false).unwrap().action, Action::Continue);
+    inst.on_connection_close(false, ctx, &mut s, proxy_wasm_host::abi::PeerType::Local).unwrap();
+    assert!(messages(&records).is_empty() && s.logs.is_empty());
+}

@@ -1,7 +1,7 @@
 //! proxy_get_buffer_bytes, proxy_set_buffer_bytes, proxy_get_buffer_status,
 //! proxy_get_configuration (0.1.0).
 //! Served: the VM and plugin configuration, the request and response bodies inside the
-//! body callbacks (through the stream), and the HTTP-call response body inside
+//! body callbacks and an L4 connection's data inside the data callbacks (through the stream), and the HTTP-call response body inside
 //! on_http_call_response (read-only). gRPC and foreign-function buffers return
 //! UNIMPLEMENTED (listed in the README matrix).
 
@@ -13,8 +13,12 @@ use crate::memory::{read, return_bytes, return_with, u, write_u32, write_with};
 
 pub use crate::limits::MAX_BODY_BUFFER;
 
+/// Buffers the embedder's stream holds: the HTTP bodies, and an L4 connection's data.
 fn is_body(ty: BufferType) -> bool {
-    matches!(ty, BufferType::HttpRequestBody | BufferType::HttpResponseBody)
+    matches!(
+        ty,
+        BufferType::HttpRequestBody | BufferType::HttpResponseBody | BufferType::DownstreamData | BufferType::UpstreamData
+    )
 }
 
 /// Runs `f` on the bytes of a buffer the host holds, or returns the status that says why

@@ -3,7 +3,7 @@
 use wasmer::FunctionEnvMut;
 
 use crate::abi::Status;
-use crate::env::HostEnv;
+use crate::env::{Callback, HostEnv};
 use crate::memory::read;
 
 pub(crate) fn proxy_set_effective_context(mut env: FunctionEnvMut<HostEnv>, context_id: i32) -> i32 {
@@ -32,31 +32,51 @@ pub(crate) fn proxy_done(mut env: FunctionEnvMut<HostEnv>) -> i32 {
     Status::NotFound as i32
 }
 
-/// Which HTTP stream a stream-control call names.
-fn stream_type(ty: i32) -> Result<bool, Status> {
+/// Which stream a stream-control call names (`proxy_stream_type_t`).
+#[derive(Clone, Copy)]
+enum StreamType {
+    Request,
+    Response,
+    Downstream,
+    Upstream,
+}
+
+fn stream_type(ty: i32) -> Result<StreamType, Status> {
     match ty {
-        0 => Ok(false), // HTTP_REQUEST
-        1 => Ok(true),  // HTTP_RESPONSE
-        2 | 3 => Err(Status::Unimplemented), // DOWNSTREAM / UPSTREAM: no L4 filters in nginx http
+        0 => Ok(StreamType::Request),
+        1 => Ok(StreamType::Response),
+        2 => Ok(StreamType::Downstream),
+        3 => Ok(StreamType::Upstream),
         _ => Err(Status::BadArgument),
     }
 }
 
 fn stream_op(env: &mut FunctionEnvMut<HostEnv>, ty: i32, close: bool) -> i32 {
-    let response = match stream_type(ty) {
-        Ok(r) => r,
+    let ty = match stream_type(ty) {
+        Ok(t) => t,
         Err(s) => return s as i32,
     };
     let data = env.data_mut();
     if data.stream_ref_is_none() || data.call.effective_id != data.call.context_id {
         return Status::NotFound as i32;
     }
+    // An HTTP stream has no downstream/upstream sides to name, an L4 one no request or
+    // response.
+    let l4 = matches!(
+        data.call.callback,
+        Callback::NewConnection | Callback::DownstreamData | Callback::UpstreamData | Callback::DownstreamClose | Callback::UpstreamClose
+    );
     let ops = &mut data.call.stream_ops;
-    match (close, response) {
-        (false, false) => ops.continue_request = true,
-        (false, true) => ops.continue_response = true,
-        (true, false) => ops.close_request = true,
-        (true, true) => ops.close_response = true,
+    match (close, ty, l4) {
+        (false, StreamType::Request, false) => ops.continue_request = true,
+        (false, StreamType::Response, false) => ops.continue_response = true,
+        (true, StreamType::Request, false) => ops.close_request = true,
+        (true, StreamType::Response, false) => ops.close_response = true,
+        (false, StreamType::Downstream, true) => ops.continue_downstream = true,
+        (false, StreamType::Upstream, true) => ops.continue_upstream = true,
+        (true, StreamType::Downstream, true) => ops.close_downstream = true,
+        (true, StreamType::Upstream, true) => ops.close_upstream = true,
+        _ => return Status::BadArgument as i32,
     }
     Status::Ok as i32
 }

@@ -39,6 +39,11 @@ pub(crate) fn proxy_http_call(
     timeout_ms: i32,
     token_ptr: i32,
 ) -> i32 {
+    if !env.data().http_calls_offered {
+        let msg = "proxy_http_call: UNIMPLEMENTED in this host (the nginx stream module sends no HTTP calls)";
+        env.data_mut().log(LogLevel::Warn, msg.as_bytes());
+        return Status::Unimplemented as i32;
+    }
     let args = [upstream, upstream_len, headers, headers_len, body, body_len, trailers, trailers_len];
     let r = build(&env, args, timeout_ms);
     let mut call = match r {
