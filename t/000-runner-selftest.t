@@ -8,8 +8,23 @@ no_shuffle();
 master_on();    # the real Test::Nginx defaults to master_process off
 log_level('info');
 
+# stream {} support: built in (--with-stream), or TEST_NGINX_STREAM_MODULE = nginx's own
+# ngx_stream_module.so (Debian: libnginx-mod-stream); without either the stream blocks skip.
+my $nginx_v = `\Q${\($ENV{TEST_NGINX_BINARY} || 'nginx')}\E -V 2>&1` // '';
+my $stream_module = $ENV{TEST_NGINX_STREAM_MODULE} // '';
+my $have_stream = $nginx_v =~ /--with-stream(?:\s|$)/ ? 'builtin'
+                : ($stream_module ne '' && -f $stream_module) ? 'module' : '';
+
 add_block_preprocessor(sub {
     my $block = shift;
+    if (grep { defined $block->$_ } qw(stream_config stream_server_config stream_request)) {
+        if (!$have_stream) {
+            $block->set_value(skip_eval => "1: 1");    # "no stream module in this nginx"
+        } elsif ($have_stream eq 'module') {
+            $block->set_value(main_config => "load_module $stream_module;\n"
+                                             . ($block->main_config // ''));
+        }
+    }
     # a default like this project's suites use: no unexpected [error] lines
     if (!defined $block->error_log && !defined $block->no_error_log
         && !defined $block->must_die)
@@ -261,3 +276,106 @@ mapped
 --- request
 GET /t
 --- error_code: 200
+
+
+
+=== TEST 17: stream: return from a stream server; http block still written
+--- stream_server_config
+    return "hello\n";
+--- stream_response
+hello
+
+
+
+=== TEST 18: stream: proxy_pass to this block's http server, request eval
+--- config
+    location = /t { return 200 "hi\n"; }
+--- stream_server_config
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+"GET /t HTTP/1.0\r\n\r\n"
+--- stream_response_like chomp
+^HTTP/1\.1 200 OK\r\n.*\r\n\r\nhi\n$
+
+
+
+=== TEST 19: stream: stream_request eval array is sent in pieces
+--- config
+    location = /t { return 200 "pieces\n"; }
+--- stream_server_config
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+["GET /t HTTP/1.0\r\n", "Host: x\r\n", "\r\n"]
+--- stream_response_like chomp
+\r\n\r\npieces\n$
+
+
+
+=== TEST 20: stream: stream_half_close: the server sees EOF; keep-alive upstream closes then
+--- config
+    location = /t { return 200 "half\n"; }
+--- stream_server_config
+    proxy_half_close on;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+"GET /t HTTP/1.1\r\nHost: x\r\n\r\n"
+--- stream_half_close
+--- timeout: 3
+--- stream_response_like chomp
+^HTTP/1\.1 200 .*\r\n\r\nhalf\n$
+
+
+
+=== TEST 21: stream: stream_config holds a second server on a random port
+--- stream_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return "from-rand";
+    }
+--- stream_server_config
+    proxy_pass 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+--- stream_response chomp
+from-rand
+
+
+
+=== TEST 22: stream: an http request with a stream server: http wins; STREAM_PORT substituted
+--- config
+    location = /port { return 200 "$TEST_NGINX_STREAM_PORT\n"; }
+--- stream_server_config
+    return "stream";
+--- request
+GET /port
+--- response_body
+$TEST_NGINX_STREAM_PORT
+
+
+
+=== TEST 23: stream: error_log of a stream session; empty stream_response
+--- stream_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        return "";
+    }
+--- stream_server_config
+    proxy_connect_timeout 1s;
+    proxy_pass 127.0.0.1:1;
+--- stream_response:
+--- error_log
+Connection refused
+--- no_error_log
+[alert]
+
+
+
+=== TEST 24: stream: abort: a connection left open ends at the timeout without failing
+--- config
+    location = /t { return 200 "open\n"; }
+--- stream_server_config
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+"GET /t HTTP/1.1\r\nHost: x\r\n\r\n"
+--- timeout: 0.5
+--- abort
+--- stream_response_like chomp
+\r\n\r\nopen\n$

@@ -21,6 +21,9 @@ our $VERSION = '0.33';
 
 our @ResponseBodyChecks;
 
+# this runner sends --- stream_request itself (the real one needs Test::Nginx::Socket::Lua::Stream)
+our $NativeStream = 1;
+
 # our own functions (most come from Test::Nginx::Util)
 our @EXPORT = (@Test::Nginx::Util::EXPORT, qw(
     plan run_tests run_test add_response_body_check no_diff
@@ -163,6 +166,9 @@ sub run_test ($) {
     $Test::Nginx::Util::ServerPort = $Test::Nginx::Util::FixedPort
                                      || Test::Nginx::Util::pick_free_port();
     $ENV{TEST_NGINX_SERVER_PORT} = $ENV{TEST_NGINX_PORT} = $Test::Nginx::Util::ServerPort;
+    $Test::Nginx::Util::StreamPort = $Test::Nginx::Util::FixedStreamPort
+                                     || Test::Nginx::Util::pick_free_port();
+    $ENV{TEST_NGINX_STREAM_PORT} = $Test::Nginx::Util::StreamPort;
     $Test::Nginx::Util::RandPorts = {};
     $Test::Nginx::Util::ErrLogFilePos = 0;
 
@@ -209,6 +215,21 @@ sub run_test ($) {
     my $reqs = _get_requests($block);
     my $need_array = @$reqs > 1;
     my $timeout = _parse_time($block->timeout) || $Test::Nginx::Util::Timeout;
+
+    if (_is_stream_block($block)) {
+        for my $rep (0 .. $Test::Nginx::Util::RepeatEach - 1) {
+            _run_stream_request($block, $timeout, $rep);
+            if (defined(my $wait = $block->wait)) {
+                sleep _parse_time($wait);
+            }
+            _check_error_log($block, undef, $rep);
+        }
+        Test::Nginx::Util::stop_nginx();
+        _check_shutdown_error_log($block);
+        _check_crash($block, $start_pos);
+        Test::Nginx::Util::clean_server_root();
+        return;
+    }
 
     for my $rep (0 .. $Test::Nginx::Util::RepeatEach - 1) {
         for my $i (0 .. $#$reqs) {
@@ -282,6 +303,130 @@ sub _run_must_die ($) {
     my ($log_lines) = Test::Nginx::Util::error_log_lines(0);
     my @lines = ((map { "$_\n" } split /\n/, $output), @$log_lines);
     _check_error_log($block, \@lines, 0);
+}
+
+# ---------------------------------------------------------------------------
+# stream {} blocks (the sections of Test::Nginx::Socket::Lua::Stream, sent natively)
+# ---------------------------------------------------------------------------
+
+# A block talks to the stream server when it has one (or a stream_request) and no HTTP request.
+sub _is_stream_block ($) {
+    my $block = shift;
+    return 0 if defined $block->request || defined $block->raw_request
+             || defined $block->pipelined_requests;
+    return defined $block->stream_server_config || defined $block->stream_request;
+}
+
+# Sends --- stream_request (a string, or an eval array of pieces sent ~50 ms apart) to the
+# stream port, half-closes if --- stream_half_close, reads until the server closes (or the
+# timeout), and checks stream_response(_like) / response_body(_like).
+sub _run_stream_request ($$$) {
+    my ($block, $timeout, $rep) = @_;
+    my $name = $block->name;
+    my $req = $block->stream_request;
+    my @pieces = !defined $req ? () : ref $req eq 'ARRAY' ? @$req : ($req);
+    @pieces = map { expand_env_in_text($_, $name) } @pieces;
+    my $port = $Test::Nginx::Util::StreamPort;
+    my $addr = $Test::Nginx::Util::ServerAddr;
+    my %r = (raw => '', timed_out => 0);
+    my $deadline = time + $timeout;
+    my $where = "(repeated req $rep, stream)";
+
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => $addr, PeerPort => $port, Proto => 'tcp', Timeout => $timeout,
+    );
+    if (!$sock) {
+        Test::More::fail("$name - failed to connect to the stream port $addr:$port: $@ $where");
+        Test::More::diag(_error_lines_excerpt());
+        return;
+    }
+    $sock->blocking(0);
+    my $sel = IO::Select->new($sock);
+    my $read_some = sub {
+        my $n = sysread($sock, my $buf, 65536);
+        if (!defined $n) {
+            return 1 if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+            $r{read_error} = "$!";    # e.g. ECONNRESET: the server reset the connection
+            return 0;
+        }
+        return 0 if $n == 0;
+        $r{raw} .= $buf;
+        return 1;
+    };
+    my $closed = 0;
+  WRITE:
+    for my $p (0 .. $#pieces) {
+        my $data = $pieces[$p];
+        while (length $data) {
+            my $left = $deadline - time;
+            if ($left <= 0) { $r{timed_out} = 1; last WRITE }
+            next unless $sel->can_write($left);
+            my $n = syswrite($sock, $data);
+            if (!defined $n) {
+                next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+                $r{write_error} = "$!";
+                last WRITE;    # e.g. EPIPE: the server closed early; read what it sent
+            }
+            substr($data, 0, $n, '');
+        }
+        if ($p < $#pieces) {
+            # between pieces: take in what the server already sent, keep the pieces apart
+            my $until = time + 0.05;
+            while ((my $left = $until - time) > 0) {
+                next unless $sel->can_read($left);
+                if (!$read_some->()) { $closed = 1; last WRITE }
+            }
+        }
+    }
+    if (defined $block->stream_half_close && !$closed && !$r{timed_out}) {
+        shutdown($sock, 1);
+    }
+    while (!$closed && !$r{timed_out}) {
+        my $left = $deadline - time;
+        if ($left <= 0) { $r{timed_out} = 1; last }
+        next unless $sel->can_read(min($left, 0.5));
+        last unless $read_some->();
+    }
+    close $sock;
+
+    if ($r{timed_out} && !defined $block->abort) {
+        Test::More::fail("$name - timeout: the stream server did not close the connection "
+                         . "within ${timeout}s $where");
+        Test::More::diag("received " . length($r{raw}) . " bytes:\n" . substr($r{raw}, 0, 2000));
+        Test::More::diag(_error_lines_excerpt());
+    }
+    return if defined $block->ignore_response;
+
+    my $data = $r{raw};
+    my $exp = defined $block->stream_response ? $block->stream_response : $block->response_body;
+    my $like = defined $block->stream_response_like ? $block->stream_response_like
+                                                     : $block->response_body_like;
+    if (defined $exp) {
+        $exp = $exp->[0] if ref $exp eq 'ARRAY';
+        if (ref $exp eq 'Regexp') {
+            Test::More::like($data, $exp, "$name - stream response like $where");
+        } else {
+            $exp = expand_env_in_text($exp, $name);
+            Test::More::is($data, $exp, "$name - stream response is expected $where")
+                or Test::More::diag(_error_lines_excerpt());
+        }
+    } elsif (defined $like) {
+        $like = $like->[0] if ref $like eq 'ARRAY';
+        my $summary = $data;
+        $summary =~ s/^\s+|\s+$//gs;
+        $summary = substr($summary, 0, 200) . '...' if length $summary > 200;
+        Test::More::like($data, ref $like ? $like : qr/$like/s,
+                         "$name - stream response like ($summary) $where")
+            or Test::More::diag(_error_lines_excerpt());
+    }
+    if (defined $block->response_body_unlike) {
+        my $un = $block->response_body_unlike;
+        Test::More::unlike($data, ref $un ? $un : qr/$un/s,
+                           "$name - stream response unlike $where");
+    }
+    for my $check (@ResponseBodyChecks) {
+        $check->($block, $data, 0, $rep, 0);
+    }
 }
 
 # ---------------------------------------------------------------------------

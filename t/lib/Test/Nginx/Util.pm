@@ -61,6 +61,11 @@ our $WorkerUser           = $ENV{TEST_NGINX_WORKER_USER};
 our $FixedPort            = $ENV{TEST_NGINX_SERVER_PORT} || $ENV{TEST_NGINX_PORT};
 our $ServerPort           = $FixedPort;     # picked per block unless fixed
 our $ServerPortForClient;                   # = $ServerPort unless set
+# stream {} server of --- stream_server_config (as Test::Nginx::Socket::Lua::Stream, which
+# defaults to $ServerPort + 1; we pick a free port per block unless TEST_NGINX_STREAM_PORT is set)
+our $FixedStreamPort      = $ENV{TEST_NGINX_STREAM_PORT};
+our $StreamPort           = $FixedStreamPort;
+our $StreamServer         = 0;              # the last nginx.conf has the stream server
 our @EnvToNginx;
 our @BlockPreprocessors;
 our @CleanupHandlers;
@@ -694,6 +699,27 @@ sub _trimmed ($) {
     return $v;
 }
 
+# The stream {} block of --- stream_config / --- stream_server_config ('' if neither).
+sub _stream_block ($) {
+    my $block = shift;
+    my $name = $block->name;
+    my $sc = $block->stream_config;
+    my $ssc = $block->stream_server_config;
+    $StreamServer = 0;
+    return '' unless defined $sc || defined $ssc;
+    my $out = "stream {\n" . expand_env_in_text($sc // '', $name) . "\n";
+    if (defined $ssc) {
+        $StreamServer = 1;
+        # the real Test::Nginx::Socket::Lua::Stream spells it steam_listen_option
+        my $opt = $block->stream_listen_option // $block->steam_listen_option // '';
+        chomp $opt;
+        $opt = " $opt" if length $opt;
+        $out .= "    server {\n        listen $ServerAddr:$StreamPort$opt;\n\n"
+              . expand_env_in_text($ssc, $name) . "\n    }\n";
+    }
+    return "$out}\n";
+}
+
 sub write_config_file ($) {
     my $block = shift;
     my $name = $block->name;
@@ -706,6 +732,7 @@ sub write_config_file ($) {
     my $post_main_config = expand_env_in_text($block->post_main_config // '', $name);
     my $http_config = expand_env_in_text($block->http_config // '', $name);
     my $config = expand_env_in_text($block->config // '', $name);
+    my $stream = _stream_block($block);
     my $log_level = _trimmed($block->log_level) || $LogLevel;
 
     my @temp;
@@ -746,7 +773,7 @@ error_log $ErrLogFile $log_level;
 pid       $PidFile;
 $env
 $main_config
-
+$stream
 http {
     access_log $AccLogFile;
     $temp
@@ -858,6 +885,19 @@ sub start_nginx () {
                     $output, $st);
         }
         sleep 0.01;
+    }
+    if ($StreamServer && $StreamPort) {
+        until (_listening($StreamPort)) {
+            if (!process_alive($pid)) {
+                undef $NginxPid;
+                return (0, "nginx (pid $pid) exited right after starting", $output, $st);
+            }
+            if (time > $deadline) {
+                return (0, "nginx is not listening on the stream port $ServerAddr:$StreamPort"
+                        . " after 5s", $output, $st);
+            }
+            sleep 0.01;
+        }
     }
     return (1, '', $output, $st);
 }
