@@ -25,7 +25,7 @@
 //!   tick           the root context ticks every 100 ms; the first tick logs `stream: tick`
 //!                  and stops the ticks
 //!   shared         on_new_connection logs `stream: shared get=<value|none>` of shared data key
-//!                  `stream_last`; on_downstream_data stores the chunk there, logs
+//!                  `stream_last` (escaped as show-down); on_downstream_data stores the chunk there, logs
 //!                  `stream: shared set`
 //!   metric         counter `stream_connections` incremented per connection; logs
 //!                  `stream: metric stream_connections=N`
@@ -34,6 +34,10 @@
 //!                  on_new_connection; `lvar:NAME` the same in on_log
 //!   prop:A.B       logs `stream: prop A.B=<value|<none>>` in on_new_connection;
 //!                  `lprop:A.B` the same in on_log (e.g. upstream.address)
+//!   show-down      logs `stream: downstream=<data>` for each downstream chunk as this filter
+//!                  gets it (\r, \n, \t, \\ and other bytes escaped), after any rewrite of an
+//!                  earlier filter of the chain (an echo for the tests); `show-up` the same for
+//!                  upstream data (`stream: upstream=<data>`)
 //!   panic-down     panics (a trap) in on_downstream_data (the Rust way of failing)
 use std::rc::Rc;
 use std::time::Duration;
@@ -165,6 +169,10 @@ fn var(name: &str) -> String {
     }
 }
 
+fn esc(b: &[u8]) -> String {
+    b.iter().flat_map(|&c| std::ascii::escape_default(c)).map(char::from).collect()
+}
+
 fn peer(p: PeerType) -> u32 {
     p as u32
 }
@@ -208,7 +216,7 @@ impl StreamContext for Stream {
         }
         if c.has("shared") {
             let v = match hostcalls::get_shared_data("stream_last") {
-                Ok((Some(b), _)) => String::from_utf8_lossy(&b).into_owned(),
+                Ok((Some(b), _)) => esc(&b),
                 Ok((None, _)) => "none".into(),
                 Err(e) => format!("<error {:?}>", e),
             };
@@ -240,6 +248,9 @@ impl StreamContext for Stream {
             panic!("stream: panic-down");
         }
         let data = self.get_downstream_data(0, size).unwrap_or_default();
+        if c.has("show-down") {
+            info!("stream: downstream={}", esc(&data));
+        }
         if c.has("shared") && !data.is_empty() {
             match hostcalls::set_shared_data("stream_last", Some(&data), None) {
                 Ok(()) => info!("stream: shared set"),
@@ -287,6 +298,10 @@ impl StreamContext for Stream {
         let c = self.conf.clone();
         if c.has("trace") {
             info!("stream: upstream_data size={} eos={}", size, eos);
+        }
+        if c.has("show-up") {
+            let data = self.get_upstream_data(0, size).unwrap_or_default();
+            info!("stream: upstream={}", esc(&data));
         }
         if c.args("close-up").next().is_some() {
             let data = self.get_upstream_data(0, size).unwrap_or_default();
