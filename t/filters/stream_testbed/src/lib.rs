@@ -24,7 +24,7 @@
 //!   deny-new       on_new_connection closes the downstream, logs `stream: denied`, Pause
 //!   tick           the root context ticks every 100 ms; the first tick logs `stream: tick`
 //!                  and stops the ticks
-//!   shared         on_new_connection logs `stream: shared get=<value|none>` of shared data key
+//!   shared         on_new_connection logs `stream: shared get=<"value"|none>` of shared data key
 //!                  `stream_last` (escaped as show-down); on_downstream_data stores the chunk there, logs
 //!                  `stream: shared set`
 //!   metric         counter `stream_connections` incremented per connection; logs
@@ -34,10 +34,10 @@
 //!                  on_new_connection; `lvar:NAME` the same in on_log
 //!   prop:A.B       logs `stream: prop A.B=<value|<none>>` in on_new_connection;
 //!                  `lprop:A.B` the same in on_log (e.g. upstream.address)
-//!   show-down      logs `stream: downstream=<data>` for each downstream chunk as this filter
+//!   show-down      logs `stream: downstream="<data>"` for each downstream chunk as this filter
 //!                  gets it (\r, \n, \t, \\ and other bytes escaped), after any rewrite of an
 //!                  earlier filter of the chain (an echo for the tests); `show-up` the same for
-//!                  upstream data (`stream: upstream=<data>`)
+//!                  upstream data (`stream: upstream="<data>"`)
 //!   panic-down     panics (a trap) in on_downstream_data (the Rust way of failing)
 use std::rc::Rc;
 use std::time::Duration;
@@ -216,7 +216,7 @@ impl StreamContext for Stream {
         }
         if c.has("shared") {
             let v = match hostcalls::get_shared_data("stream_last") {
-                Ok((Some(b), _)) => esc(&b),
+                Ok((Some(b), _)) => format!("\"{}\"", esc(&b)),
                 Ok((None, _)) => "none".into(),
                 Err(e) => format!("<error {:?}>", e),
             };
@@ -249,7 +249,7 @@ impl StreamContext for Stream {
         }
         let data = self.get_downstream_data(0, size).unwrap_or_default();
         if c.has("show-down") {
-            info!("stream: downstream={}", esc(&data));
+            info!("stream: downstream=\"{}\"", esc(&data));
         }
         if c.has("shared") && !data.is_empty() {
             match hostcalls::set_shared_data("stream_last", Some(&data), None) {
@@ -301,7 +301,7 @@ impl StreamContext for Stream {
         }
         if c.has("show-up") {
             let data = self.get_upstream_data(0, size).unwrap_or_default();
-            info!("stream: upstream={}", esc(&data));
+            info!("stream: upstream=\"{}\"", esc(&data));
         }
         if c.args("close-up").next().is_some() {
             let data = self.get_upstream_data(0, size).unwrap_or_default();
