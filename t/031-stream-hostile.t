@@ -1,0 +1,940 @@
+# Hostile L4 filters (t/filters/wat/stream_hostile.wat): a trap, an endless loop and a memory
+# fault in each stream callback, under proxy_wasm_failure_policy closed (the connection is
+# closed, the failure logged) and open (the filter is skipped, data passes). The worker survives:
+# the connections after a failure, through the same server and a healthy one, work.
+# Each block talks to the stream servers through this block's http server (proxy_pass to the
+# stream port), which gives several connections per block: /s goes through the hostile filter,
+# /ok through a well-behaved one on another port; both end at location /inner.
+use lib 't/lib';
+use Test::Nginx::Socket 'no_plan';
+use ProxyWasmStream 'stream_hostile';
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    if (!defined $block->config) {
+        $block->set_value("config", <<'_EOC_');
+    location = /inner { return 200 "inner\n"; }
+    location = /s { proxy_pass http://127.0.0.1:$TEST_NGINX_STREAM_PORT/inner; }
+    location = /ok { proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/inner; }
+_EOC_
+    }
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: stream client: a trap in on_downstream_data, policy closed: the connection is closed
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile td;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+"GET /inner HTTP/1.0\r\n\r\n"
+--- stream_response:
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+
+
+=== TEST 2: stream client: a trap in on_downstream_data, policy open: the data passes
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile td;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+"GET /inner HTTP/1.0\r\n\r\n"
+--- stream_response_like chomp
+^HTTP/1\.1 200 OK\r\n.*\r\n\r\ninner\n$
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+
+
+=== TEST 3: the default failure policy is closed
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm stream_hostile tn;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+"GET /inner HTTP/1.0\r\n\r\n"
+--- stream_response:
+--- error_log
+proxy_on_new_connection failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+
+
+=== TEST 4: a trap (unreachable) in proxy_on_new_connection, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile tn;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_new_connection failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 5: a trap (unreachable) in proxy_on_new_connection, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile tn;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_new_connection failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 6: an endless loop (CPU budget) in proxy_on_new_connection, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile ln;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_new_connection failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 7: an endless loop (CPU budget) in proxy_on_new_connection, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile ln;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_new_connection failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 8: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_new_connection, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile mn;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_new_connection failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 9: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_new_connection, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile mn;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_new_connection failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 10: a trap (unreachable) in proxy_on_downstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile td;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 11: a trap (unreachable) in proxy_on_downstream_data, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile td;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 12: an endless loop (CPU budget) in proxy_on_downstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile ld;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 13: an endless loop (CPU budget) in proxy_on_downstream_data, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile ld;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 14: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile md;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 15: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_data, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile md;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 16: a trap (unreachable) in proxy_on_upstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile tu;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 17: a trap (unreachable) in proxy_on_upstream_data, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile tu;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 18: an endless loop (CPU budget) in proxy_on_upstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile lu;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 19: an endless loop (CPU budget) in proxy_on_upstream_data, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile lu;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 20: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile mu;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 502, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 21: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_data, policy open: the filter is skipped, data passes; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile mu;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 22: a trap (unreachable) in proxy_on_upstream_connection_close, policy closed: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile tC;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 23: a trap (unreachable) in proxy_on_upstream_connection_close, policy open: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile tC;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 24: an endless loop (CPU budget) in proxy_on_upstream_connection_close, policy closed: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile lC;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 25: an endless loop (CPU budget) in proxy_on_upstream_connection_close, policy open: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile lC;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 26: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_connection_close, policy closed: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile mC;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 27: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_connection_close, policy open: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile mC;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_upstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 28: a trap (unreachable) in proxy_on_downstream_connection_close, policy closed: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile tc;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 29: a trap (unreachable) in proxy_on_downstream_connection_close, policy open: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile tc;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 30: an endless loop (CPU budget) in proxy_on_downstream_connection_close, policy closed: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile lc;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 31: an endless loop (CPU budget) in proxy_on_downstream_connection_close, policy open: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile lc;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 32: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_connection_close, policy closed: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy closed;
+    proxy_wasm stream_hostile mc;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
+
+=== TEST 33: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_connection_close, policy open: the response was already sent; the worker serves on
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm_failure_policy open;
+    proxy_wasm stream_hostile mc;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /s", "GET /ok"]
+--- error_code eval
+[200, 200, 200, 200]
+--- timeout: 20
+--- error_log
+proxy_on_downstream_connection_close failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
+
