@@ -1,9 +1,12 @@
-//! Turns what nginx-sys learnt about the nginx tree (DEP_NGINX_*) into cfgs:
+//! Links the cdylib -Bsymbolic (see main), and turns what nginx-sys learnt about the nginx tree (DEP_NGINX_*) into cfgs:
 //! `ngx_feature = "..."` for configure-time features (ssl, http_v2, ...) and
 //! `ngx_linked_headers` for nginx >= 1.23.0, where repeated headers (Cookie,
 //! X-Forwarded-For) are chained through ngx_table_elt_t.next instead of arrays.
 //! DEP_* variables reach direct dependents only, hence nginx-sys in [dependencies].
 fn main() {
+    // Both modules (.so files) carry the same runtime and nginx loads them RTLD_GLOBAL: each
+    // must bind its own symbols to its own definitions, never to the other .so's copy.
+    println!("cargo::rustc-cdylib-link-arg=-Wl,-Bsymbolic");
     println!("cargo::rerun-if-env-changed=DEP_NGINX_FEATURES_CHECK");
     println!(
         "cargo::rustc-check-cfg=cfg(ngx_feature, values({}))",

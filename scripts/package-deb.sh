@@ -99,7 +99,7 @@ YEARS=$(git log --format=%ad --date=format:%Y 2>/dev/null | sort -u | sed -n '1p
         echo " Business Source License 1.1 (BUSL-1.1) of Wasmer, Inc.: copying, redistribution"
         echo " and non-production use are granted; production use is granted only to Wasmer"
         echo " sponsors, until four years after each version's release (then MPL-2.0). Build"
-        echo " without it: cargo build --no-default-features --features cranelift,module-exports."
+        echo " without it: cargo build --no-default-features --features cranelift,module-exports,http."
     fi
 } >"$DOC/copyright"
 ln -s "$PKG" "$G/usr/share/doc/$PKG-dbgsym"

@@ -16,7 +16,7 @@ fail() { printf '\n!! setup FAILED at step: %s\n' "$*" >&2; exit 1; }
 
 APT_PKGS=(build-essential pkg-config libclang-dev libpcre2-dev zlib1g-dev libssl-dev make gcc
           nginx nginx-dev curl perl wrk openssl valgrind python3
-          libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache
+          libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-resty-lrucache libnginx-mod-stream
           dpkg-dev lintian)
 # node/npm build the AssemblyScript test filter; the machine image usually has them.
 command -v npm >/dev/null 2>&1 || APT_PKGS+=(nodejs npm)

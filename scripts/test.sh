@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds the module the three ways, and runs
 #   1. cargo test of the host core (no nginx),
-#   2. the t/ suite against nginx 1.28.3 with the .so from `cargo build` (build path 2),
+#   2. the t/ suite against nginx 1.28.3 with the .so files from `cargo build` (build path 2;
+#      the http module, and the stream module for t/03x-stream*.t),
 #   3. the t/ suite against nginx 1.28.3 with the .so from `./configure --add-dynamic-module`
 #      + `make modules` (build path 1, with the singlepass compiler: t/023 runs there),
 #   4. the t/ suite against Debian's /usr/sbin/nginx 1.22.1 with the .so built against
@@ -62,10 +63,15 @@ NGX_PROXY_WASM_FEATURES="cranelift singlepass" bash scripts/build-addon.sh || di
 # MODE=master runs with master_process on and two workers instead.
 suite() {
     local name=$1 bin=$2 so=$3 lua=${4:-} mode=${5:-single} log="$LOGS/prove-$1.log"
+    # The stream module (t/03x-stream*.t) sits next to the http one; nginx's own stream module
+    # is a separate .so on Debian (libnginx-mod-stream), built in elsewhere.
+    local stream_so=${so%/*}/ngx_stream_proxy_wasm_module.so stream_mod=
+    [ "$bin" = /usr/sbin/nginx ] && stream_mod=/usr/lib/nginx/modules/ngx_stream_module.so
     local master=off workers=1
     [ "$mode" = master ] && { master=on; workers=2; }
     step "t/ suite: $name ($("$bin" -v 2>&1 | sed 's/.*: //'), $(basename "$so"), master_process $master, $workers worker(s))"
     TEST_NGINX_SINGLEPASS=${TEST_NGINX_SINGLEPASS:-} TEST_NGINX_LUA=$lua TEST_NGINX_BINARY=$bin TEST_NGINX_WASM_MODULE=$so TEST_NGINX_FILTERS=$ROOT/t/filters/out \
+        TEST_NGINX_STREAM_WASM_MODULE=$stream_so TEST_NGINX_STREAM_MODULE=$stream_mod \
         TEST_NGINX_SERVROOT=$ROOT/build/servroot-$name TEST_NGINX_MASTER_PROCESS=$master TEST_NGINX_WORKERS=$workers \
         prove -I t/lib -r t/ 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}

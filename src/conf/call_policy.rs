@@ -84,6 +84,20 @@ pub(crate) fn for_module(conf: &MainConf, mi: usize) -> CallPolicy {
     Box::new(move |upstream: &[u8]| check(&reach, &name, &allow, upstream))
 }
 
+/// The HTTP-call policy of module `mi`'s instances: None in the stream module, which sends
+/// no calls (it has no http subrequests to send them with).
+pub(crate) fn policy(conf: &MainConf, mi: usize) -> Option<CallPolicy> {
+    (!cfg!(feature = "stream")).then(|| for_module(conf, mi))
+}
+
+/// Gives a new instance its policy; without one, proxy_http_call says UNIMPLEMENTED.
+pub(crate) fn install(inst: &mut proxy_wasm_host::PluginInstance, policy: Option<CallPolicy>) {
+    match policy {
+        Some(p) => inst.set_call_policy(p),
+        None => inst.refuse_http_calls(),
+    }
+}
+
 /// Postconfiguration: gives each proxy_wasm_call_allow that named no module yet to its
 /// wasm_module, or, with `wasm_vm` (the Lua path), to the plugins Lua loads by that name.
 pub(crate) fn resolve(mcf: &mut MainConf) -> Result<(), String> {
@@ -104,6 +118,7 @@ pub(crate) fn resolve(mcf: &mut MainConf) -> Result<(), String> {
     Ok(())
 }
 
+#[cfg(feature = "http")]
 /// The policy of a plugin Lua loads as `name`: the allow-list of the configuration running
 /// when a call is made (Lua runs calls with cosockets: no upstream{} blocks, and the
 /// resolver is the request's location's, so only the allow-list applies).

@@ -4,10 +4,9 @@
 
 use ngx::core;
 use ngx::ffi::*;
-use ngx::http::HttpModuleMainConf;
 use proxy_wasm_host::{shared_store, Compiler};
 
-use super::{FilterDef, LocConf, MainConf, ModuleDef, Module, Origin};
+use super::{FilterDef, LocConf, MainConf, ModuleDef, Origin};
 
 /// Longest `name=` label of a `proxy_wasm` (it goes into metric series, 255 bytes each).
 const MAX_FILTER_LABEL: usize = 64;
@@ -98,13 +97,13 @@ directive_handler!(
     /// The label is a third argument only, so that no existing plugin configuration changes
     /// meaning (`proxy_wasm m name=x;` still passes "name=x" to the plugin).
     set_proxy_wasm, "proxy_wasm", |cf, lcf: LocConf| {
-    let Some(mcf) = Module::main_conf_mut(&*cf) else {
-        conf_error!(cf, "proxy_wasm: no http main configuration");
+    let Some(mcf) = super::main_conf_of(cf) else {
+        conf_error!(cf, "proxy_wasm: no main configuration");
     };
     let a = args(cf);
     let name = arg_string(&a[1]);
     let Some(module) = mcf.module_index(&name) else {
-        conf_error!(cf, "proxy_wasm: unknown module \"{name}\": declare it first with \"wasm_module {name} /path/to/filter.wasm;\" in the http block");
+        conf_error!(cf, "proxy_wasm: unknown module \"{name}\": declare it first with \"wasm_module {name} /path/to/filter.wasm;\" in the {} block", super::BLOCK);
     };
     let config = a.get(2).map(|s| s.as_bytes().to_vec()).unwrap_or_default();
     let origin = Origin::of(cf);
@@ -137,6 +136,21 @@ directive_handler!(
     let n = ngx_parse_size(&mut v);
     if n < 0 {
         conf_error!(cf, "invalid size \"{}\" in \"proxy_wasm_body_buffer_limit\"", arg_string(&args(cf)[1]));
+    }
+    lcf.body_buffer_limit = Some(n as usize);
+    core::NGX_CONF_OK
+});
+
+directive_handler!(
+    /// `proxy_wasm_buffer_limit SIZE;` (stream): what one filter may hold paused per direction.
+    set_buffer_limit, "proxy_wasm_buffer_limit", |cf, lcf: LocConf| {
+    if lcf.body_buffer_limit.is_some() {
+        conf_error!(cf, "\"proxy_wasm_buffer_limit\" directive is duplicate");
+    }
+    let mut v = args(cf)[1];
+    let n = ngx_parse_size(&mut v);
+    if n < 0 {
+        conf_error!(cf, "invalid size \"{}\" in \"proxy_wasm_buffer_limit\"", arg_string(&args(cf)[1]));
     }
     lcf.body_buffer_limit = Some(n as usize);
     core::NGX_CONF_OK

@@ -1,9 +1,6 @@
 //! The location configuration: its filter chain and per-location policies, merged downward.
 
-use ngx::ffi::*;
-use ngx::http::{HttpModuleLocationConf, Merge, MergeConfigError};
-
-use super::Module;
+use ngx::http::{Merge, MergeConfigError};
 
 #[derive(Default, Clone)]
 pub(crate) struct LocConf {
@@ -13,10 +10,18 @@ pub(crate) struct LocConf {
     pub body_buffer_limit: Option<usize>,
     /// proxy_wasm_failure_policy: Some(status) fails closed with it, Some(0) fails open.
     pub failure_status: Option<u32>,
+    /// The stream server's content handler (proxy_pass, return...), which ours runs after
+    /// on_new_connection (see stream/phases.rs).
+    #[cfg(feature = "stream")]
+    pub content: ngx::ffi::ngx_stream_content_handler_pt,
 }
 
 /// Default of proxy_wasm_body_buffer_limit.
 pub(crate) const DEFAULT_BODY_BUFFER_LIMIT: usize = 10 << 20;
+
+/// Default of the stream module's proxy_wasm_buffer_limit: what one filter may hold paused in
+/// one direction of a connection (a connection lives long; many are open at once).
+pub(crate) const DEFAULT_STREAM_BUFFER_LIMIT: usize = 1 << 20;
 
 impl Merge for LocConf {
     fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
@@ -34,13 +39,17 @@ impl Merge for LocConf {
 }
 
 /// The body buffer limit of the request's location.
-pub(crate) unsafe fn body_buffer_limit(r: *mut ngx_http_request_t) -> usize {
-    Module::location_conf(&*r).and_then(|c| c.body_buffer_limit).unwrap_or(DEFAULT_BODY_BUFFER_LIMIT)
+#[cfg(feature = "http")]
+pub(crate) unsafe fn body_buffer_limit(r: *mut ngx::ffi::ngx_http_request_t) -> usize {
+    use ngx::http::HttpModuleLocationConf;
+    super::Module::location_conf(&*r).and_then(|c| c.body_buffer_limit).unwrap_or(DEFAULT_BODY_BUFFER_LIMIT)
 }
 
 
 /// The failure policy of the request's location: the status to fail with, or 0 to skip the
 /// failed filter (fail open).
-pub(crate) unsafe fn failure_status(r: *mut ngx_http_request_t) -> u32 {
-    Module::location_conf(&*r).and_then(|c| c.failure_status).unwrap_or(500)
+#[cfg(feature = "http")]
+pub(crate) unsafe fn failure_status(r: *mut ngx::ffi::ngx_http_request_t) -> u32 {
+    use ngx::http::HttpModuleLocationConf;
+    super::Module::location_conf(&*r).and_then(|c| c.failure_status).unwrap_or(500)
 }

@@ -41,6 +41,10 @@ mod loc;
 mod main;
 mod module;
 
-pub(crate) use loc::{body_buffer_limit, failure_status, LocConf};
+#[cfg(feature = "http")]
+pub(crate) use loc::{body_buffer_limit, failure_status};
+pub(crate) use loc::{LocConf, DEFAULT_STREAM_BUFFER_LIMIT};
 pub(crate) use main::{FilterDef, MainConf, ModuleDef, Origin, DEFAULT_SHM_SIZE, MAX_SHM_SIZE};
-pub(crate) use module::{module_ptr, Module};
+#[cfg(feature = "http")]
+pub(crate) use module::Module;
+pub(crate) use module::{main_conf_of, main_conf_of_cycle, module_ptr, BLOCK};

@@ -7,7 +7,7 @@ use proxy_wasm_host::{Action, HostError, LocalResponse, MapType, Outcome, Plugin
 use ngx::ffi::*;
 
 pub(crate) use super::ctx::{get, get_or_create, BodyRead, FilterCtx, RequestCtx};
-pub(crate) use super::chunk::Chunk;
+pub(crate) use crate::util::chunk::Chunk;
 use super::stream::{NgxStream, Phase, Properties};
 use crate::vm::worker::WORKER;
 

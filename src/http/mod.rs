@@ -5,7 +5,6 @@
 pub(crate) mod access;
 pub(crate) mod calls;
 pub(crate) mod chain;
-mod chunk;
 pub(crate) mod ctx;
 pub(crate) mod local_response;
 pub(crate) mod log_phase;

@@ -9,7 +9,7 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::hostcalls::framing_header;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
-use super::chunk::Chunk;
+use crate::util::chunk::Chunk;
 use crate::util::log;
 use super::pseudo::host_edit_ok;
 use crate::util::list::{bytes, each_elt};

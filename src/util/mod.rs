@@ -1,6 +1,7 @@
 //! Helpers every layer may use; they know nothing of the module's own types.
 
 pub(crate) mod buf;
+pub(crate) mod chunk;
 pub(crate) mod event;
 mod guard;
 pub(crate) mod list;

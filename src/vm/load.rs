@@ -13,7 +13,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
     let compiler = mcf.compiler.unwrap_or(Compiler::Cranelift);
     let limits = mcf.limits();
     let engine = proxy_wasm_host::new_engine(compiler, &limits)?;
-    let mut policies: Vec<_> = (0..mcf.modules.len()).map(|mi| crate::conf::call_policy::for_module(mcf, mi)).collect();
+    let mut policies: Vec<_> = (0..mcf.modules.len()).map(|mi| crate::conf::call_policy::policy(mcf, mi)).collect();
     let filters = &mcf.filters;
     let mcf_cache = mcf.cache_dir.clone();
     let policy = crate::conf::cache_policy::cache_policy();
@@ -26,7 +26,7 @@ fn load(mcf: &mut MainConf) -> Result<(), String> {
         let logger = Box::new(CycleLogger { label: m.name.clone() });
         let mut inst = PluginInstance::new(&compiled, &m.name, m.vm_config.clone(), logger, &limits)
             .map_err(|e| format!("wasm_module \"{}\": {} {}", m.name, e, m.origin))?;
-        inst.set_call_policy(policies.remove(0));
+        crate::conf::call_policy::install(&mut inst, policies.remove(0));
         let mut used = false;
         for f in filters.iter().filter(|f| f.module == mi) {
             used = true;

@@ -3,6 +3,7 @@
 //! polls, and the shared-memory zone.
 
 pub(crate) mod queue_poll;
+#[cfg(feature = "http")]
 pub(crate) mod root_calls;
 pub(crate) mod shm;
 pub(crate) mod worker;

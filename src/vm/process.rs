@@ -2,14 +2,12 @@
 //! at exit, flush the figures and stop the timers.
 
 use ngx::ffi::*;
-use ngx::http::HttpModuleMainConf;
 
 use super::worker::{flush_root_calls, Worker, WORKER};
-use crate::conf::Module;
 
 pub(crate) unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     crate::util::guard("init_process", NGX_OK as ngx_int_t, || {
-        let Some(mcf) = Module::main_conf(&*cycle) else { return NGX_OK as ngx_int_t };
+        let Some(mcf) = crate::conf::main_conf_of_cycle(cycle) else { return NGX_OK as ngx_int_t };
         // This cycle's Lua engine (a rejected reload may have left the master's another).
         crate::conf::lua_engine::set_from(mcf);
         super::shm::install_worker_store(mcf);
@@ -47,6 +45,7 @@ pub(crate) unsafe extern "C" fn exit_process(_cycle: *mut ngx_cycle_t) {
                 w.stop_ticks();
             }
         });
+        #[cfg(feature = "http")]
         super::root_calls::drop_all();
         super::queue_poll::stop();
     })

@@ -19,7 +19,9 @@ use crate::conf::MainConf;
 /// # Safety
 /// `cf` is the configuration being loaded (postconfiguration's argument).
 pub(crate) unsafe fn add_zone(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
-    let mut name = ngx::ngx_string!("proxy_wasm");
+    // Each module has its own zone (they are separate .so files with separate stores): the
+    // stream module's may not take the http module's name.
+    let mut name = if cfg!(feature = "stream") { ngx::ngx_string!("proxy_wasm_stream") } else { ngx::ngx_string!("proxy_wasm") };
     // The store gets the whole configured size, after nginx's slab header (see region()).
     let size = mcf.shm_size.unwrap_or(crate::conf::DEFAULT_SHM_SIZE) + header_size();
     let tag = crate::conf::module_ptr() as *mut c_void;

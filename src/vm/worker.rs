@@ -83,7 +83,7 @@ impl Worker {
                 return;
             }
         };
-        inst.set_call_policy(crate::conf::call_policy::for_module(conf, mi));
+        crate::conf::call_policy::install(&mut inst, crate::conf::call_policy::policy(conf, mi));
         inst.set_stats(self.stats.is_some());
         for (fi, f) in conf.filters.iter().enumerate().filter(|(_, f)| f.module == mi) {
             match inst.create_root_context(Some(f.config.clone())) {
@@ -179,6 +179,7 @@ impl Worker {
 pub(crate) fn flush_root_calls() {
     let calls = with_worker(|w| std::mem::take(&mut w.root_calls)).unwrap_or_default();
     if !calls.is_empty() {
+        #[cfg(feature = "http")]
         super::root_calls::send(calls);
     }
 }

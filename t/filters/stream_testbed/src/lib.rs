@@ -24,7 +24,7 @@
 //!   deny-new       on_new_connection closes the downstream, logs `stream: denied`, Pause
 //!   tick           the root context ticks every 100 ms; the first tick logs `stream: tick`
 //!                  and stops the ticks
-//!   shared         on_new_connection logs `stream: shared get=<"value"|none>` of shared data key
+//!   shared         on_downstream_data logs `stream: shared get=<"value"|none>` of shared data key
 //!                  `stream_last` (escaped as show-down); on_downstream_data stores the chunk there, logs
 //!                  `stream: shared set`
 //!   metric         counter `stream_connections` incremented per connection; logs
@@ -214,14 +214,6 @@ impl StreamContext for Stream {
         if c.has("sni") {
             info!("stream: sni={}", prop("connection.requested_server_name"));
         }
-        if c.has("shared") {
-            let v = match hostcalls::get_shared_data("stream_last") {
-                Ok((Some(b), _)) => format!("\"{}\"", esc(&b)),
-                Ok((None, _)) => "none".into(),
-                Err(e) => format!("<error {:?}>", e),
-            };
-            info!("stream: shared get={}", v);
-        }
         if let Some(id) = c.metric {
             match hostcalls::increment_metric(id, 1) {
                 Ok(()) => {
@@ -252,6 +244,12 @@ impl StreamContext for Stream {
             info!("stream: downstream=\"{}\"", esc(&data));
         }
         if c.has("shared") && !data.is_empty() {
+            let v = match hostcalls::get_shared_data("stream_last") {
+                Ok((Some(b), _)) => format!("\"{}\"", esc(&b)),
+                Ok((None, _)) => "none".into(),
+                Err(e) => format!("<error {:?}>", e),
+            };
+            info!("stream: shared get={}", v);
             match hostcalls::set_shared_data("stream_last", Some(&data), None) {
                 Ok(()) => info!("stream: shared set"),
                 Err(e) => warn!("stream: shared set failed: {:?}", e),
@@ -313,11 +311,14 @@ impl StreamContext for Stream {
                 }
             }
         }
+        let mut len = size;
         if c.has("prepend") && self.up_chunks == 0 && (size > 0 || eos) {
             self.set_upstream_data(0, 0, b">>");
+            len += 2;
         }
         if c.has("append") && eos {
-            self.set_upstream_data(size, 0, b"<<");
+            // At the buffer's current end: Envoy appends only for a start at or past it.
+            self.set_upstream_data(len, 0, b"<<");
         }
         if size > 0 {
             self.up_chunks += 1;

@@ -1,0 +1,224 @@
+//! The stream chain runner: one callback of one filter (`step`), and the walks every hook
+//! uses: the new connection (`run_new_connection`), one chunk of data in either direction
+//! (`run_data`), and the end of the session (`finish`).
+
+use ngx::ffi::*;
+use proxy_wasm_host::abi::{BufferType, PeerType};
+use proxy_wasm_host::{Action, HostError, Outcome, PluginInstance};
+
+use super::conn::NgxConn;
+use super::session::{Dir, FilterCtx, SessionCtx};
+use crate::util::chunk::Chunk;
+use crate::vm::worker::WORKER;
+
+/// The result of running one callback over (part of) the chain.
+pub(crate) enum ChainResult {
+    Continue,
+    /// Filter `i` returned Pause.
+    Paused(usize),
+    /// A filter called proxy_close_stream: end the session.
+    Closed,
+    /// A filter failed (trap or missing instance) and the policy is closed.
+    Failed,
+}
+
+pub(crate) unsafe fn log_at(s: *mut ngx_stream_session_t, level: u32, label: &str, msg: &str) {
+    crate::util::log::write((*(*s).connection).log, level as ngx_uint_t, label, msg.as_bytes());
+}
+
+/// Runs one callback of filter `i`. `f` gets the instance, the context id, the filter's
+/// state, and the stream to hand the host core; it returns None when the module does not
+/// export the callback.
+unsafe fn step(
+    s: *mut ngx_stream_session_t,
+    ctx: &mut SessionCtx,
+    i: usize,
+    f: &mut dyn FnMut(&mut PluginInstance, u32, &mut FilterCtx, NgxConn<'_>) -> Option<Result<Outcome, HostError>>,
+) -> ChainResult {
+    let fail_open = ctx.failure_status == 0;
+    WORKER.with(|w| {
+        let mut w = w.borrow_mut();
+        let Some(w) = w.as_mut() else { return ChainResult::Failed };
+        let fc = &mut ctx.filters[i];
+        let mi = w.filter_module[fc.filter];
+        let label = w.slots[mi].label.clone();
+        let inst = match fc.ctx_id {
+            Some(id) => w.slots[mi].get(fc.generation).map(|inst| (id, inst)),
+            None => None,
+        };
+        let Some((id, inst)) = inst else {
+            if fail_open {
+                return ChainResult::Continue;
+            }
+            log_at(s, NGX_LOG_ERR, &label, "filter is not running (it failed or could not start); closing the connection");
+            return ChainResult::Failed;
+        };
+        let conn = NgxConn::new(s, &label, &mut ctx.properties);
+        let res = f(inst, id, fc, conn);
+        w.after_root_callback(mi);
+        match res {
+            None => ChainResult::Continue,
+            Some(Ok(Outcome { ops, .. })) if ops.closes() => {
+                log_at(s, NGX_LOG_INFO, &label, "closed the connection (proxy_close_stream)");
+                ChainResult::Closed
+            }
+            Some(Ok(Outcome { action: Action::Continue, .. })) => ChainResult::Continue,
+            // proxy_continue_stream during the callback undoes its own Pause.
+            Some(Ok(Outcome { ops, .. })) if ops.continue_downstream || ops.continue_upstream => ChainResult::Continue,
+            Some(Ok(Outcome { action: Action::Pause, .. })) => ChainResult::Paused(i),
+            Some(Err(e)) => {
+                fc.ctx_id = None;
+                fc.held = Default::default();
+                w.slots[mi].poison();
+                if fail_open {
+                    log_at(s, NGX_LOG_ERR, &label, &format!("{e}; failing open (proxy_wasm_failure_policy open): the filter is skipped"));
+                    return ChainResult::Continue;
+                }
+                log_at(s, NGX_LOG_ERR, &label, &format!("{e}; closing the connection"));
+                ChainResult::Failed
+            }
+        }
+    })
+}
+
+/// on_new_connection over the chain, in configuration order. A Pause has nothing to wait
+/// for here (no HTTP calls from stream filters): the chain goes on, with a warning.
+pub(crate) unsafe fn run_new_connection(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx) -> ChainResult {
+    for i in 0..ctx.filters.len() {
+        let res = step(s, ctx, i, &mut |inst, id, _, mut conn| Some(inst.on_new_connection(id, &mut conn)));
+        match res {
+            ChainResult::Continue => {}
+            ChainResult::Paused(_) => log_at(
+                s,
+                NGX_LOG_WARN,
+                "chain",
+                "on_new_connection returned Pause: the stream module has nothing to wait for (no HTTP calls); continuing",
+            ),
+            other => return other,
+        }
+    }
+    ChainResult::Continue
+}
+
+/// How a walk over the data callbacks ended.
+pub(crate) enum DataEnd {
+    /// Every filter passed: this data goes on.
+    Done(Chunk),
+    /// A filter holds the bytes (it paused before the end of the stream).
+    Held,
+    /// A filter holds more than proxy_wasm_buffer_limit (logged).
+    OverLimit,
+    /// A filter closed the session or failed.
+    Stopped(ChainResult),
+}
+
+/// Runs the data callbacks of direction `dir` over `data`, in configuration order: each
+/// filter gets what it holds plus what the one before passed, and passes it all on unless it
+/// pauses. A pause at the end of the stream has nothing left to wait for: the bytes go on.
+pub(crate) unsafe fn run_data(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx, dir: Dir, mut data: Chunk, eos: bool) -> DataEnd {
+    let d = dir as usize;
+    let (buffer, upstream) = match dir {
+        Dir::Downstream => (BufferType::DownstreamData, false),
+        Dir::Upstream => (BufferType::UpstreamData, true),
+    };
+    let limit = ctx.buffer_limit;
+    for i in 0..ctx.filters.len() {
+        let wanted = match dir {
+            Dir::Downstream => ctx.filters[i].exports.downstream_data,
+            Dir::Upstream => ctx.filters[i].exports.upstream_data,
+        };
+        if !wanted || ctx.filters[i].ctx_id.is_none() && ctx.failure_status == 0 {
+            continue;
+        }
+        let mut incoming = std::mem::take(&mut data);
+        if !ctx.filters[i].held[d].is_empty() {
+            let Ok(mut more) = incoming.into_bytes() else { return unreadable(s) };
+            ctx.filters[i].held[d].append(&mut more);
+            incoming = Chunk::default();
+        }
+        let res = step(s, ctx, i, &mut |inst, id, fc, conn| {
+            let held = &mut fc.held[d];
+            if held.is_empty() {
+                let size = incoming.len();
+                let mut conn = conn.with_chunk(buffer, &mut incoming);
+                return Some(inst.on_stream_data(upstream, id, &mut conn, size, eos));
+            }
+            let size = held.len();
+            let mut conn = conn.with_held(buffer, held);
+            Some(inst.on_stream_data(upstream, id, &mut conn, size, eos))
+        });
+        match res {
+            ChainResult::Continue => {}
+            ChainResult::Paused(_) if eos => {}
+            ChainResult::Paused(_) => {
+                if !incoming.is_empty() {
+                    // Held: the bytes must outlive nginx's buffers.
+                    let Ok(bytes) = incoming.into_bytes() else { return unreadable(s) };
+                    ctx.filters[i].held[d] = bytes;
+                }
+                if ctx.filters[i].held[d].len() > limit {
+                    log_at(s, NGX_LOG_ERR, "chain", &format!(
+                        "a filter held more than proxy_wasm_buffer_limit ({limit} bytes) of {} data; closing the connection",
+                        dir.name()
+                    ));
+                    return DataEnd::OverLimit;
+                }
+                return DataEnd::Held;
+            }
+            other => return DataEnd::Stopped(other),
+        }
+        let held = &mut ctx.filters[i].held[d];
+        data = if held.is_empty() { incoming } else { Chunk::from_bytes(std::mem::take(held)) };
+    }
+    DataEnd::Done(data)
+}
+
+unsafe fn unreadable(s: *mut ngx_stream_session_t) -> DataEnd {
+    log_at(s, NGX_LOG_ERR, "chain", "cannot read the data chunk");
+    DataEnd::Stopped(ChainResult::Failed)
+}
+
+/// The end of the session (its log phase): the close callbacks, with which side closed
+/// first, then on_done + on_log, then on_delete, for every live filter.
+pub(crate) unsafe fn finish(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx) {
+    if ctx.finished {
+        return;
+    }
+    let peer = |eof: bool| if eof { PeerType::Remote } else { PeerType::Local };
+    let (down, up) = (peer(ctx.eof[Dir::Downstream as usize]), peer(ctx.eof[Dir::Upstream as usize]));
+    let u = (*s).upstream;
+    let had_upstream = !u.is_null() && (*u).connected() != 0;
+    // Failures here are logged; the session is over whatever the policy says.
+    let policy = std::mem::replace(&mut ctx.failure_status, 0);
+    for i in 0..ctx.filters.len() {
+        if ctx.filters[i].ctx_id.is_none() {
+            continue;
+        }
+        let _ = step(s, ctx, i, &mut |inst, id, _, mut conn| {
+            let r = inst.on_connection_close(false, id, &mut conn, down);
+            let r = r.and_then(|_| if had_upstream { inst.on_connection_close(true, id, &mut conn, up) } else { Ok(()) });
+            Some(r.and_then(|_| inst.on_done_and_log(id, &mut conn)).map(|_| Outcome::CONTINUE))
+        });
+    }
+    ctx.failure_status = policy;
+    delete_all(ctx);
+}
+
+/// on_delete for every live context; no session access needed (runs from pool cleanup too).
+pub(super) fn delete_all(ctx: &mut SessionCtx) {
+    ctx.finished = true;
+    let _ = WORKER.try_with(|w| {
+        let Ok(mut w) = w.try_borrow_mut() else { return };
+        let Some(w) = w.as_mut() else { return };
+        for fc in ctx.filters.iter_mut() {
+            let mi = w.filter_module[fc.filter];
+            let slot = &mut w.slots[mi];
+            if let (Some(id), Some(inst)) = (fc.ctx_id.take(), slot.get(fc.generation)) {
+                if let Err(e) = inst.on_delete(id) {
+                    crate::util::log::cycle_error(&format!("[proxy_wasm] {}: {e}", slot.label));
+                    slot.poison();
+                }
+            }
+        }
+    });
+}
