@@ -938,3 +938,36 @@ proxy_on_downstream_connection_close failed:
 [emerg]
 exited on signal
 
+
+
+=== TEST 34: both modules in one nginx: a trap in a stream filter fails its own connections only; the http module's filters and the next stream connections work (each .so keeps its own runtime: -Bsymbolic)
+--- http_config
+    wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+--- config
+    location = /inner { proxy_wasm testbed "resp_add=x-http-filter:yes"; return 200 "inner\n"; }
+    location = /s { proxy_pass http://127.0.0.1:$TEST_NGINX_STREAM_PORT/inner; }
+    location = /ok { proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/inner; }
+--- stream_config
+    wasm_max_instructions 50m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+--- stream_server_config
+    proxy_wasm stream_hostile td;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /s", "GET /ok", "GET /inner", "GET /s", "GET /ok"]
+--- error_code eval
+[502, 200, 200, 502, 200]
+--- response_headers eval
+["", "x-http-filter: yes", "x-http-filter: yes", "", "x-http-filter: yes"]
+--- error_log
+proxy_on_downstream_data failed:
+--- no_error_log
+[crit]
+[alert]
+[emerg]
+exited on signal
