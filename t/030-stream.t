@@ -470,3 +470,19 @@ stream: var ssl_preread_server_name=pre.example
 --- no_error_log
 [crit]
 [alert]
+
+
+=== TEST 23: proxy_continue_stream(UPSTREAM) from on_downstream_data releases the upstream data the filter held (keep-alive: the first response is held until the client sends the second request)
+--- config
+    location = /t { return 200 "hi\n"; }
+--- stream_server_config
+    proxy_wasm stream_testbed hold-up;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+["GET /t HTTP/1.1\r\nHost: x\r\n\r\n", "GET /t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]
+--- stream_response_like chomp
+^HTTP/1.1 200 OK\r\n.*\r\n\r\nhi\nHTTP/1.1 200 OK\r\n.*\r\n\r\nhi\n$
+--- grep_error_log eval
+qr/stream: (?:holding upstream|continue upstream status=\d+)|proxy_continue_stream: \d+ bytes of held upstream data go on/
+--- grep_error_log_out eval
+qr/\Astream: holding upstream\nstream: continue upstream status=0\nproxy_continue_stream: \d+ bytes of held upstream data go on\n\z/

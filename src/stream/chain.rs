@@ -56,6 +56,10 @@ unsafe fn step(
         let conn = NgxConn::new(s, &label, &mut ctx.properties);
         let res = f(inst, id, fc, conn);
         w.after_root_callback(mi);
+        if let Some(Ok(o)) = &res {
+            ctx.resume[Dir::Downstream as usize] |= o.ops.continue_downstream;
+            ctx.resume[Dir::Upstream as usize] |= o.ops.continue_upstream;
+        }
         match res {
             None => ChainResult::Continue,
             Some(Ok(Outcome { ops, .. })) if ops.closes() => {
@@ -112,17 +116,25 @@ pub(crate) enum DataEnd {
     Stopped(ChainResult),
 }
 
-/// Runs the data callbacks of direction `dir` over `data`, in configuration order: each
-/// filter gets what it holds plus what the one before passed, and passes it all on unless it
-/// pauses. A pause at the end of the stream has nothing left to wait for: the bytes go on.
-pub(crate) unsafe fn run_data(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx, dir: Dir, mut data: Chunk, eos: bool) -> DataEnd {
+/// Runs the data callbacks of direction `dir` over `data`, filters `from..` in configuration
+/// order: each filter gets what it holds plus what the one before passed, and passes it all
+/// on unless it pauses. A pause at the end of the stream has nothing left to wait for: the
+/// bytes go on. A continue of this direction asked for in these callbacks is their own.
+pub(crate) unsafe fn run_data(
+    s: *mut ngx_stream_session_t,
+    ctx: &mut SessionCtx,
+    dir: Dir,
+    mut data: Chunk,
+    eos: bool,
+    from: usize,
+) -> DataEnd {
     let d = dir as usize;
     let (buffer, upstream) = match dir {
         Dir::Downstream => (BufferType::DownstreamData, false),
         Dir::Upstream => (BufferType::UpstreamData, true),
     };
     let limit = ctx.buffer_limit;
-    for i in 0..ctx.filters.len() {
+    for i in from..ctx.filters.len() {
         let wanted = match dir {
             Dir::Downstream => ctx.filters[i].exports.downstream_data,
             Dir::Upstream => ctx.filters[i].exports.upstream_data,
@@ -147,6 +159,7 @@ pub(crate) unsafe fn run_data(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx
             let mut conn = conn.with_held(buffer, held);
             Some(inst.on_stream_data(upstream, id, &mut conn, size, eos))
         });
+        ctx.resume[d] = false;
         match res {
             ChainResult::Continue => {}
             ChainResult::Paused(_) if eos => {}
@@ -171,6 +184,22 @@ pub(crate) unsafe fn run_data(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx
         data = if held.is_empty() { incoming } else { Chunk::from_bytes(std::mem::take(held)) };
     }
     DataEnd::Done(data)
+}
+
+/// The data of direction `dir` held by the first filter holding any, released by a
+/// proxy_continue_stream from a callback of the other direction: it goes through the filters
+/// after that one. None when no filter holds data there.
+pub(crate) unsafe fn release(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx, dir: Dir) -> Option<DataEnd> {
+    let d = dir as usize;
+    ctx.resume[d] = false;
+    let i = ctx.filters.iter().position(|f| !f.held[d].is_empty())?;
+    let bytes = std::mem::take(&mut ctx.filters[i].held[d]);
+    log_at(s, NGX_LOG_INFO, "chain", &format!(
+        "proxy_continue_stream: {} bytes of held {} data go on",
+        bytes.len(),
+        dir.name()
+    ));
+    Some(run_data(s, ctx, dir, Chunk::from_bytes(bytes), false, i + 1))
 }
 
 unsafe fn unreadable(s: *mut ngx_stream_session_t) -> DataEnd {

@@ -7,7 +7,7 @@
 use ngx::ffi::*;
 
 use super::chain::{self, DataEnd};
-use super::session::{self, Dir};
+use super::session::{self, Dir, SessionCtx};
 use crate::util::buf;
 use crate::util::chunk::Chunk;
 
@@ -52,39 +52,61 @@ unsafe extern "C" fn data_filter(s: *mut ngx_stream_session_t, input: *mut ngx_c
         if eos {
             ctx.eof[d] = true;
         }
-        let chunk = Chunk::from_chain(input, len as usize);
-        match chain::run_data(s, ctx, dir, chunk, eos) {
-            DataEnd::Done(chunk) => {
-                if let Some(cl) = chunk.untouched() {
-                    return next(s, cl, from_upstream);
+        let end = chain::run_data(s, ctx, dir, Chunk::from_chain(input, len as usize), eos, 0);
+        let rc = pass(s, ctx, dir, end, input, eos);
+        if rc == NGX_ERROR as ngx_int_t {
+            return rc;
+        }
+        // A callback of this direction resumed the other one (proxy_continue_stream).
+        let other = if dir == Dir::Downstream { Dir::Upstream } else { Dir::Downstream };
+        // Data to the upstream needs its connection (nginx's write filter takes it as there).
+        let writable = other == Dir::Upstream || (!(*s).upstream.is_null() && !(*(*s).upstream).peer.connection.is_null());
+        if ctx.resume[other as usize] && writable {
+            if let Some(end) = chain::release(s, ctx, other) {
+                if pass(s, ctx, other, end, std::ptr::null_mut(), false) == NGX_ERROR as ngx_int_t {
+                    return NGX_ERROR as ngx_int_t;
                 }
-                let Ok(bytes) = chunk.into_bytes() else { return NGX_ERROR as ngx_int_t };
-                // The input was copied out (changed, or held before): nginx may reuse it.
-                buf::discard(input);
-                let pool = (*(*s).connection).pool;
-                let Some(out) = ctx.out[d].chain(pool, &bytes) else { return NGX_ERROR as ngx_int_t };
-                let last = buf::last_buf_of(out);
-                if eos {
-                    (*last).set_last_buf(1);
-                } else {
-                    (*last).set_flush(1);
-                }
-                let rc = next(s, out, from_upstream);
-                ctx.out[d].update(pool, out);
-                rc
-            }
-            DataEnd::Held => {
-                // Nothing goes on (nginx calls again, with nothing new, for what it still
-                // has to write).
-                buf::discard(input);
-                NGX_OK as ngx_int_t
-            }
-            DataEnd::OverLimit | DataEnd::Stopped(_) => {
-                ctx.stopped = true;
-                buf::discard(input);
-                // nginx's proxy ends the session on NGX_ERROR.
-                NGX_ERROR as ngx_int_t
             }
         }
+        rc
     })
+}
+
+/// Sends what the chain passed in direction `dir` to the next filter: nginx's own buffers
+/// (`input`) when untouched, else our copy (the input is then consumed, so nginx reuses it).
+unsafe fn pass(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx, dir: Dir, end: DataEnd, input: *mut ngx_chain_t, eos: bool) -> ngx_int_t {
+    let d = dir as usize;
+    let from_upstream = d as ngx_uint_t;
+    match end {
+        DataEnd::Done(chunk) => {
+            if let Some(cl) = chunk.untouched() {
+                return next(s, cl, from_upstream);
+            }
+            let Ok(bytes) = chunk.into_bytes() else { return NGX_ERROR as ngx_int_t };
+            buf::discard(input);
+            let pool = (*(*s).connection).pool;
+            let Some(out) = ctx.out[d].chain(pool, &bytes) else { return NGX_ERROR as ngx_int_t };
+            let last = buf::last_buf_of(out);
+            if eos {
+                (*last).set_last_buf(1);
+            } else {
+                (*last).set_flush(1);
+            }
+            let rc = next(s, out, from_upstream);
+            ctx.out[d].update(pool, out);
+            rc
+        }
+        DataEnd::Held => {
+            // Nothing goes on (nginx calls again, with nothing new, for what it still has to
+            // write).
+            buf::discard(input);
+            NGX_OK as ngx_int_t
+        }
+        DataEnd::OverLimit | DataEnd::Stopped(_) => {
+            ctx.stopped = true;
+            buf::discard(input);
+            // nginx's proxy ends the session on NGX_ERROR.
+            NGX_ERROR as ngx_int_t
+        }
+    }
 }

@@ -55,6 +55,9 @@ pub(crate) struct SessionCtx {
     pub wanted: [bool; 2],
     /// The end of the stream (half-close) came from that side.
     pub eof: [bool; 2],
+    /// proxy_continue_stream(DOWNSTREAM|UPSTREAM) was called for that direction: the data a
+    /// filter holds there goes on (see filter.rs).
+    pub resume: [bool; 2],
     /// on_new_connection ran.
     pub started: bool,
     /// A filter closed the session or failed it: no more callbacks but the final ones.

@@ -5,6 +5,8 @@
 //! - `noop`: every HTTP callback returns Continue (the SDK exports them all).
 //! - `upper`: upper-cases the response body chunk by chunk.
 //! - `read`: reads every response body chunk and passes it on unchanged.
+//! - `stream-noop`: an L4 (stream) filter whose callbacks all return Continue (the SDK
+//!   exports every StreamContext callback).
 
 use proxy_wasm::traits::*;
 use proxy_wasm::types::*;
@@ -21,6 +23,7 @@ enum Mode {
     Noop,
     Upper,
     Read,
+    StreamNoop,
 }
 
 struct BenchRoot {
@@ -49,6 +52,7 @@ impl RootContext for BenchRoot {
             "noop" | "" => Mode::Noop,
             "upper" => Mode::Upper,
             "read" => Mode::Read,
+            "stream-noop" => Mode::StreamNoop,
             json => {
                 let status = json_field(json, "http_status").and_then(|s| s.parse().ok());
                 let body = json_field(json, "body").unwrap_or("");
@@ -65,7 +69,14 @@ impl RootContext for BenchRoot {
     }
 
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(match self.mode {
+            Mode::StreamNoop => ContextType::StreamContext,
+            _ => ContextType::HttpContext,
+        })
+    }
+
+    fn create_stream_context(&self, _: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(StreamNoop))
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
@@ -132,3 +143,10 @@ impl HttpContext for Bench {
 fn upper(b: &mut [u8]) {
     b.make_ascii_uppercase();
 }
+
+/// The no-op L4 filter: every callback is the SDK's default (Continue).
+struct StreamNoop;
+
+impl Context for StreamNoop {}
+
+impl StreamContext for StreamNoop {}

@@ -17,6 +17,9 @@
 //!   drop           every downstream chunk replaced by nothing
 //!   pause:N        on_downstream_data returns Pause until N bytes are buffered (or end of
 //!                  stream), then Continue; logs `stream: released N bytes`
+//!   hold-up        upstream data is held (Pause, `stream: holding upstream size=N`) until
+//!                  downstream data comes: on_downstream_data resumes it with
+//!                  proxy_continue_stream(UPSTREAM) (`stream: continue upstream status=S`)
 //!   close-down:W   closes the downstream when downstream data contains W
 //!                  (`stream: close downstream status=S`), returns Pause
 //!   close-up:W     closes the upstream when upstream data contains W
@@ -126,6 +129,7 @@ impl RootContext for Root {
             conf: self.conf.clone(),
             up_chunks: 0,
             released: false,
+            holding_up: false,
         }))
     }
 }
@@ -136,6 +140,8 @@ struct Stream {
     conf: Rc<Conf>,
     up_chunks: usize,
     released: bool,
+    /// hold-up: upstream data is held until downstream data comes.
+    holding_up: bool,
 }
 
 fn show(path: &str, v: Option<Vec<u8>>) -> String {
@@ -181,6 +187,13 @@ fn peer(p: PeerType) -> u32 {
 extern "C" {
     #[link_name = "proxy_close_stream"]
     fn raw_close_stream(stream_type: u32) -> u32;
+    #[link_name = "proxy_continue_stream"]
+    fn raw_continue_stream(stream_type: u32) -> u32;
+}
+
+/// proxy_continue_stream; returns the status.
+fn continue_stream(stream_type: u32) -> u32 {
+    unsafe { raw_continue_stream(stream_type) }
 }
 
 /// proxy_close_stream without the SDK's panic on a non-Ok status; returns the status.
@@ -255,6 +268,10 @@ impl StreamContext for Stream {
                 Err(e) => warn!("stream: shared set failed: {:?}", e),
             }
         }
+        if c.has("hold-up") && self.holding_up {
+            self.holding_up = false;
+            info!("stream: continue upstream status={}", continue_stream(3));
+        }
         for w in c.args("close-down") {
             if contains(&data, w.as_bytes()) {
                 let st = close_stream(2);
@@ -310,6 +327,12 @@ impl StreamContext for Stream {
                     return Action::Pause;
                 }
             }
+        }
+        if c.has("hold-up") && !eos && self.up_chunks == 0 {
+            self.holding_up = true;
+            self.up_chunks += 1;
+            info!("stream: holding upstream size={}", size);
+            return Action::Pause;
         }
         let mut len = size;
         if c.has("prepend") && self.up_chunks == 0 && (size > 0 || eos) {
