@@ -90,7 +90,7 @@ pub(crate) fn policy(conf: &MainConf, mi: usize) -> Option<CallPolicy> {
     (!cfg!(feature = "stream")).then(|| for_module(conf, mi))
 }
 
-/// Gives a new instance its policy; without one, proxy_http_call says UNIMPLEMENTED.
+/// Gives a new instance its policy; without one, proxy_http_call says BAD_ARGUMENT.
 pub(crate) fn install(inst: &mut proxy_wasm_host::PluginInstance, policy: Option<CallPolicy>) {
     match policy {
         Some(p) => inst.set_call_policy(p),

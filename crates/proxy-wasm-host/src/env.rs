@@ -266,7 +266,7 @@ pub struct HostEnv {
     /// Envoy's: see `PluginInstance::set_api7_contract`.
     pub(crate) api7: bool,
     /// The embedder sends HTTP calls (false: the nginx stream module, which has no
-    /// subrequests to send them with): proxy_http_call says UNIMPLEMENTED.
+    /// subrequests to send them with): proxy_http_call says BAD_ARGUMENT.
     pub(crate) http_calls_offered: bool,
     /// Targets whose refusal was logged already.
     pub(crate) refusals: crate::http_call::RefusalLog,

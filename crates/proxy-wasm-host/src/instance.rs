@@ -1000,8 +1000,8 @@ impl PluginInstance {
         Ok(())
     }
 
-    /// proxy_http_call answers UNIMPLEMENTED: the embedder cannot send calls (the nginx
-    /// stream module).
+    /// proxy_http_call answers BAD_ARGUMENT (with a warning): the embedder cannot send calls
+    /// (the nginx stream module).
     pub fn refuse_http_calls(&mut self) {
         self.host_mut().http_calls_offered = false;
     }

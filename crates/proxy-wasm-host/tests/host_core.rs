@@ -1817,10 +1817,10 @@ fn l4_callbacks_data_buffers_and_stream_control() {
     s.upstream_data = Some(b"pong".to_vec());
     let o = inst.on_stream_data(true, ctx, &mut s, 4, true).unwrap();
     assert_eq!(s.upstream_data.as_deref(), Some(&b"pong<<"[..]));
-    // HTTP calls: UNIMPLEMENTED where the embedder sends none.
+    // HTTP calls: BAD_ARGUMENT where the embedder sends none.
     let msgs = take(&mut s);
     assert_eq!(msgs[..3], strs(&["st=0000", "st=0000", "pong<<"])[..]);
-    assert!(msgs.contains(&"st=0012".to_string()), "{msgs:?}");
+    assert!(msgs.contains(&"st=0002".to_string()) && msgs.iter().any(|m| m.contains("sends no HTTP calls")), "{msgs:?}");
     assert!(o.ops.continue_downstream && o.ops.close_upstream && !o.ops.close_downstream);
     assert!(o.ops.closes());
 

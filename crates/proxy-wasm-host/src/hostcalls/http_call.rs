@@ -40,9 +40,11 @@ pub(crate) fn proxy_http_call(
     token_ptr: i32,
 ) -> i32 {
     if !env.data().http_calls_offered {
-        let msg = "proxy_http_call: UNIMPLEMENTED in this host (the nginx stream module sends no HTTP calls)";
+        // BAD_ARGUMENT, as Envoy answers a call to a cluster it does not have: SDKs handle it
+        // (the Rust SDK panics on UNIMPLEMENTED here).
+        let msg = "proxy_http_call refused (BAD_ARGUMENT): the nginx stream module sends no HTTP calls (they are http subrequests; a stream session has no http request)";
         env.data_mut().log(LogLevel::Warn, msg.as_bytes());
-        return Status::Unimplemented as i32;
+        return Status::BadArgument as i32;
     }
     let args = [upstream, upstream_len, headers, headers_len, body, body_len, trailers, trailers_len];
     let r = build(&env, args, timeout_ms);

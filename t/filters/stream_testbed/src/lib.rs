@@ -20,6 +20,8 @@
 //!   hold-up        upstream data is held (Pause, `stream: holding upstream size=N`) until
 //!                  downstream data comes: on_downstream_data resumes it with
 //!                  proxy_continue_stream(UPSTREAM) (`stream: continue upstream status=S`)
+//!   http-call      on_new_connection dispatches an HTTP call; logs `stream: http call
+//!                  status=S` (or the token)
 //!   close-down:W   closes the downstream when downstream data contains W
 //!                  (`stream: close downstream status=S`), returns Pause
 //!   close-up:W     closes the upstream when upstream data contains W
@@ -234,6 +236,13 @@ impl StreamContext for Stream {
                     info!("stream: metric stream_connections={}", n);
                 }
                 Err(e) => warn!("stream: increment_metric failed: {:?}", e),
+            }
+        }
+        if c.has("http-call") {
+            // The stream module sends no HTTP calls: the status says so (UNIMPLEMENTED).
+            match self.dispatch_http_call("127.0.0.1:1", vec![(":method", "GET"), (":path", "/"), (":authority", "x")], None, vec![], std::time::Duration::from_secs(1)) {
+                Ok(t) => info!("stream: http call token={}", t),
+                Err(st) => info!("stream: http call status={:?}", st),
             }
         }
         if c.has("deny-new") {
