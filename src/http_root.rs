@@ -101,12 +101,6 @@ unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     })
 }
 
-fn emerg(cf: *mut ngx_conf_t, msg: &str) -> ngx_int_t {
-    // SAFETY: cf is the live configuration being loaded; its log is valid.
-    unsafe { ngx::log::log_error(NGX_LOG_EMERG as ngx_uint_t, (*cf).log, 0, msg.as_bytes()) };
-    NGX_ERROR as ngx_int_t
-}
-
 unsafe fn push_phase_handler(cf: *mut ngx_conf_t, phase: u32, h: ngx_http_handler_pt) -> bool {
     let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else { return false };
     let slot = ngx_array_push(&mut cmcf.phases[phase as usize].handlers) as *mut ngx_http_handler_pt;
@@ -123,7 +117,7 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         conf::cache_policy::note_master_uid();
         let Some(mcf) = Module::main_conf_mut(&*cf) else { return NGX_ERROR as ngx_int_t };
         if let Err(msg) = call_policy::resolve(mcf) {
-            return emerg(cf, &msg);
+            return conf::emerg(cf, &msg);
         }
         // The Lua path's engine, now with the final wasm_max_* limits.
         conf::lua_engine::set_from(mcf);
@@ -133,7 +127,7 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
             // zone for shared data, queues and metrics too.
             if mcf.compiler.is_some() && !signaller {
                 if let Err(msg) = vm::shm::add_zone(cf, mcf) {
-                    return emerg(cf, &msg);
+                    return conf::emerg(cf, &msg);
                 }
             }
             return NGX_OK as ngx_int_t;
@@ -151,11 +145,11 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
             return NGX_OK as ngx_int_t;
         }
         if let Err(msg) = calls::location::create_location(cf, mcf) {
-            return emerg(cf, &format!("proxy_wasm: {msg}"));
+            return conf::emerg(cf, &format!("proxy_wasm: {msg}"));
         }
         match vm::load::compile_and_check(cf, mcf) {
             Ok(()) => NGX_OK as ngx_int_t,
-            Err(msg) => emerg(cf, &msg),
+            Err(msg) => conf::emerg(cf, &msg),
         }
     })
 }

@@ -90,12 +90,6 @@ unsafe extern "C" fn merge_srv_conf(_cf: *mut ngx_conf_t, prev: *mut c_void, con
     })
 }
 
-fn emerg(cf: *mut ngx_conf_t, msg: &str) -> ngx_int_t {
-    // SAFETY: cf is the live configuration being loaded; its log is valid.
-    unsafe { ngx::log::log_error(NGX_LOG_EMERG as ngx_uint_t, (*cf).log, 0, msg.as_bytes()) };
-    NGX_ERROR as ngx_int_t
-}
-
 /// Adds a phase handler.
 unsafe fn add_phase_handler(cf: *mut ngx_conf_t, phase: u32, h: ngx_stream_handler_pt) -> bool {
     let ctx = (*cf).ctx as *mut ngx_stream_conf_ctx_t;
@@ -128,7 +122,7 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         }
         match vm::load::compile_and_check(cf, mcf) {
             Ok(()) => NGX_OK as ngx_int_t,
-            Err(msg) => emerg(cf, &msg),
+            Err(msg) => conf::emerg(cf, &msg),
         }
     })
 }

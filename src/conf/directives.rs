@@ -141,6 +141,7 @@ directive_handler!(
     core::NGX_CONF_OK
 });
 
+#[cfg(feature = "stream")]
 directive_handler!(
     /// `proxy_wasm_buffer_limit SIZE;` (stream): what one filter may hold paused per direction.
     set_buffer_limit, "proxy_wasm_buffer_limit", |cf, lcf: LocConf| {

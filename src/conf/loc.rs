@@ -19,6 +19,7 @@ pub(crate) struct LocConf {
 /// Default of proxy_wasm_body_buffer_limit.
 pub(crate) const DEFAULT_BODY_BUFFER_LIMIT: usize = 10 << 20;
 
+#[cfg(feature = "stream")]
 /// Default of the stream module's proxy_wasm_buffer_limit: what one filter may hold paused in
 /// one direction of a connection (a connection lives long; many are open at once).
 pub(crate) const DEFAULT_STREAM_BUFFER_LIMIT: usize = 1 << 20;

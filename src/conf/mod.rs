@@ -43,8 +43,18 @@ mod module;
 
 #[cfg(feature = "http")]
 pub(crate) use loc::{body_buffer_limit, failure_status};
-pub(crate) use loc::{LocConf, DEFAULT_STREAM_BUFFER_LIMIT};
+pub(crate) use loc::LocConf;
+#[cfg(feature = "stream")]
+pub(crate) use loc::DEFAULT_STREAM_BUFFER_LIMIT;
 pub(crate) use main::{FilterDef, MainConf, ModuleDef, Origin, DEFAULT_SHM_SIZE, MAX_SHM_SIZE};
 #[cfg(feature = "http")]
 pub(crate) use module::Module;
 pub(crate) use module::{main_conf_of, main_conf_of_cycle, module_ptr, BLOCK};
+
+/// Logs a configuration error found after the directives were read (postconfiguration: the
+/// message names the file and line itself) and fails the load.
+pub(crate) fn emerg(cf: *mut ngx::ffi::ngx_conf_t, msg: &str) -> ngx::ffi::ngx_int_t {
+    // SAFETY: cf is the live configuration being loaded; its log is valid.
+    unsafe { ngx::log::log_error(ngx::ffi::NGX_LOG_EMERG as ngx::ffi::ngx_uint_t, (*cf).log, 0, msg.as_bytes()) };
+    ngx::ffi::NGX_ERROR as ngx::ffi::ngx_int_t
+}

@@ -3,12 +3,13 @@
 //! the end of the request (`finish`).
 
 use proxy_wasm_host::abi::BufferType;
-use proxy_wasm_host::{Action, HostError, LocalResponse, MapType, Outcome, PluginInstance};
+use proxy_wasm_host::{HostError, LocalResponse, MapType, Outcome, PluginInstance};
 use ngx::ffi::*;
 
 pub(crate) use super::ctx::{get, get_or_create, BodyRead, FilterCtx, RequestCtx};
 pub(crate) use crate::util::chunk::Chunk;
 use super::stream::{NgxStream, Phase, Properties};
+use crate::vm::filter::{self, Policy, Verdict};
 use crate::vm::worker::WORKER;
 
 /// The result of running one callback over (part of) the chain.
@@ -71,7 +72,7 @@ pub(crate) unsafe fn step(
     i: usize,
     f: &mut dyn FnMut(&mut PluginInstance, u32, &mut FilterCtx, Seed<'_>) -> Option<Result<Outcome, HostError>>,
 ) -> ChainResult {
-    let fail_open = crate::conf::failure_status(r) == 0;
+    let policy = Policy { fail_open: crate::conf::failure_status(r) == 0, consequence: "failing the request" };
     let mut root_calls_queued = false;
     let res = WORKER.with(|w| {
         let mut w = w.borrow_mut();
@@ -79,17 +80,13 @@ pub(crate) unsafe fn step(
         let fc = &mut ctx.filters[i];
         let mi = w.filter_module[fc.filter];
         let label = w.slots[mi].label.clone();
+        let mut log = |level: u32, msg: &str| log_at(r, level, &label, msg);
         let inst = match fc.ctx_id {
             Some(id) => w.slots[mi].get(fc.generation).map(|inst| (id, inst)),
             None => None,
         };
         let Some((id, inst)) = inst else {
-            // A filter that failed earlier in this request, or could not start.
-            if fail_open {
-                return ChainResult::Continue;
-            }
-            log_at(r, NGX_LOG_ERR, &label, "filter is not running (it failed or could not start); failing the request");
-            return ChainResult::Failed;
+            return chain_result(filter::not_running(&policy, &mut log), i);
         };
         let seed = Seed { r, label: &label, properties: &mut ctx.properties };
         let res = f(inst, id, fc, seed);
@@ -121,34 +118,27 @@ pub(crate) unsafe fn step(
             }
         }
         w.after_root_callback(mi);
-        match res {
-            None => ChainResult::Continue,
-            Some(Ok(Outcome { local_response: Some(lr), .. })) => ChainResult::Local(lr),
-            Some(Ok(Outcome { ops, .. })) if ops.close_request || ops.close_response => {
-                log_at(r, NGX_LOG_INFO, &label, "closed the stream (proxy_close_stream)");
-                ChainResult::Closed
-            }
-            Some(Ok(Outcome { action: Action::Continue, .. })) => ChainResult::Continue,
-            // proxy_continue_stream during the callback undoes its own Pause.
-            Some(Ok(Outcome { ops, .. })) if ops.continue_request || ops.continue_response => ChainResult::Continue,
-            Some(Ok(Outcome { action: Action::Pause, .. })) => ChainResult::Paused(i),
-            Some(Err(e)) => {
-                fc.ctx_id = None;
-                w.slots[mi].poison();
-                if fail_open {
-                    log_at(r, NGX_LOG_ERR, &label, &format!("{e}; failing open (proxy_wasm_failure_policy open): the filter is skipped"));
-                    return ChainResult::Continue;
-                }
-                log_failure(r, &label, &e);
-                ChainResult::Failed
-            }
+        if matches!(res, Some(Err(_))) {
+            fc.ctx_id = None;
         }
+        let own = |ops: &proxy_wasm_host::StreamOps| ops.continue_request || ops.continue_response;
+        chain_result(filter::judge(w, mi, res, &policy, own, &mut log), i)
     });
     if root_calls_queued {
         // Calls a root context made in the callback (sent once the worker state is free).
         crate::vm::worker::flush_root_calls();
     }
     res
+}
+
+fn chain_result(v: Verdict, i: usize) -> ChainResult {
+    match v {
+        Verdict::Continue => ChainResult::Continue,
+        Verdict::Paused => ChainResult::Paused(i),
+        Verdict::Closed => ChainResult::Closed,
+        Verdict::Failed => ChainResult::Failed,
+        Verdict::Answered(o) => o.local_response.map_or(ChainResult::Continue, ChainResult::Local),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -227,20 +217,7 @@ pub(crate) unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
 /// on_delete for every live context; no request access needed (runs from pool cleanup too).
 pub(super) fn delete_all(ctx: &mut RequestCtx) {
     ctx.finished = true;
-    let _ = WORKER.try_with(|w| {
-        let Ok(mut w) = w.try_borrow_mut() else { return };
-        let Some(w) = w.as_mut() else { return };
-        for fc in ctx.filters.iter_mut() {
-            let mi = w.filter_module[fc.filter];
-            let slot = &mut w.slots[mi];
-            if let (Some(id), Some(inst)) = (fc.ctx_id.take(), slot.get(fc.generation)) {
-                if let Err(e) = inst.on_delete(id) {
-                    crate::util::log::cycle_error(&format!("[proxy_wasm] {}: {e}", slot.label));
-                    slot.poison();
-                }
-            }
-        }
-    });
+    filter::delete_contexts(ctx.filters.iter_mut().map(|fc| (fc.filter, fc.generation, &mut fc.ctx_id)));
 }
 
 /// Which body a walk runs the filters over.

@@ -150,21 +150,8 @@ pub(crate) unsafe fn get_or_create(r: *mut ngx_http_request_t) -> Option<&'stati
                 request_body: Vec::new(),
             };
             if let Some(w) = w.as_mut() {
-                let mi = w.filter_module[fi];
-                w.ensure_fresh(mi);
-                fc.generation = w.slots[mi].generation();
-                let root = w.roots[fi];
-                let slot = &mut w.slots[mi];
-                if let (Some(root), Some(inst)) = (root, slot.get(fc.generation)) {
-                    fc.exports = inst.exports();
-                    match inst.create_http_context(root) {
-                        Ok(id) => fc.ctx_id = Some(id),
-                        Err(e) => {
-                            log_failure(r, &slot.label, &e);
-                            slot.poison();
-                        }
-                    }
-                }
+                let c = crate::vm::filter::create_context(w, fi, &mut |label, e| log_failure(r, label, e));
+                (fc.generation, fc.ctx_id, fc.exports) = (c.generation, c.ctx_id, c.exports);
             }
             ctx.response_body_wanted |= fc.exports.response_body;
             ctx.request_body_wanted |= fc.exports.request_body;

@@ -9,7 +9,7 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::hostcalls::framing_header;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
-use crate::util::chunk::Chunk;
+use crate::util::chunk::{Body, BodySlot, Chunk};
 use crate::util::log;
 use super::pseudo::host_edit_ok;
 use crate::util::list::{bytes, each_elt};
@@ -26,15 +26,9 @@ pub(crate) struct NgxStream<'a> {
     label: &'a str,
     pub(super) phase: Phase,
     /// The body buffered for the running body callback.
-    body: Option<(BufferType, Body<'a>)>,
+    body: BodySlot<'a>,
     /// Properties set by the request's filters.
     properties: Option<&'a mut Properties>,
-}
-
-/// The body a body callback sees: bytes a filter holds, or a chunk still in nginx's buffers.
-enum Body<'a> {
-    Held(&'a mut Vec<u8>),
-    Chunk(&'a mut Chunk),
 }
 
 /// What one request's filters share beyond nginx's own state.
@@ -51,7 +45,7 @@ pub(crate) struct Properties {
 impl<'a> NgxStream<'a> {
     /// SAFETY: `r` must be a live request for the lifetime of the stream.
     pub unsafe fn new(r: *mut ngx_http_request_t, label: &'a str, phase: Phase) -> NgxStream<'a> {
-        NgxStream { r, label, phase, body: None, properties: None }
+        NgxStream { r, label, phase, body: BodySlot(None), properties: None }
     }
 
     pub fn with_properties(mut self, properties: &'a mut Properties) -> NgxStream<'a> {
@@ -69,14 +63,14 @@ impl<'a> NgxStream<'a> {
 
     /// Gives the running body callback access to its buffered body.
     pub fn with_body(mut self, which: BufferType, body: &'a mut Vec<u8>) -> NgxStream<'a> {
-        self.body = Some((which, Body::Held(body)));
+        self.body = BodySlot(Some((which, Body::Held(body))));
         self
     }
 
     /// Gives the running body callback a chunk still in nginx's buffers, read straight from
     /// them, copied out only if the plugin changes it.
     pub fn with_chunk(mut self, which: BufferType, chunk: &'a mut Chunk) -> NgxStream<'a> {
-        self.body = Some((which, Body::Chunk(chunk)));
+        self.body = BodySlot(Some((which, Body::Chunk(chunk))));
         self
     }
 
@@ -237,11 +231,7 @@ impl HttpStream for NgxStream<'_> {
 
     fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
         let (r, label) = (self.r, self.label);
-        match &mut self.body {
-            Some((t, Body::Held(b))) if *t == which => Some(&mut **b),
-            Some((t, Body::Chunk(c))) if *t == which => read_or_log(r, label, c.bytes_mut()),
-            _ => None,
-        }
+        read_or_log(r, label, self.body.bytes_mut(which)?)
     }
 
     fn body_read(
@@ -252,21 +242,12 @@ impl HttpStream for NgxStream<'_> {
         put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
     ) -> Option<Result<(), Status>> {
         let (r, label) = (self.r, self.label);
-        match &mut self.body {
-            Some((t, Body::Held(b))) if *t == which => Some(b.get(start..end).map_or(Err(Status::InternalFailure), put)),
-            Some((t, Body::Chunk(c))) if *t == which => {
-                Some(read_or_log(r, label, c.read_range(start, end, put)).unwrap_or(Err(Status::InternalFailure)))
-            }
-            _ => None,
-        }
+        let res = self.body.read(which, start, end, put)?;
+        Some(read_or_log(r, label, res).unwrap_or(Err(Status::InternalFailure)))
     }
 
     fn body_size(&mut self, which: BufferType) -> Option<usize> {
-        match &self.body {
-            Some((t, Body::Held(b))) if *t == which => Some(b.len()),
-            Some((t, Body::Chunk(c))) if *t == which => Some(c.len()),
-            _ => None,
-        }
+        self.body.size(which)
     }
 
     fn log(&mut self, level: LogLevel, msg: &[u8]) {

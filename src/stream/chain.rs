@@ -4,11 +4,12 @@
 
 use ngx::ffi::*;
 use proxy_wasm_host::abi::{BufferType, PeerType};
-use proxy_wasm_host::{Action, HostError, Outcome, PluginInstance};
+use proxy_wasm_host::{HostError, Outcome, PluginInstance, StreamOps};
 
 use super::conn::NgxConn;
 use super::session::{Dir, FilterCtx, SessionCtx};
 use crate::util::chunk::Chunk;
+use crate::vm::filter::{self, Policy, Verdict};
 use crate::vm::worker::WORKER;
 
 /// The result of running one callback over (part of) the chain.
@@ -28,68 +29,68 @@ pub(crate) unsafe fn log_at(s: *mut ngx_stream_session_t, level: u32, label: &st
 
 /// Runs one callback of filter `i`. `f` gets the instance, the context id, the filter's
 /// state, and the stream to hand the host core; it returns None when the module does not
-/// export the callback.
+/// export the callback. `dir`: the direction whose data the callback sees (its own
+/// proxy_continue_stream undoes its Pause; one of the other direction releases that
+/// direction's held data, see filter.rs).
 unsafe fn step(
     s: *mut ngx_stream_session_t,
     ctx: &mut SessionCtx,
     i: usize,
+    dir: Option<Dir>,
     f: &mut dyn FnMut(&mut PluginInstance, u32, &mut FilterCtx, NgxConn<'_>) -> Option<Result<Outcome, HostError>>,
 ) -> ChainResult {
-    let fail_open = ctx.failure_status == 0;
+    let policy = Policy { fail_open: ctx.failure_status == 0, consequence: "closing the connection" };
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
         let fc = &mut ctx.filters[i];
         let mi = w.filter_module[fc.filter];
         let label = w.slots[mi].label.clone();
+        let mut log = |level: u32, msg: &str| log_at(s, level, &label, msg);
         let inst = match fc.ctx_id {
             Some(id) => w.slots[mi].get(fc.generation).map(|inst| (id, inst)),
             None => None,
         };
         let Some((id, inst)) = inst else {
-            if fail_open {
-                return ChainResult::Continue;
-            }
-            log_at(s, NGX_LOG_ERR, &label, "filter is not running (it failed or could not start); closing the connection");
-            return ChainResult::Failed;
+            return chain_result(filter::not_running(&policy, &mut log), i);
         };
         let conn = NgxConn::new(s, &label, &mut ctx.properties);
         let res = f(inst, id, fc, conn);
         w.after_root_callback(mi);
-        if let Some(Ok(o)) = &res {
-            ctx.resume[Dir::Downstream as usize] |= o.ops.continue_downstream;
-            ctx.resume[Dir::Upstream as usize] |= o.ops.continue_upstream;
-        }
-        match res {
-            None => ChainResult::Continue,
-            Some(Ok(Outcome { ops, .. })) if ops.closes() => {
-                log_at(s, NGX_LOG_INFO, &label, "closed the connection (proxy_close_stream)");
-                ChainResult::Closed
+        match &res {
+            Some(Ok(o)) => {
+                ctx.resume[Dir::Downstream as usize] |= o.ops.continue_downstream && dir != Some(Dir::Downstream);
+                ctx.resume[Dir::Upstream as usize] |= o.ops.continue_upstream && dir != Some(Dir::Upstream);
             }
-            Some(Ok(Outcome { action: Action::Continue, .. })) => ChainResult::Continue,
-            // proxy_continue_stream during the callback undoes its own Pause.
-            Some(Ok(Outcome { ops, .. })) if ops.continue_downstream || ops.continue_upstream => ChainResult::Continue,
-            Some(Ok(Outcome { action: Action::Pause, .. })) => ChainResult::Paused(i),
-            Some(Err(e)) => {
+            Some(Err(_)) => {
                 fc.ctx_id = None;
                 fc.held = Default::default();
-                w.slots[mi].poison();
-                if fail_open {
-                    log_at(s, NGX_LOG_ERR, &label, &format!("{e}; failing open (proxy_wasm_failure_policy open): the filter is skipped"));
-                    return ChainResult::Continue;
-                }
-                log_at(s, NGX_LOG_ERR, &label, &format!("{e}; closing the connection"));
-                ChainResult::Failed
             }
+            None => {}
         }
+        let own = |ops: &StreamOps| match dir {
+            Some(Dir::Downstream) => ops.continue_downstream,
+            Some(Dir::Upstream) => ops.continue_upstream,
+            None => false,
+        };
+        chain_result(filter::judge(w, mi, res, &policy, own, &mut log), i)
     })
+}
+
+fn chain_result(v: Verdict, i: usize) -> ChainResult {
+    match v {
+        Verdict::Continue | Verdict::Answered(_) => ChainResult::Continue,
+        Verdict::Paused => ChainResult::Paused(i),
+        Verdict::Closed => ChainResult::Closed,
+        Verdict::Failed => ChainResult::Failed,
+    }
 }
 
 /// on_new_connection over the chain, in configuration order. A Pause has nothing to wait
 /// for here (no HTTP calls from stream filters): the chain goes on, with a warning.
 pub(crate) unsafe fn run_new_connection(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx) -> ChainResult {
     for i in 0..ctx.filters.len() {
-        let res = step(s, ctx, i, &mut |inst, id, _, mut conn| Some(inst.on_new_connection(id, &mut conn)));
+        let res = step(s, ctx, i, None, &mut |inst, id, _, mut conn| Some(inst.on_new_connection(id, &mut conn)));
         match res {
             ChainResult::Continue => {}
             ChainResult::Paused(_) => log_at(
@@ -148,7 +149,7 @@ pub(crate) unsafe fn run_data(
             ctx.filters[i].held[d].append(&mut more);
             incoming = Chunk::default();
         }
-        let res = step(s, ctx, i, &mut |inst, id, fc, conn| {
+        let res = step(s, ctx, i, Some(dir), &mut |inst, id, fc, conn| {
             let held = &mut fc.held[d];
             if held.is_empty() {
                 let size = incoming.len();
@@ -159,7 +160,6 @@ pub(crate) unsafe fn run_data(
             let mut conn = conn.with_held(buffer, held);
             Some(inst.on_stream_data(upstream, id, &mut conn, size, eos))
         });
-        ctx.resume[d] = false;
         match res {
             ChainResult::Continue => {}
             ChainResult::Paused(_) if eos => {}
@@ -223,7 +223,7 @@ pub(crate) unsafe fn finish(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx) 
         if ctx.filters[i].ctx_id.is_none() {
             continue;
         }
-        let _ = step(s, ctx, i, &mut |inst, id, _, mut conn| {
+        let _ = step(s, ctx, i, None, &mut |inst, id, _, mut conn| {
             let r = inst.on_connection_close(false, id, &mut conn, down);
             let r = r.and_then(|_| if had_upstream { inst.on_connection_close(true, id, &mut conn, up) } else { Ok(()) });
             Some(r.and_then(|_| inst.on_done_and_log(id, &mut conn)).map(|_| Outcome::CONTINUE))
@@ -236,18 +236,5 @@ pub(crate) unsafe fn finish(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx) 
 /// on_delete for every live context; no session access needed (runs from pool cleanup too).
 pub(super) fn delete_all(ctx: &mut SessionCtx) {
     ctx.finished = true;
-    let _ = WORKER.try_with(|w| {
-        let Ok(mut w) = w.try_borrow_mut() else { return };
-        let Some(w) = w.as_mut() else { return };
-        for fc in ctx.filters.iter_mut() {
-            let mi = w.filter_module[fc.filter];
-            let slot = &mut w.slots[mi];
-            if let (Some(id), Some(inst)) = (fc.ctx_id.take(), slot.get(fc.generation)) {
-                if let Err(e) = inst.on_delete(id) {
-                    crate::util::log::cycle_error(&format!("[proxy_wasm] {}: {e}", slot.label));
-                    slot.poison();
-                }
-            }
-        }
-    });
+    filter::delete_contexts(ctx.filters.iter_mut().map(|fc| (fc.filter, fc.generation, &mut fc.ctx_id)));
 }

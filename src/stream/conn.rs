@@ -7,22 +7,15 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::maps::MapBuilder;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
-use crate::util::chunk::Chunk;
+use crate::util::chunk::{Body, BodySlot, Chunk};
 use crate::util::log;
-
-/// The data the running callback may read and change.
-enum Data<'a> {
-    /// Bytes a filter holds (it paused before).
-    Held(&'a mut Vec<u8>),
-    /// A chunk still in nginx's buffers, copied out only if changed.
-    Chunk(&'a mut Chunk),
-}
 
 pub(crate) struct NgxConn<'a> {
     s: *mut ngx_stream_session_t,
     label: &'a str,
     properties: &'a mut std::collections::HashMap<Vec<u8>, Vec<u8>>,
-    data: Option<(BufferType, Data<'a>)>,
+    /// The data the running callback may read and change.
+    data: BodySlot<'a>,
 }
 
 impl<'a> NgxConn<'a> {
@@ -33,16 +26,16 @@ impl<'a> NgxConn<'a> {
         label: &'a str,
         properties: &'a mut std::collections::HashMap<Vec<u8>, Vec<u8>>,
     ) -> NgxConn<'a> {
-        NgxConn { s, label, properties, data: None }
+        NgxConn { s, label, properties, data: BodySlot(None) }
     }
 
     pub fn with_held(mut self, which: BufferType, held: &'a mut Vec<u8>) -> NgxConn<'a> {
-        self.data = Some((which, Data::Held(held)));
+        self.data = BodySlot(Some((which, Body::Held(held))));
         self
     }
 
     pub fn with_chunk(mut self, which: BufferType, chunk: &'a mut Chunk) -> NgxConn<'a> {
-        self.data = Some((which, Data::Chunk(chunk)));
+        self.data = BodySlot(Some((which, Body::Chunk(chunk))));
         self
     }
 
@@ -82,22 +75,12 @@ impl HttpStream for NgxConn<'_> {
     }
 
     fn body(&mut self, which: BufferType) -> Option<&mut Vec<u8>> {
-        match &mut self.data {
-            Some((t, Data::Held(b))) if *t == which => Some(&mut **b),
-            Some((t, Data::Chunk(c))) if *t == which => match c.bytes_mut() {
-                Ok(b) => Some(b),
-                Err(()) => None,
-            },
-            _ => None,
-        }
+        // Stream data is always in memory: a chunk is never unreadable.
+        self.data.bytes_mut(which)?.ok()
     }
 
     fn body_size(&mut self, which: BufferType) -> Option<usize> {
-        match &self.data {
-            Some((t, Data::Held(b))) if *t == which => Some(b.len()),
-            Some((t, Data::Chunk(c))) if *t == which => Some(c.len()),
-            _ => None,
-        }
+        self.data.size(which)
     }
 
     fn body_read(
@@ -107,11 +90,7 @@ impl HttpStream for NgxConn<'_> {
         end: usize,
         put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
     ) -> Option<Result<(), Status>> {
-        match &mut self.data {
-            Some((t, Data::Held(b))) if *t == which => Some(b.get(start..end).map_or(Err(Status::InternalFailure), put)),
-            Some((t, Data::Chunk(c))) if *t == which => Some(c.read_range(start, end, put).unwrap_or(Err(Status::InternalFailure))),
-            _ => None,
-        }
+        Some(self.data.read(which, start, end, put)?.unwrap_or(Err(Status::InternalFailure)))
     }
 
     fn get_property(&mut self, path: &[&[u8]], out: &mut Vec<u8>) -> Status {

@@ -126,37 +126,23 @@ pub(crate) unsafe fn get_or_create(s: *mut ngx_stream_session_t) -> Option<&'sta
         buffer_limit: scf.body_buffer_limit.unwrap_or(crate::conf::DEFAULT_STREAM_BUFFER_LIMIT),
         ..Default::default()
     });
-    let mut root_calls_queued = false;
+    // No HTTP calls here (the stream module sends none): nothing for flush_root_calls.
     WORKER.with(|w| {
         let mut w = w.borrow_mut();
         for &fi in filters {
             let mut fc = FilterCtx { filter: fi, generation: 0, ctx_id: None, exports: Exports::default(), held: Default::default() };
             if let Some(w) = w.as_mut() {
-                let mi = w.filter_module[fi];
-                w.ensure_fresh(mi);
-                fc.generation = w.slots[mi].generation();
-                let root = w.roots[fi];
-                let slot = &mut w.slots[mi];
-                if let (Some(root), Some(inst)) = (root, slot.get(fc.generation)) {
-                    fc.exports = inst.exports();
-                    match inst.create_stream_context(root) {
-                        Ok(id) => fc.ctx_id = Some(id),
-                        Err(e) => {
-                            super::chain::log_at(s, NGX_LOG_ERR, &slot.label, &format!("{e}; failing the connection"));
-                            slot.poison();
-                        }
-                    }
-                }
+                let log = &mut |label: &str, e: &proxy_wasm_host::HostError| {
+                    super::chain::log_at(s, NGX_LOG_ERR, label, &format!("{e}; failing the connection"))
+                };
+                let c = crate::vm::filter::create_context(w, fi, log);
+                (fc.generation, fc.ctx_id, fc.exports) = (c.generation, c.ctx_id, c.exports);
             }
             ctx.wanted[Dir::Downstream as usize] |= fc.exports.downstream_data;
             ctx.wanted[Dir::Upstream as usize] |= fc.exports.upstream_data;
             ctx.filters.push(fc);
         }
-        root_calls_queued = w.as_ref().is_some_and(|w| !w.root_calls.is_empty());
     });
-    if root_calls_queued {
-        crate::vm::worker::flush_root_calls();
-    }
     let raw = Box::into_raw(ctx);
     (*cln).handler = Some(cleanup);
     (*cln).data = raw as *mut c_void;

@@ -4,6 +4,8 @@
 //! and either way the buffers go on as they came (a static file keeps sendfile).
 
 use ngx::ffi::*;
+use proxy_wasm_host::abi::BufferType;
+use proxy_wasm_host::Status;
 
 use crate::util::buf;
 
@@ -121,5 +123,50 @@ impl Chunk {
     /// nginx's buffers, while they still are the chunk.
     pub fn untouched(&self) -> Option<*mut ngx_chain_t> {
         (!self.chain.is_null()).then_some(self.chain)
+    }
+}
+
+/// The body (or L4 data) the running callback may read and change, as the host core's
+/// stream hands it out for one buffer type: bytes a filter holds (it paused before), or a
+/// chunk still in nginx's buffers, copied out only if changed.
+pub(crate) enum Body<'a> {
+    Held(&'a mut Vec<u8>),
+    Chunk(&'a mut Chunk),
+}
+
+/// A `Body` for buffer type `which` (None outside the body callbacks), serving the host
+/// core's `body`, `body_size` and `body_read` for it. `Err(())`: a file buffer could not be
+/// read (the caller logs it).
+pub(crate) struct BodySlot<'a>(pub Option<(BufferType, Body<'a>)>);
+
+impl BodySlot<'_> {
+    pub fn bytes_mut(&mut self, which: BufferType) -> Option<Result<&mut Vec<u8>, ()>> {
+        match &mut self.0 {
+            Some((t, Body::Held(b))) if *t == which => Some(Ok(&mut **b)),
+            Some((t, Body::Chunk(c))) if *t == which => Some(c.bytes_mut()),
+            _ => None,
+        }
+    }
+
+    pub fn size(&self, which: BufferType) -> Option<usize> {
+        match &self.0 {
+            Some((t, Body::Held(b))) if *t == which => Some(b.len()),
+            Some((t, Body::Chunk(c))) if *t == which => Some(c.len()),
+            _ => None,
+        }
+    }
+
+    pub fn read(
+        &mut self,
+        which: BufferType,
+        start: usize,
+        end: usize,
+        put: &mut dyn FnMut(&[u8]) -> Result<(), Status>,
+    ) -> Option<Result<Result<(), Status>, ()>> {
+        match &mut self.0 {
+            Some((t, Body::Held(b))) if *t == which => Some(Ok(b.get(start..end).map_or(Err(Status::InternalFailure), put))),
+            Some((t, Body::Chunk(c))) if *t == which => Some(c.read_range(start, end, put)),
+            _ => None,
+        }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod queue_poll;
 pub(crate) mod root_calls;
 pub(crate) mod shm;
 pub(crate) mod worker;
+pub(crate) mod filter;
 pub(crate) mod load;
 pub(crate) mod process;
 pub(crate) mod slot;
