@@ -8,7 +8,7 @@ TREE=$PWD/build/debian-nginx
 # Debian builds stream as a dynamic module (libnginx-mod-stream); nginx-dev's conf_flags omit
 # it, so it is added here: the stream .so needs its headers and NGX_STREAM.
 STREAM_FLAGS=(--with-stream=dynamic --with-stream_ssl_module --with-stream_ssl_preread_module --with-stream_realip_module)
-grep -q '^#define NGX_STREAM  1' "$TREE/objs/ngx_auto_config.h" 2>/dev/null && { echo "ok: $TREE already configured"; exit 0; }
+grep -q '^#define NGX_CONFIGURE .*--with-stream=dynamic' "$TREE/objs/ngx_auto_config.h" 2>/dev/null && { echo "ok: $TREE already configured"; exit 0; }
 [ -d /usr/share/nginx/src ] || { echo "nginx-dev is not installed (/usr/share/nginx/src missing)" >&2; exit 1; }
 rm -rf "$TREE"; mkdir -p "$(dirname "$TREE")"
 cp -a /usr/share/nginx/src "$TREE"

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TREE=$ROOT/build/nginx-1.28
-# A tree configured before the stream module was needed (no NGX_STREAM) is rebuilt.
-if [ -x "$TREE/objs/nginx" ] && grep -q '^#define NGX_STREAM  1' "$TREE/objs/ngx_auto_config.h" 2>/dev/null; then
+# A tree configured before the stream module was needed (no --with-stream) is rebuilt.
+if [ -x "$TREE/objs/nginx" ] && grep -q '^#define NGX_CONFIGURE .*--with-stream ' "$TREE/objs/ngx_auto_config.h" 2>/dev/null; then
     echo "ok: $TREE already built"; exit 0
 fi
 cargo fetch --locked >/dev/null

@@ -486,3 +486,26 @@ stream: var ssl_preread_server_name=pre.example
 qr/stream: (?:holding upstream|continue upstream status=\d+)|proxy_continue_stream: \d+ bytes of held upstream data go on/
 --- grep_error_log_out eval
 qr/\Astream: holding upstream\nstream: continue upstream status=0\nproxy_continue_stream: \d+ bytes of held upstream data go on\n\z/
+
+
+=== TEST 24: the http module's proxy_wasm_metrics serves the stream module's metrics too (its own zone), with the per-filter figures
+--- main_config eval
+($ENV{TEST_NGINX_STREAM_MODULE} ? "load_module $ENV{TEST_NGINX_STREAM_MODULE};\n" : "")
+. ($ENV{TEST_NGINX_WASM_MODULE} ? "load_module $ENV{TEST_NGINX_WASM_MODULE};\n" : "")
+. "load_module $ENV{TEST_NGINX_STREAM_WASM_MODULE};"
+--- http_config
+    wasm_module testbed $TEST_NGINX_FILTERS/testbed.wasm;
+--- config
+    location = /t { return 200 "hi\n"; }
+    location = /via-stream { proxy_pass http://127.0.0.1:$TEST_NGINX_STREAM_PORT/t; }
+    location = /metrics { proxy_wasm_metrics; }
+--- stream_config
+    wasm_module stream_testbed $TEST_NGINX_FILTERS/stream_testbed.wasm;
+    proxy_wasm_filter_metrics on;
+--- stream_server_config
+    proxy_wasm stream_testbed metric name=l4;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- request eval
+["GET /via-stream", "GET /via-stream", "GET /metrics"]
+--- response_body_like eval
+["^hi\n\$", "^hi\n\$", "(?s)proxy_wasm_filter_callbacks_total\\{module=\"stream_testbed\",filter=\"l4\"\\} \\d+.*# TYPE stream_connections counter\nstream_connections 2\n"]

@@ -1,5 +1,6 @@
-//! `proxy_wasm_metrics;`: a content handler serving every metric of the shared zone in the
-//! Prometheus text exposition format (version 0.0.4).
+//! `proxy_wasm_metrics;`: a content handler serving every metric of the shared zone (and of
+//! the stream module's, when it is loaded) in the Prometheus text exposition format
+//! (version 0.0.4).
 
 use std::ffi::{c_char, c_void};
 
@@ -28,10 +29,13 @@ unsafe extern "C" fn metrics_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         }
         // This worker's latest figures; the other workers' are at most one poll period old.
         crate::vm::stats::flush_stats();
-        // No store (no wasm_module declared): no metrics, an empty exposition.
-        let body = shared_store::process_store()
-            .map(|s| shared_store::prometheus_text(&s.metrics()).into_bytes())
-            .unwrap_or_default();
+        // No store (no wasm_module declared): no metrics, an empty exposition. The stream
+        // module's metrics (its own zone) follow the http module's.
+        let mut metrics = shared_store::process_store().map(|s| s.metrics()).unwrap_or_default();
+        if let Some(s) = crate::vm::shm::stream_module_store() {
+            metrics.extend(s.metrics());
+        }
+        let body = shared_store::prometheus_text(&metrics).into_bytes();
         let lr = LocalResponse {
             status: 200,
             details: Vec::new(),

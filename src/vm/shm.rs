@@ -99,3 +99,30 @@ pub(crate) fn install_check_store(mcf: &MainConf) {
     let size = mcf.shm_size.unwrap_or(crate::conf::DEFAULT_SHM_SIZE);
     shared_store::set_process_store(Some(Arc::new(SharedStore::new_private(size))));
 }
+
+/// The stream module's store, when this nginx has one (the http module's metrics endpoint
+/// serves its metrics too): the zone `proxy_wasm_stream` of the running cycle, read as it is
+/// (never formatted here).
+///
+/// # Safety
+/// In a worker (or the single process): the cycle's zones are mapped.
+#[cfg(feature = "http")]
+pub(crate) unsafe fn stream_module_store() -> Option<SharedStore> {
+    let mut found = None;
+    let mut part: *mut ngx_list_part_t = &mut (*ngx_cycle).shared_memory.part;
+    while !part.is_null() && found.is_none() {
+        let zones = (*part).elts as *mut ngx_shm_zone_t;
+        for i in 0..(*part).nelts {
+            let z = zones.add(i);
+            if (*z).shm.name.as_bytes() == b"proxy_wasm_stream" && !(*z).shm.addr.is_null() {
+                found = Some(z);
+                break;
+            }
+        }
+        part = (*part).next;
+    }
+    let (addr, len) = region(found?);
+    // SAFETY: the stream module's zone, mapped for the cycle; its store's layout is this
+    // build's (the same host core), and only SharedStore handles use it.
+    SharedStore::open_existing(addr, len).ok()
+}

@@ -291,6 +291,22 @@ impl SharedStore {
         Ok(s)
     }
 
+    /// Uses the region at `base..base+len` only if it already holds a store of this size
+    /// (another embedder's zone, read by this one): never formats it.
+    ///
+    /// # Safety
+    /// As `attach`.
+    pub unsafe fn open_existing(base: *mut u8, len: usize) -> Result<SharedStore, String> {
+        if len < MIN_SIZE || !(base as usize).is_multiple_of(8) {
+            return Err("not a shared store region".into());
+        }
+        let s = SharedStore { base, len: len & !7, pid: std::process::id(), events: Default::default(), _owned: None };
+        if s.get_u64(H_MAGIC) != MAGIC || s.get_u64(H_SIZE) != s.len as u64 {
+            return Err("the region holds no shared store".into());
+        }
+        Ok(s)
+    }
+
     /// The region's size in bytes.
     pub fn size(&self) -> usize {
         self.len
