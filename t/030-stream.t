@@ -250,11 +250,11 @@ stream: upstream_close
 
 
 
-=== TEST 13: connection properties in on_new_connection, upstream.address at on_log
+=== TEST 13: connection properties in on_new_connection, upstream.address and upstream.port at on_log
 --- config
     location = /t { return 200 "hi\n"; }
 --- stream_server_config
-    proxy_wasm stream_testbed trace,prop:plugin_name,prop:plugin_root_id,prop:upstream.address,lprop:upstream.address;
+    proxy_wasm stream_testbed trace,prop:plugin_name,prop:plugin_root_id,prop:upstream.address,lprop:upstream.address,lprop:upstream.port;
     proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
 --- stream_request eval
 "GET /t HTTP/1.0\r\n\r\n"
@@ -269,7 +269,8 @@ stream: upstream_close
  qr/stream: prop plugin_name=stream_testbed\b/,
  qr/stream: prop plugin_root_id=/,
  qr/stream: prop upstream.address=<none>/,
- qr/stream: prop upstream.address=127\.0\.0\.1:\d+\b/]
+ qr/stream: prop upstream.address=127\.0\.0\.1:\d+\b/,
+ qr/stream: prop upstream.port=\d+\b/]
 --- no_error_log
 [error]
 [crit]
@@ -509,3 +510,19 @@ qr/\Astream: holding upstream\nstream: continue upstream status=0\nproxy_continu
 ["GET /via-stream", "GET /via-stream", "GET /metrics"]
 --- response_body_like eval
 ["^hi\n\$", "^hi\n\$", "(?s)proxy_wasm_filter_callbacks_total\\{module=\"stream_testbed\",filter=\"l4\"\\} \\d+.*# TYPE stream_connections counter\nstream_connections 2\n"]
+
+
+=== TEST 25: shared queues from stream plugins: a stream context enqueues, its root context's on_queue_ready dequeues
+--- config
+    location = /t { return 200 "hi\n"; }
+--- stream_server_config
+    proxy_wasm stream_testbed queue;
+    proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+--- stream_request eval
+"GET /t HTTP/1.0\r\n\r\n"
+--- stream_response_like chomp
+\r\n\r\nhi\n$
+--- wait: 0.5
+--- error_log
+stream: enqueued
+stream: queue item "GET /t HTTP/1.0\r\n\r\n"

@@ -83,6 +83,17 @@ pub(crate) unsafe fn get(s: *mut ngx_stream_session_t, path: &[&[u8]], out: &mut
             };
         }
         [b"upstream", b"address"] => non_empty(variable(s, b"upstream_addr")),
+        [b"upstream", b"port"] => {
+            // The port of the last address tried ($upstream_addr lists every attempt).
+            let port = non_empty(variable(s, b"upstream_addr")).and_then(|a| {
+                let last = a.rsplit(|&b| b == b' ' || b == b',').next()?.to_vec();
+                std::str::from_utf8(&last).ok()?.rsplit(':').next()?.parse::<u16>().ok()
+            });
+            return match port {
+                Some(p) => int(out, p as i64),
+                None => Status::NotFound,
+            };
+        }
         [b"ngx", name] => variable(s, name),
         _ => None,
     };

@@ -32,6 +32,9 @@
 //!   shared         on_downstream_data logs `stream: shared get=<"value"|none>` of shared data key
 //!                  `stream_last` (escaped as show-down); on_downstream_data stores the chunk there, logs
 //!                  `stream: shared set`
+//!   queue          the root context registers shared queue `stream_q`; on_downstream_data
+//!                  enqueues the chunk (`stream: enqueued`); the root's on_queue_ready logs
+//!                  `stream: queue item "<data>"`
 //!   metric         counter `stream_connections` incremented per connection; logs
 //!                  `stream: metric stream_connections=N`
 //!   sni            logs `stream: sni=<connection.requested_server_name|<none>>`
@@ -63,6 +66,8 @@ proxy_wasm::main! {{
 struct Conf {
     words: Vec<String>,
     metric: Option<u32>,
+    /// `queue`: the shared queue the root context registered.
+    queue: Option<u32>,
 }
 
 impl Conf {
@@ -98,7 +103,10 @@ impl RootContext for Root {
             .filter(|w| !w.is_empty())
             .map(String::from)
             .collect();
-        let mut conf = Conf { words, metric: None };
+        let mut conf = Conf { words, metric: None, queue: None };
+        if conf.has("queue") {
+            conf.queue = Some(self.register_shared_queue("stream_q"));
+        }
         if conf.has("metric") {
             match hostcalls::define_metric(MetricType::Counter, "stream_connections") {
                 Ok(id) => conf.metric = Some(id),
@@ -111,6 +119,12 @@ impl RootContext for Root {
         info!("stream: configured [{}]", conf.words.join(","));
         self.conf = Rc::new(conf);
         true
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        while let Ok(Some(item)) = self.dequeue_shared_queue(queue_id) {
+            info!("stream: queue item \"{}\"", esc(&item));
+        }
     }
 
     fn on_tick(&mut self) {
@@ -264,6 +278,12 @@ impl StreamContext for Stream {
         let data = self.get_downstream_data(0, size).unwrap_or_default();
         if c.has("show-down") {
             info!("stream: downstream=\"{}\"", esc(&data));
+        }
+        if let (Some(q), false) = (c.queue, data.is_empty()) {
+            match hostcalls::enqueue_shared_queue(q, Some(&data)) {
+                Ok(()) => info!("stream: enqueued"),
+                Err(e) => warn!("stream: enqueue failed: {:?}", e),
+            }
         }
         if c.has("shared") && !data.is_empty() {
             let v = match hostcalls::get_shared_data("stream_last") {
