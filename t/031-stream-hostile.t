@@ -7,10 +7,25 @@
 # /ok through a well-behaved one on another port; both end at location /inner.
 use lib 't/lib';
 use Test::Nginx::Socket 'no_plan';
-use ProxyWasmStream 'stream_hostile';
+# Blocks without a stream_config get this one: the hostile module under a CPU budget and a
+# memory cap, and a healthy server (RAND_PORT_1) in front of the http server.
+use ProxyWasmStream 'stream_hostile', stream_config => <<'_EOC_';
+    wasm_max_instructions 50m;
+    wasm_max_memory 16m;
+    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
+        proxy_wasm stream_hostile ok;
+        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
+    }
+_EOC_
 
 add_block_preprocessor(sub {
     my $block = shift;
+    # Failures are expected here ([error]); nothing worse, and no worker dies.
+    if (!defined $block->no_error_log) {
+        $block->set_value("no_error_log", "[crit]\n[alert]\n[emerg]\nexited on signal\n");
+    }
     if (!defined $block->config) {
         $block->set_value("config", <<'_EOC_');
     location = /inner { return 200 "inner\n"; }
@@ -25,15 +40,6 @@ run_tests();
 __DATA__
 
 === TEST 1: stream client: a trap in on_downstream_data, policy closed: the connection is closed
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile td;
@@ -43,22 +49,9 @@ __DATA__
 --- stream_response:
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
 
 
 === TEST 2: stream client: a trap in on_downstream_data, policy open: the data passes
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile td;
@@ -69,22 +62,9 @@ proxy_on_downstream_data failed:
 ^HTTP/1\.1 200 OK\r\n.*\r\n\r\ninner\n$
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
 
 
 === TEST 3: the default failure policy is closed
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm stream_hostile tn;
     proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
@@ -93,22 +73,9 @@ proxy_on_downstream_data failed:
 --- stream_response:
 --- error_log
 proxy_on_new_connection failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
 
 
 === TEST 4: a trap (unreachable) in proxy_on_new_connection, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile tn;
@@ -120,23 +87,9 @@ proxy_on_new_connection failed:
 --- timeout: 20
 --- error_log
 proxy_on_new_connection failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 5: a trap (unreachable) in proxy_on_new_connection, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile tn;
@@ -148,23 +101,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_new_connection failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 6: an endless loop (CPU budget) in proxy_on_new_connection, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile ln;
@@ -176,23 +115,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_new_connection failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 7: an endless loop (CPU budget) in proxy_on_new_connection, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile ln;
@@ -204,23 +129,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_new_connection failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 8: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_new_connection, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile mn;
@@ -232,23 +143,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_new_connection failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 9: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_new_connection, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile mn;
@@ -260,23 +157,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_new_connection failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 10: a trap (unreachable) in proxy_on_downstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile td;
@@ -288,23 +171,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 11: a trap (unreachable) in proxy_on_downstream_data, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile td;
@@ -316,23 +185,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 12: an endless loop (CPU budget) in proxy_on_downstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile ld;
@@ -344,23 +199,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 13: an endless loop (CPU budget) in proxy_on_downstream_data, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile ld;
@@ -372,23 +213,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 14: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile md;
@@ -400,23 +227,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 15: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_data, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile md;
@@ -428,23 +241,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 16: a trap (unreachable) in proxy_on_upstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile tu;
@@ -456,23 +255,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 17: a trap (unreachable) in proxy_on_upstream_data, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile tu;
@@ -484,23 +269,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 18: an endless loop (CPU budget) in proxy_on_upstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile lu;
@@ -512,23 +283,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 19: an endless loop (CPU budget) in proxy_on_upstream_data, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile lu;
@@ -540,23 +297,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 20: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_data, policy closed: the connection is closed (502 through the http proxy); the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile mu;
@@ -568,23 +311,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 21: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_data, policy open: the filter is skipped, data passes; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile mu;
@@ -596,23 +325,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 22: a trap (unreachable) in proxy_on_upstream_connection_close, policy closed: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile tC;
@@ -624,23 +339,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 23: a trap (unreachable) in proxy_on_upstream_connection_close, policy open: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile tC;
@@ -652,23 +353,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 24: an endless loop (CPU budget) in proxy_on_upstream_connection_close, policy closed: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile lC;
@@ -680,23 +367,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 25: an endless loop (CPU budget) in proxy_on_upstream_connection_close, policy open: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile lC;
@@ -708,23 +381,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 26: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_connection_close, policy closed: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile mC;
@@ -736,23 +395,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 27: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_upstream_connection_close, policy open: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile mC;
@@ -764,23 +409,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_upstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 28: a trap (unreachable) in proxy_on_downstream_connection_close, policy closed: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile tc;
@@ -792,23 +423,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 29: a trap (unreachable) in proxy_on_downstream_connection_close, policy open: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile tc;
@@ -820,23 +437,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 30: an endless loop (CPU budget) in proxy_on_downstream_connection_close, policy closed: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile lc;
@@ -848,23 +451,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 31: an endless loop (CPU budget) in proxy_on_downstream_connection_close, policy open: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile lc;
@@ -876,23 +465,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 32: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_connection_close, policy closed: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy closed;
     proxy_wasm stream_hostile mc;
@@ -904,23 +479,9 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 === TEST 33: memory.grow past wasm_max_memory, then an out-of-bounds load in proxy_on_downstream_connection_close, policy open: the response was already sent; the worker serves on
---- stream_config
-    wasm_max_instructions 50m;
-    wasm_max_memory 16m;
-    wasm_module stream_hostile $TEST_NGINX_FILTERS/stream_hostile.wat;
-    server {
-        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
-        proxy_wasm stream_hostile ok;
-        proxy_pass 127.0.0.1:$TEST_NGINX_SERVER_PORT;
-    }
 --- stream_server_config
     proxy_wasm_failure_policy open;
     proxy_wasm stream_hostile mc;
@@ -932,11 +493,6 @@ exited on signal
 --- timeout: 20
 --- error_log
 proxy_on_downstream_connection_close failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal
 
 
 
@@ -966,8 +522,3 @@ exited on signal
 ["", "x-http-filter: yes", "x-http-filter: yes", "", "x-http-filter: yes"]
 --- error_log
 proxy_on_downstream_data failed:
---- no_error_log
-[crit]
-[alert]
-[emerg]
-exited on signal

@@ -22,8 +22,9 @@ sub _nginx_has_stream {
 }
 
 sub import {
-    my (undef, $default) = @_;
+    my (undef, $default, %opt) = @_;
     $default //= 'stream_testbed';
+    # stream_config => TEXT: the default stream_config of the file's blocks.
     my $wasm_module = $ENV{TEST_NGINX_STREAM_WASM_MODULE} // '';
     my $stream_module = $ENV{TEST_NGINX_STREAM_MODULE} // '';
     my $http_module = $ENV{TEST_NGINX_WASM_MODULE} // '';
@@ -62,7 +63,7 @@ sub import {
             $block->set_value("main_config", join("\n", @load)) if @load;
         }
         if (!defined $block->stream_config) {
-            $block->set_value("stream_config", "wasm_module $default $filters/$default.wasm;");
+            $block->set_value("stream_config", $opt{stream_config} // "wasm_module $default $filters/$default.wasm;");
         }
         if (!defined $block->no_error_log && !defined $block->must_die && !defined $block->error_log) {
             $block->set_value("no_error_log", "[error]\n[crit]\n[alert]\n[emerg]\nexited on signal");
