@@ -50,7 +50,7 @@ static mut COMMANDS: [ngx_command_t; 16] = [
     directive(c"wasm_max_memory", Main, NGX_CONF_TAKE1, d::set_max_memory, 0),
     directive(c"wasm_max_instructions", Main, NGX_CONF_TAKE1, d::set_max_instructions, 0),
     directive(c"proxy_wasm_failure_policy", Any, NGX_CONF_TAKE12, d::set_failure_policy, 0),
-    directive(c"proxy_wasm_body_buffer_limit", Any, NGX_CONF_TAKE1, d::set_body_buffer_limit, 0),
+    directive(c"proxy_wasm_body_buffer_limit", Any, NGX_CONF_TAKE1, d::set_buffer_limit, 0),
     directive(c"wasm_call_timeout", Main, NGX_CONF_TAKE1, d::set_call_timeout, 0),
     directive(c"wasm_call_ssl_verify", Main, NGX_CONF_FLAG, ngx_conf_set_flag_slot, std::mem::offset_of!(MainConf, call_ssl_verify)),
     directive(c"wasm_call_ssl_trusted_certificate", Main, NGX_CONF_TAKE1, d::set_call_trusted, 0),

@@ -20,6 +20,8 @@
 //! ngx_stream_proxy_wasm_module (stream_root.rs). They cannot share one .so: the http module
 //! must load into an nginx without the stream module, whose symbols the stream glue needs.
 
+// The stream build leaves unused what only the http module calls in the shared layers (the
+// call policy, Lua's engine, header-list and body-piece helpers): not worth a cfg each.
 #![cfg_attr(feature = "stream", allow(dead_code))]
 
 #[cfg(all(feature = "http", feature = "stream"))]

@@ -127,31 +127,17 @@ directive_handler!(
 });
 
 directive_handler!(
-    /// `proxy_wasm_body_buffer_limit SIZE;`
-    set_body_buffer_limit, "proxy_wasm_body_buffer_limit", |cf, lcf: LocConf| {
+    /// `proxy_wasm_body_buffer_limit SIZE;` (http: per body a filter holds paused) and
+    /// `proxy_wasm_buffer_limit SIZE;` (stream: per direction); messages name the directive.
+    set_buffer_limit, "proxy_wasm_body_buffer_limit", |cf, lcf: LocConf| {
+    let name = arg_string(&args(cf)[0]);
     if lcf.body_buffer_limit.is_some() {
-        conf_error!(cf, "\"proxy_wasm_body_buffer_limit\" directive is duplicate");
+        conf_error!(cf, "\"{name}\" directive is duplicate");
     }
     let mut v = args(cf)[1];
     let n = ngx_parse_size(&mut v);
     if n < 0 {
-        conf_error!(cf, "invalid size \"{}\" in \"proxy_wasm_body_buffer_limit\"", arg_string(&args(cf)[1]));
-    }
-    lcf.body_buffer_limit = Some(n as usize);
-    core::NGX_CONF_OK
-});
-
-#[cfg(feature = "stream")]
-directive_handler!(
-    /// `proxy_wasm_buffer_limit SIZE;` (stream): what one filter may hold paused per direction.
-    set_buffer_limit, "proxy_wasm_buffer_limit", |cf, lcf: LocConf| {
-    if lcf.body_buffer_limit.is_some() {
-        conf_error!(cf, "\"proxy_wasm_buffer_limit\" directive is duplicate");
-    }
-    let mut v = args(cf)[1];
-    let n = ngx_parse_size(&mut v);
-    if n < 0 {
-        conf_error!(cf, "invalid size \"{}\" in \"proxy_wasm_buffer_limit\"", arg_string(&args(cf)[1]));
+        conf_error!(cf, "invalid size \"{}\" in \"{name}\"", arg_string(&args(cf)[1]));
     }
     lcf.body_buffer_limit = Some(n as usize);
     core::NGX_CONF_OK

@@ -78,13 +78,8 @@ pub(crate) unsafe fn step(
         let mut w = w.borrow_mut();
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
         let fc = &mut ctx.filters[i];
-        let mi = w.filter_module[fc.filter];
-        let label = w.slots[mi].label.clone();
+        let (mi, label, inst) = filter::running(w, fc.filter, fc.generation, fc.ctx_id);
         let mut log = |level: u32, msg: &str| log_at(r, level, &label, msg);
-        let inst = match fc.ctx_id {
-            Some(id) => w.slots[mi].get(fc.generation).map(|inst| (id, inst)),
-            None => None,
-        };
         let Some((id, inst)) = inst else {
             return chain_result(filter::not_running(&policy, &mut log), i);
         };

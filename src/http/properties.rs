@@ -11,15 +11,7 @@ use proxy_wasm_host::{HttpStream, MapType, Status};
 
 use crate::http::stream::{NgxStream, Phase};
 
-fn int(out: &mut Vec<u8>, v: i64) -> Status {
-    out.extend_from_slice(&v.to_le_bytes());
-    Status::Ok
-}
-
-fn string(out: &mut Vec<u8>, v: &[u8]) -> Status {
-    out.extend_from_slice(v);
-    Status::Ok
-}
+use crate::util::encode::{int, string};
 
 unsafe fn str_of<'a>(s: &ngx_str_t) -> &'a [u8] {
     if s.len == 0 || s.data.is_null() {

@@ -9,7 +9,7 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::hostcalls::framing_header;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
-use crate::util::chunk::{Body, BodySlot, Chunk};
+use crate::util::chunk::{BodySlot, Chunk};
 use crate::util::log;
 use super::pseudo::host_edit_ok;
 use crate::util::list::{bytes, each_elt};
@@ -63,14 +63,14 @@ impl<'a> NgxStream<'a> {
 
     /// Gives the running body callback access to its buffered body.
     pub fn with_body(mut self, which: BufferType, body: &'a mut Vec<u8>) -> NgxStream<'a> {
-        self.body = BodySlot(Some((which, Body::Held(body))));
+        self.body = BodySlot::held(which, body);
         self
     }
 
     /// Gives the running body callback a chunk still in nginx's buffers, read straight from
     /// them, copied out only if the plugin changes it.
     pub fn with_chunk(mut self, which: BufferType, chunk: &'a mut Chunk) -> NgxStream<'a> {
-        self.body = BodySlot(Some((which, Body::Chunk(chunk))));
+        self.body = BodySlot::chunk(which, chunk);
         self
     }
 

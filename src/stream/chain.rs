@@ -15,8 +15,8 @@ use crate::vm::worker::WORKER;
 /// The result of running one callback over (part of) the chain.
 pub(crate) enum ChainResult {
     Continue,
-    /// Filter `i` returned Pause.
-    Paused(usize),
+    /// The filter returned Pause.
+    Paused,
     /// A filter called proxy_close_stream: end the session.
     Closed,
     /// A filter failed (trap or missing instance) and the policy is closed.
@@ -44,15 +44,10 @@ unsafe fn step(
         let mut w = w.borrow_mut();
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
         let fc = &mut ctx.filters[i];
-        let mi = w.filter_module[fc.filter];
-        let label = w.slots[mi].label.clone();
+        let (mi, label, inst) = filter::running(w, fc.filter, fc.generation, fc.ctx_id);
         let mut log = |level: u32, msg: &str| log_at(s, level, &label, msg);
-        let inst = match fc.ctx_id {
-            Some(id) => w.slots[mi].get(fc.generation).map(|inst| (id, inst)),
-            None => None,
-        };
         let Some((id, inst)) = inst else {
-            return chain_result(filter::not_running(&policy, &mut log), i);
+            return chain_result(filter::not_running(&policy, &mut log));
         };
         let conn = NgxConn::new(s, &label, &mut ctx.properties);
         let res = f(inst, id, fc, conn);
@@ -73,14 +68,14 @@ unsafe fn step(
             Some(Dir::Upstream) => ops.continue_upstream,
             None => false,
         };
-        chain_result(filter::judge(w, mi, res, &policy, own, &mut log), i)
+        chain_result(filter::judge(w, mi, res, &policy, own, &mut log))
     })
 }
 
-fn chain_result(v: Verdict, i: usize) -> ChainResult {
+fn chain_result(v: Verdict) -> ChainResult {
     match v {
         Verdict::Continue | Verdict::Answered(_) => ChainResult::Continue,
-        Verdict::Paused => ChainResult::Paused(i),
+        Verdict::Paused => ChainResult::Paused,
         Verdict::Closed => ChainResult::Closed,
         Verdict::Failed => ChainResult::Failed,
     }
@@ -93,7 +88,7 @@ pub(crate) unsafe fn run_new_connection(s: *mut ngx_stream_session_t, ctx: &mut 
         let res = step(s, ctx, i, None, &mut |inst, id, _, mut conn| Some(inst.on_new_connection(id, &mut conn)));
         match res {
             ChainResult::Continue => {}
-            ChainResult::Paused(_) => log_at(
+            ChainResult::Paused => log_at(
                 s,
                 NGX_LOG_WARN,
                 "chain",
@@ -114,7 +109,7 @@ pub(crate) enum DataEnd {
     /// A filter holds more than proxy_wasm_buffer_limit (logged).
     OverLimit,
     /// A filter closed the session or failed.
-    Stopped(ChainResult),
+    Stopped,
 }
 
 /// Runs the data callbacks of direction `dir` over `data`, filters `from..` in configuration
@@ -140,7 +135,7 @@ pub(crate) unsafe fn run_data(
             Dir::Downstream => ctx.filters[i].exports.downstream_data,
             Dir::Upstream => ctx.filters[i].exports.upstream_data,
         };
-        if !wanted || ctx.filters[i].ctx_id.is_none() && ctx.failure_status == 0 {
+        if !wanted {
             continue;
         }
         let mut incoming = std::mem::take(&mut data);
@@ -162,8 +157,8 @@ pub(crate) unsafe fn run_data(
         });
         match res {
             ChainResult::Continue => {}
-            ChainResult::Paused(_) if eos => {}
-            ChainResult::Paused(_) => {
+            ChainResult::Paused if eos => {}
+            ChainResult::Paused => {
                 if !incoming.is_empty() {
                     // Held: the bytes must outlive nginx's buffers.
                     let Ok(bytes) = incoming.into_bytes() else { return unreadable(s) };
@@ -178,7 +173,7 @@ pub(crate) unsafe fn run_data(
                 }
                 return DataEnd::Held;
             }
-            other => return DataEnd::Stopped(other),
+            _ => return DataEnd::Stopped,
         }
         let held = &mut ctx.filters[i].held[d];
         data = if held.is_empty() { incoming } else { Chunk::from_bytes(std::mem::take(held)) };
@@ -204,7 +199,7 @@ pub(crate) unsafe fn release(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx,
 
 unsafe fn unreadable(s: *mut ngx_stream_session_t) -> DataEnd {
     log_at(s, NGX_LOG_ERR, "chain", "cannot read the data chunk");
-    DataEnd::Stopped(ChainResult::Failed)
+    DataEnd::Stopped
 }
 
 /// The end of the session (its log phase): the close callbacks, with which side closed
@@ -217,8 +212,7 @@ pub(crate) unsafe fn finish(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx) 
     let (down, up) = (peer(ctx.eof[Dir::Downstream as usize]), peer(ctx.eof[Dir::Upstream as usize]));
     let u = (*s).upstream;
     let had_upstream = !u.is_null() && (*u).connected() != 0;
-    // Failures here are logged; the session is over whatever the policy says.
-    let policy = std::mem::replace(&mut ctx.failure_status, 0);
+    // Failures here are logged; the session ends either way.
     for i in 0..ctx.filters.len() {
         if ctx.filters[i].ctx_id.is_none() {
             continue;
@@ -229,7 +223,6 @@ pub(crate) unsafe fn finish(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx) 
             Some(r.and_then(|_| inst.on_done_and_log(id, &mut conn)).map(|_| Outcome::CONTINUE))
         });
     }
-    ctx.failure_status = policy;
     delete_all(ctx);
 }
 

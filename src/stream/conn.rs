@@ -7,7 +7,7 @@ use proxy_wasm_host::abi::BufferType;
 use proxy_wasm_host::maps::MapBuilder;
 use proxy_wasm_host::{HttpStream, LogLevel, MapType, Status};
 
-use crate::util::chunk::{Body, BodySlot, Chunk};
+use crate::util::chunk::{BodySlot, Chunk};
 use crate::util::log;
 
 pub(crate) struct NgxConn<'a> {
@@ -30,17 +30,13 @@ impl<'a> NgxConn<'a> {
     }
 
     pub fn with_held(mut self, which: BufferType, held: &'a mut Vec<u8>) -> NgxConn<'a> {
-        self.data = BodySlot(Some((which, Body::Held(held))));
+        self.data = BodySlot::held(which, held);
         self
     }
 
     pub fn with_chunk(mut self, which: BufferType, chunk: &'a mut Chunk) -> NgxConn<'a> {
-        self.data = BodySlot(Some((which, Body::Chunk(chunk))));
+        self.data = BodySlot::chunk(which, chunk);
         self
-    }
-
-    pub(super) fn session(&self) -> *mut ngx_stream_session_t {
-        self.s
     }
 }
 

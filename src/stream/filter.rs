@@ -102,7 +102,7 @@ unsafe fn pass(s: *mut ngx_stream_session_t, ctx: &mut SessionCtx, dir: Dir, end
             buf::discard(input);
             NGX_OK as ngx_int_t
         }
-        DataEnd::OverLimit | DataEnd::Stopped(_) => {
+        DataEnd::OverLimit | DataEnd::Stopped => {
             ctx.stopped = true;
             buf::discard(input);
             // nginx's proxy ends the session on NGX_ERROR.

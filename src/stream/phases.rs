@@ -33,13 +33,10 @@ pub(crate) unsafe fn wrap_content_handlers(cf: *mut ngx_conf_t) {
 /// content handler, unless a filter closed or failed the connection.
 unsafe extern "C" fn content_handler(s: *mut ngx_stream_session_t) {
     let go_on = crate::util::guard("stream content handler", Err(NGX_STREAM_INTERNAL_SERVER_ERROR), || {
+        // The content phase runs once per session: here its contexts are created.
         let Some(ctx) = session::get_or_create(s) else { return Ok(()) };
-        if ctx.started {
-            return Ok(());
-        }
-        ctx.started = true;
         match chain::run_new_connection(s, ctx) {
-            ChainResult::Continue | ChainResult::Paused(_) => Ok(()),
+            ChainResult::Continue | ChainResult::Paused => Ok(()),
             ChainResult::Closed => {
                 ctx.stopped = true;
                 Err(NGX_STREAM_OK)

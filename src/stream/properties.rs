@@ -5,15 +5,7 @@
 use ngx::ffi::*;
 use proxy_wasm_host::Status;
 
-fn int(out: &mut Vec<u8>, v: i64) -> Status {
-    out.extend_from_slice(&v.to_le_bytes());
-    Status::Ok
-}
-
-fn string(out: &mut Vec<u8>, v: &[u8]) -> Status {
-    out.extend_from_slice(v);
-    Status::Ok
-}
+use crate::util::encode::{int, string};
 
 /// "ip:port" of a socket address.
 unsafe fn address(sa: *mut sockaddr, len: socklen_t) -> Option<Vec<u8>> {

@@ -58,8 +58,6 @@ pub(crate) struct SessionCtx {
     /// proxy_continue_stream(DOWNSTREAM|UPSTREAM) was called for that direction: the data a
     /// filter holds there goes on (see filter.rs).
     pub resume: [bool; 2],
-    /// on_new_connection ran.
-    pub started: bool,
     /// A filter closed the session or failed it: no more callbacks but the final ones.
     pub stopped: bool,
     /// The close callbacks, on_done, on_log and on_delete ran.

@@ -139,7 +139,17 @@ pub(crate) enum Body<'a> {
 /// read (the caller logs it).
 pub(crate) struct BodySlot<'a>(pub Option<(BufferType, Body<'a>)>);
 
-impl BodySlot<'_> {
+impl<'a> BodySlot<'a> {
+    /// Bytes a filter holds, as buffer `which`.
+    pub fn held(which: BufferType, b: &'a mut Vec<u8>) -> BodySlot<'a> {
+        BodySlot(Some((which, Body::Held(b))))
+    }
+
+    /// A chunk (still nginx's buffers until changed), as buffer `which`.
+    pub fn chunk(which: BufferType, c: &'a mut Chunk) -> BodySlot<'a> {
+        BodySlot(Some((which, Body::Chunk(c))))
+    }
+
     pub fn bytes_mut(&mut self, which: BufferType) -> Option<Result<&mut Vec<u8>, ()>> {
         match &mut self.0 {
             Some((t, Body::Held(b))) if *t == which => Some(Ok(&mut **b)),

@@ -2,6 +2,7 @@
 
 pub(crate) mod buf;
 pub(crate) mod chunk;
+pub(crate) mod encode;
 pub(crate) mod event;
 mod guard;
 pub(crate) mod list;

@@ -3,8 +3,10 @@
 //! policy applied, and its deletion. Each subsystem's chain runner adds what is its own
 //! around these (HTTP calls and local responses; held data per direction).
 
+use std::rc::Rc;
+
 use proxy_wasm_host::instance::Exports;
-use proxy_wasm_host::{Action, HostError, Outcome, StreamOps};
+use proxy_wasm_host::{Action, HostError, Outcome, PluginInstance, StreamOps};
 
 use super::worker::{Worker, WORKER};
 
@@ -37,6 +39,17 @@ pub(crate) fn create_context(w: &mut Worker, fi: usize, on_error: &mut dyn FnMut
         }
     }
     c
+}
+
+/// The module of filter definition `fi`, its label, and the context id and instance a
+/// callback of the filter's context runs on: None when the filter failed earlier or could not
+/// start (its context is gone, or belongs to an instance since replaced).
+pub(crate) fn running(w: &mut Worker, fi: usize, generation: u64, ctx_id: Option<u32>) -> (usize, Rc<str>, Option<(u32, &mut PluginInstance)>) {
+    let mi = w.filter_module[fi];
+    let slot = &mut w.slots[mi];
+    let label = slot.label.clone();
+    let inst = ctx_id.and_then(|id| slot.get(generation).map(|inst| (id, inst)));
+    (mi, label, inst)
 }
 
 /// on_delete for each live context `(filter definition, generation, id)`, taking the ids;
