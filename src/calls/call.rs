@@ -24,7 +24,8 @@ use std::ptr;
 
 use ngx::ffi::*;
 use ngx::http::HttpModuleMainConf;
-use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
+use proxy_wasm_host::grpc_call::{code, Deframer};
+use proxy_wasm_host::{GrpcEvent, HttpCallRequest, HttpCallResponse};
 
 use super::subrequest::{abort, end_cancelled, start_subrequest, subrequest_done};
 use crate::conf::Module;
@@ -68,6 +69,25 @@ pub(crate) enum Owner {
     Root { fi: usize, generation: u64 },
 }
 
+/// What a call hands its owner: an HTTP call's response (once), or one event of a gRPC call
+/// (as it arrives; `Close` last).
+pub(crate) enum Answer<'a> {
+    Http(&'a HttpCallResponse),
+    Grpc(GrpcEvent),
+}
+
+/// A gRPC call's answer as it arrives: messages are cut out of the body and queued with the
+/// metadata, then handed over from the call's `post` event (never from inside nginx).
+#[derive(Default)]
+pub(super) struct GrpcState {
+    pub deframer: Deframer,
+    pub events: std::collections::VecDeque<GrpcEvent>,
+    /// The initial metadata was queued (the first body bytes came).
+    pub started: bool,
+    /// A protocol failure in the body: the status the call ends with.
+    pub error: Option<(u32, &'static str)>,
+}
+
 /// What the maker of a call hands in, so that this layer knows nothing of who made it.
 pub(crate) struct Hooks {
     /// Records how a call of `owner` ended and returns the owner's failures in a row (this
@@ -76,7 +96,7 @@ pub(crate) struct Hooks {
     /// A failed call of `owner` is answered at `at`.
     pub due: fn(owner: Owner, at: ngx_msec_t),
     /// Hands the answer to `owner`; runs from the call's timer, never re-entrantly.
-    pub deliver: unsafe fn(main: *mut ngx_http_request_t, owner: Owner, token: u32, resp: &HttpCallResponse),
+    pub deliver: unsafe fn(main: *mut ngx_http_request_t, owner: Owner, token: u32, answer: Answer<'_>),
     /// After delivery, run the requests posted on the main request's connection (a client
     /// request woken by the answer; a root context's fake request has none).
     pub run_posted: bool,
@@ -118,6 +138,11 @@ pub(crate) struct Call {
     pub(super) timeout: ngx_msec_t,
     /// The call's timer: its timeout while in flight, then its delivery.
     pub(super) ev: ngx_event_t,
+    /// A gRPC call: its request path (the subrequest's URI) and what arrived so far.
+    pub(super) path: Vec<u8>,
+    pub(super) grpc: Option<GrpcState>,
+    /// Hands a gRPC call's queued events over while it is in flight.
+    pub(super) post: ngx_event_t,
 }
 
 impl Call {
@@ -131,11 +156,14 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         self.release_captured();
-        // SAFETY: the event is ours; if armed it is in nginx's timer tree, so it must leave
-        // the tree before its memory goes.
+        // SAFETY: the events are ours; if armed they are in nginx's timer tree, so they must
+        // leave the tree before their memory goes.
         unsafe {
             if self.ev.timer_set() != 0 {
                 ngx_del_timer(&mut self.ev);
+            }
+            if self.post.timer_set() != 0 {
+                ngx_del_timer(&mut self.post);
             }
         }
     }
@@ -165,12 +193,18 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, hooks
     let https = req.header(b":scheme").is_some_and(|s| s.eq_ignore_ascii_case(b"https"));
     let path = req.header(b":path").unwrap_or(b"/");
     let mut url = Vec::with_capacity(req.upstream.len() + path.len() + 8);
-    url.extend_from_slice(if https { b"https://" } else { b"http://" });
-    url.extend_from_slice(&req.upstream);
-    if !path.starts_with(b"/") {
-        url.push(b'/');
+    if req.grpc.is_some() {
+        // grpc_pass takes no path: the subrequest's URI is the call's path.
+        url.extend_from_slice(if https { b"grpcs://" } else { b"grpc://" });
+        url.extend_from_slice(&req.upstream);
+    } else {
+        url.extend_from_slice(if https { b"https://" } else { b"http://" });
+        url.extend_from_slice(&req.upstream);
+        if !path.starts_with(b"/") {
+            url.push(b'/');
+        }
+        url.extend_from_slice(path);
     }
-    url.extend_from_slice(path);
     let host = req.header(b":authority").filter(|a| !a.is_empty()).unwrap_or(&req.upstream).to_vec();
     let mut call = Box::new(Call {
         hooks,
@@ -197,8 +231,15 @@ pub(crate) unsafe fn dispatch(main: *mut ngx_http_request_t, owner: Owner, hooks
         timeout: if req.timeout_ms > 0 { req.timeout_ms as ngx_msec_t } else { default_timeout },
         // SAFETY: an all-zero ngx_event_t is nginx's own starting state (ngx_pcalloc).
         ev: std::mem::zeroed(),
+        path: path.to_vec(),
+        grpc: req.grpc.map(|_| GrpcState::default()),
+        // SAFETY: as `ev`.
+        post: std::mem::zeroed(),
     });
     call.ev.handler = Some(timer_handler);
+    call.post.handler = Some(post_handler);
+    call.post.data = (*main).connection as *mut c_void;
+    call.post.log = (*(*main).connection).log;
     // nginx's debug lines read ev->data as a connection: the request's (a fake request has
     // one too). The handler finds its Call from the event's address.
     call.ev.data = (*main).connection as *mut c_void;
@@ -288,12 +329,19 @@ unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
                 return;
             }
             if std::mem::take(&mut call.start_failed) {
+                if let Some(g) = call.grpc.as_mut() {
+                    g.events.push_back(GrpcEvent::Close { status: code::UNAVAILABLE, message: b"the call could not start".to_vec() });
+                }
                 settle(ptr, HttpCallResponse::failed());
                 return;
             }
             let answer = call.answer.take();
             if answer.is_none() {
                 log(call, NGX_LOG_ERR, &format!("timed out after {} ms", call.timeout));
+                if let Some(g) = call.grpc.as_mut() {
+                    let message = format!("timed out after {} ms", call.timeout).into_bytes();
+                    g.events.push_back(GrpcEvent::Close { status: code::DEADLINE_EXCEEDED, message });
+                }
                 call.failed = Some(true);
                 call.deliver_at = ngx_current_msec;
                 (call.hooks.outcome)(call.main, call.owner, ptr, true);
@@ -302,7 +350,11 @@ unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
             (answer, (*call.main).connection, call.hooks.run_posted)
         };
         let timed_out = answer.is_none();
-        complete_call(ptr, answer.unwrap_or_else(HttpCallResponse::failed));
+        if (*ptr).grpc.is_some() {
+            drain(ptr, true);
+        } else {
+            complete_call(ptr, answer.unwrap_or_else(HttpCallResponse::failed));
+        }
         if timed_out {
             // Last: ending the subrequest may end the request it hangs off (when that one
             // is not parked), and free the call.
@@ -334,7 +386,63 @@ unsafe fn complete_call(ptr: *mut Call, resp: HttpCallResponse) {
         call.release_captured();
         (call.owner, call.token, call.main, call.hooks)
     };
-    (hooks.deliver)(main, owner, token, &resp);
+    (hooks.deliver)(main, owner, token, Answer::Http(&resp));
+}
+
+/// Hands a gRPC call's queued events to its owner, in order; the close only when `last`
+/// (from the call's timer, after any back-off). Stops if a delivery cancelled the call.
+unsafe fn drain(ptr: *mut Call, last: bool) {
+    loop {
+        let (ev, owner, token, main, hooks) = {
+            let call = &mut *ptr;
+            let Some(g) = call.grpc.as_mut() else { return };
+            if call.done || g.events.front().is_none_or(|e| !last && matches!(e, GrpcEvent::Close { .. })) {
+                return;
+            }
+            let ev = g.events.pop_front().expect("checked above");
+            if let GrpcEvent::Message(m) = &ev {
+                let n = m.len().min(call.captured);
+                call.captured -= n;
+                CAPTURED.with(|c| c.set(c.get().saturating_sub(n)));
+            }
+            if matches!(ev, GrpcEvent::Close { .. }) {
+                call.done = true;
+                for e in [&mut call.ev, &mut call.post] {
+                    if e.timer_set() != 0 {
+                        ngx_del_timer(e);
+                    }
+                }
+                call.release_captured();
+            }
+            (ev, call.owner, call.token, call.main, call.hooks)
+        };
+        let closing = matches!(ev, GrpcEvent::Close { .. });
+        (hooks.deliver)(main, owner, token, Answer::Grpc(ev));
+        if closing {
+            return;
+        }
+    }
+}
+
+/// A gRPC call's events queued while it is in flight are handed over.
+unsafe extern "C" fn post_handler(ev: *mut ngx_event_t) {
+    crate::util::guard("grpc call events", (), || {
+        // SAFETY: nginx hands back the `post` event of a live Call (Drop removes it from the
+        // timer tree before the Box goes).
+        let ptr = crate::util::event::owner::<Call>(ev, std::mem::offset_of!(Call, post));
+        let (c, run_posted) = ((*(*ptr).main).connection, (*ptr).hooks.run_posted);
+        drain(ptr, false);
+        if run_posted {
+            ngx_http_run_posted_requests(c);
+        }
+    })
+}
+
+/// Events were queued: they go out from the event loop.
+pub(super) unsafe fn post_events(call: &mut Call) {
+    if call.post.timer_set() == 0 && !call.done {
+        ngx_add_timer(&mut call.post, 0);
+    }
 }
 
 impl Call {
@@ -363,8 +471,13 @@ impl Call {
     /// The request the call hangs off is alive.
     pub(crate) unsafe fn cancel(&mut self) {
         self.done = true;
-        if self.ev.timer_set() != 0 {
-            ngx_del_timer(&mut self.ev);
+        for e in [&mut self.ev, &mut self.post] {
+            if e.timer_set() != 0 {
+                ngx_del_timer(e);
+            }
+        }
+        if let Some(g) = self.grpc.as_mut() {
+            g.events.clear();
         }
         if !self.sr_done {
             abort(self);

@@ -1,5 +1,6 @@
-//! The generated location HTTP calls run in (`location @proxy_wasm_call`, never matched by a
-//! URI), and the variables its `proxy_pass` reads from the call a subrequest carries.
+//! The generated locations calls run in (`location @proxy_wasm_call` for HTTP calls,
+//! `@proxy_wasm_grpc` for gRPC calls; never matched by a URI), and the variables their
+//! `proxy_pass` / `grpc_pass` read from the call a subrequest carries.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -9,8 +10,9 @@ use ngx::ffi::*;
 use super::call::{call_of, Call, DEFAULT_TIMEOUT_MS};
 use crate::conf::MainConf;
 
-/// The generated location's name.
+/// The generated locations' names: HTTP calls (proxy_pass) and gRPC calls (grpc_pass).
 const LOCATION: &str = "@proxy_wasm_call";
+const GRPC_LOCATION: &str = "@proxy_wasm_grpc";
 
 
 unsafe extern "C" fn var_url(r: *mut ngx_http_request_t, v: *mut ngx_http_variable_value_t, _: usize) -> ngx_int_t {
@@ -100,12 +102,61 @@ fn location_text(mcf: &MainConf) -> String {
     s
 }
 
-/// Builds the generated location (postconfiguration): parses its text as if it were
+/// The text of the generated gRPC location: the same timeouts and TLS rules as HTTP calls.
+/// nginx's grpc module forwards TE only from a client that sent it, so it is set here.
+fn grpc_location_text(mcf: &MainConf) -> String {
+    let t = mcf.call_timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
+    let mut s = format!(
+        "location {GRPC_LOCATION} {{\n\
+         grpc_pass $proxy_wasm_call_url;\n\
+         grpc_set_header TE trailers;\n\
+         grpc_pass_request_headers on;\n\
+         grpc_pass_request_body on;\n\
+         grpc_ignore_headers X-Accel-Redirect X-Accel-Buffering X-Accel-Limit-Rate X-Accel-Expires X-Accel-Charset;\n\
+         grpc_intercept_errors off;\n\
+         grpc_connect_timeout {t}ms;\n\
+         grpc_send_timeout {t}ms;\n\
+         grpc_read_timeout {t}ms;\n\
+         grpc_ssl_server_name on;\n\
+         grpc_ssl_name $proxy_wasm_call_host;\n\
+         grpc_ssl_verify_depth 8;\n"
+    );
+    if mcf.call_ssl_verify.get(true) {
+        s.push_str("grpc_ssl_verify on;\n");
+        if let Some(ca) = mcf.call_trusted_certificate() {
+            s.push_str(&format!("grpc_ssl_trusted_certificate \"{}\";\n", ca.replace('"', "\\\"")));
+        }
+    } else {
+        s.push_str("grpc_ssl_verify off;\n");
+    }
+    s.push_str("}\n}\n");
+    s
+}
+
+/// Whether this nginx has the grpc module (it may be configured out).
+unsafe fn has_grpc_module(cycle: *mut ngx_cycle_t) -> bool {
+    (0..(*cycle).modules_n).any(|m| {
+        let module = *(*cycle).modules.add(m);
+        !(*module).name.is_null() && std::ffi::CStr::from_ptr((*module).name).to_bytes() == b"ngx_http_grpc_module"
+    })
+}
+
+/// Builds the generated locations (postconfiguration): HTTP calls', and gRPC calls' where
+/// nginx has the grpc module.
+pub(crate) unsafe fn create_location(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
+    mcf.call_loc_conf = build_location(cf, &location_text(mcf), "HTTP calls")? as usize;
+    if has_grpc_module((*cf).cycle) {
+        mcf.grpc_loc_conf = build_location(cf, &grpc_location_text(mcf), "gRPC calls")? as usize;
+    }
+    crate::conf::call_policy::collect(cf, mcf);
+    Ok(())
+}
+
+/// Builds one generated location (postconfiguration): parses its text as if it were
 /// written at http{} level, then merges it with the http{}-level settings, as nginx merges
 /// a server's locations, so `resolver`, `proxy_ssl_certificate` and other proxy settings
 /// at http{} level apply to calls too.
-pub(crate) unsafe fn create_location(cf: *mut ngx_conf_t, mcf: &mut MainConf) -> Result<(), String> {
-    let text = location_text(mcf);
+unsafe fn build_location(cf: *mut ngx_conf_t, text: &str, what: &str) -> Result<*mut *mut c_void, String> {
     let mut buf: ngx_buf_t = std::mem::zeroed();
     buf.start = text.as_ptr() as *mut u8;
     buf.pos = buf.start;
@@ -137,13 +188,13 @@ pub(crate) unsafe fn create_location(cf: *mut ngx_conf_t, mcf: &mut MainConf) ->
     let queue = (*pclcf).locations;
     (*pclcf).locations = saved_locations;
     if !rv.is_null() || queue.is_null() {
-        return Err("the location for HTTP calls could not be parsed (see the message above)".into());
+        return Err(format!("the location for {what} could not be parsed (see the message above)"));
     }
     // The location queue's last element is ours; a named location is stored as `exact`.
     let lq = (*(queue as *mut ngx_queue_t)).prev as *mut ngx_http_location_queue_t;
     let clcf = (*lq).exact;
     if clcf.is_null() {
-        return Err("the location for HTTP calls was not created".into());
+        return Err(format!("the location for {what} was not created"));
     }
     let loc_conf = (*clcf).loc_conf;
 
@@ -167,18 +218,17 @@ pub(crate) unsafe fn create_location(cf: *mut ngx_conf_t, mcf: &mut MainConf) ->
             let idx = (*module).ctx_index;
             let rv = merge(cf, *(*http_ctx).loc_conf.add(idx), *loc_conf.add(idx));
             if !rv.is_null() {
-                result = Err("the location for HTTP calls could not be set up (see the message above); \
-                              HTTPS calls verify certificates against wasm_call_ssl_trusted_certificate \
-                              (or set wasm_call_ssl_verify off)"
-                    .into());
+                result = Err(format!(
+                    "the location for {what} could not be set up (see the message above); \
+                     HTTPS and gRPC-over-TLS calls verify certificates against wasm_call_ssl_trusted_certificate \
+                     (or set wasm_call_ssl_verify off)"
+                ));
                 break;
             }
         }
     }
     (*cf).ctx = saved_ctx;
     result?;
-    mcf.call_loc_conf = loc_conf as usize;
-    crate::conf::call_policy::collect(cf, mcf);
-    Ok(())
+    Ok(loc_conf)
 }
 

@@ -1,4 +1,4 @@
-//! HTTP calls (proxy_http_call) as nginx subrequests to a generated location. A call
+//! HTTP and gRPC calls (proxy_http_call, proxy_grpc_call/stream) as nginx subrequests to a generated location. A call
 //! completes through the hooks its maker hands in, so this layer knows nothing of filter
 //! chains or instances.
 
@@ -6,5 +6,5 @@ pub(crate) mod call;
 pub(crate) mod location;
 mod subrequest;
 
-pub(crate) use call::{call_of, dispatch, failures_in_a_row, Call, Hooks, Owner, Prior};
+pub(crate) use call::{call_of, dispatch, failures_in_a_row, Answer, Call, Hooks, Owner, Prior};
 pub(crate) use subrequest::{capture_body, capture_headers};

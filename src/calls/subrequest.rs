@@ -9,7 +9,10 @@ use ngx::ffi::*;
 use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
 use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
 
-use super::call::{log, settle, Call, CAPTURED, MAX_RESPONSE_BODY, MAX_RESPONSE_BYTES_PER_WORKER};
+use proxy_wasm_host::grpc_call::{code, http_to_grpc_status, metadata_for_plugin, status_of};
+use proxy_wasm_host::GrpcEvent;
+
+use super::call::{log, post_events, settle, Call, CAPTURED, MAX_RESPONSE_BODY, MAX_RESPONSE_BYTES_PER_WORKER};
 use crate::conf::MainConf;
 
 fn method_code(m: &[u8]) -> u32 {
@@ -31,9 +34,14 @@ pub(super) unsafe fn start_subrequest(
     req: &HttpCallRequest,
     mcf: Option<&MainConf>,
 ) -> Result<(), String> {
-    let loc_conf = mcf.map(|m| m.call_loc_conf).unwrap_or(0) as *mut *mut c_void;
+    let grpc = call.grpc.is_some();
+    let loc_conf = mcf.map(|m| if grpc { m.grpc_loc_conf } else { m.call_loc_conf }).unwrap_or(0) as *mut *mut c_void;
     if loc_conf.is_null() {
-        return Err("HTTP calls are not set up in this configuration".into());
+        return Err(if grpc {
+            "gRPC calls are not set up in this configuration (nginx is built without the grpc module)".into()
+        } else {
+            "HTTP calls are not set up in this configuration".into()
+        });
     }
     let pool = (*main).pool;
     let ps = ngx_palloc(pool, std::mem::size_of::<ngx_http_post_subrequest_t>()) as *mut ngx_http_post_subrequest_t;
@@ -42,7 +50,9 @@ pub(super) unsafe fn start_subrequest(
     }
     (*ps).handler = Some(subrequest_done);
     (*ps).data = call as *mut Call as *mut c_void;
-    let uri = b"/proxy_wasm_call";
+    // grpc_pass sends the subrequest's URI as :path (the bytes live in the Call, which
+    // outlives its subrequest); proxy_pass takes the whole URL from $proxy_wasm_call_url.
+    let uri: &[u8] = if grpc { &call.path } else { b"/proxy_wasm_call" };
     let mut uri = ngx_str_t { len: uri.len(), data: uri.as_ptr() as *mut u8 };
     let mut sr: *mut ngx_http_request_t = ptr::null_mut();
     if ngx_http_subrequest(main, &mut uri, ptr::null_mut(), &mut sr, ps, NGX_HTTP_SUBREQUEST_BACKGROUND as ngx_uint_t)
@@ -147,6 +157,9 @@ pub(crate) unsafe fn capture_headers(
 /// The call's response body, from the body filter: kept up to MAX_RESPONSE_BODY (and this
 /// worker's MAX_RESPONSE_BYTES_PER_WORKER), the chain consumed either way.
 pub(crate) unsafe fn capture_body(call: &mut Call, cl: *mut ngx_chain_t) -> ngx_int_t {
+    if call.grpc.is_some() {
+        return capture_grpc(call, cl);
+    }
     let flags = crate::util::buf::walk(cl, true, &mut |d| {
         // The subrequest asks for memory buffers (filter_need_in_memory); file data is skipped.
         if let crate::util::buf::Data::Memory(m) = d {
@@ -170,6 +183,120 @@ pub(crate) unsafe fn capture_body(call: &mut Call, cl: *mut ngx_chain_t) -> ngx_
     NGX_OK as ngx_int_t
 }
 
+/// A gRPC call's body: cut into messages as it arrives, each queued (with the initial
+/// metadata before the first) and handed over from the call's post event. Its bytes count
+/// against this worker's MAX_RESPONSE_BYTES_PER_WORKER until delivered.
+unsafe fn capture_grpc(call: &mut Call, cl: *mut ngx_chain_t) -> ngx_int_t {
+    let ok_status = call.headers.as_ref().is_some_and(|h| h.iter().any(|(k, v)| k == b":status" && v == b"200"));
+    let mut queued = false;
+    let flags = crate::util::buf::walk(cl, true, &mut |d| {
+        let crate::util::buf::Data::Memory(m) = d else { return Ok(()) };
+        let (Some(g), false) = (call.grpc.as_mut(), call.done || !ok_status) else { return Ok(()) };
+        if g.error.is_some() || m.is_empty() {
+            return Ok(());
+        }
+        if !g.started {
+            g.started = true;
+            let md = call.headers.clone().unwrap_or_default().into_iter().filter(|(k, _)| !k.starts_with(b":")).collect();
+            g.events.push_back(GrpcEvent::InitialMetadata(metadata_for_plugin(md, false)));
+            queued = true;
+        }
+        match g.deframer.push(m, MAX_RESPONSE_BODY) {
+            Ok(msgs) => {
+                for msg in msgs {
+                    let n = msg.len();
+                    if CAPTURED.with(|c| c.get() + n > MAX_RESPONSE_BYTES_PER_WORKER) {
+                        g.error = Some((code::RESOURCE_EXHAUSTED, "this worker holds too many bytes of call responses"));
+                        break;
+                    }
+                    call.captured += n;
+                    CAPTURED.with(|c| c.set(c.get() + n));
+                    g.events.push_back(GrpcEvent::Message(msg));
+                    queued = true;
+                }
+            }
+            Err(why) => g.error = Some((if why.contains("larger") { code::RESOURCE_EXHAUSTED } else { code::INTERNAL }, why)),
+        }
+        Ok(())
+    });
+    if let Ok(f) = flags {
+        if f.last_buf || f.last_in_chain {
+            call.body_done = true;
+        }
+    }
+    if queued {
+        post_events(call);
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// The trailers of a call's response (nginx's grpc module passes the upstream's on).
+unsafe fn trailers_of(sr: *mut ngx_http_request_t) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    crate::util::list::each_elt(&mut (*sr).headers_out.trailers, &mut |h| {
+        if (*h).hash != 0 {
+            let key = crate::util::list::bytes(&(*h).key).to_ascii_lowercase();
+            out.push((key, crate::util::list::bytes(&(*h).value).to_vec()));
+        }
+        false
+    });
+    out
+}
+
+/// A gRPC call's subrequest finished: the trailing metadata and the close (with the status
+/// Envoy's async client would give) are queued, and the call settles.
+unsafe fn grpc_done(sr: *mut ngx_http_request_t, ptr: *mut Call, rc: ngx_int_t) {
+    let call = &mut *ptr;
+    let complete = rc == NGX_OK as ngx_int_t && (call.body_done || (*sr).header_only() != 0);
+    let headers = call.headers.take();
+    let trailers = if headers.is_some() { trailers_of(sr) } else { Vec::new() };
+    let too_big = call.too_big;
+    let Some(g) = call.grpc.as_mut() else { return };
+    let (status, message): (u32, Vec<u8>) = match &headers {
+        None => (code::UNAVAILABLE, format!("no response (status {rc}, see the upstream error above)").into_bytes()),
+        Some(h) => {
+            let http = h.iter().find(|(k, _)| k == b":status").and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u32>().ok());
+            let has_status = trailers.iter().chain(h).any(|(k, _)| k == b"grpc-status");
+            if http != Some(200) {
+                (http_to_grpc_status(http.unwrap_or(0)), format!("HTTP status {}", http.unwrap_or(0)).into_bytes())
+            } else if let Some((c, why)) = g.error {
+                (c, why.as_bytes().to_vec())
+            } else if too_big {
+                (code::RESOURCE_EXHAUSTED, b"response too large".to_vec())
+            } else if (!complete || g.deframer.pending() > 0) && !has_status {
+                (code::INTERNAL, b"the response was cut short".to_vec())
+            } else {
+                status_of(h, &trailers)
+            }
+        }
+    };
+    if let Some(h) = &headers {
+        let md: Vec<_> = h.iter().filter(|(k, _)| !k.starts_with(b":")).cloned().collect();
+        if !g.started && trailers.is_empty() && md.iter().any(|(k, _)| k == b"grpc-status") {
+            // Trailers-only (a status and no message): the headers are the trailing metadata.
+            g.events.push_back(GrpcEvent::TrailingMetadata(metadata_for_plugin(md, true)));
+        } else {
+            if !g.started {
+                g.events.push_back(GrpcEvent::InitialMetadata(metadata_for_plugin(md, false)));
+            }
+            if !trailers.is_empty() {
+                g.events.push_back(GrpcEvent::TrailingMetadata(metadata_for_plugin(trailers, true)));
+            }
+        }
+        g.started = true;
+    }
+    if status != code::OK {
+        // No response at all is an error (as for HTTP calls); a status is the server's answer.
+        let level = if headers.is_none() { NGX_LOG_ERR } else { NGX_LOG_INFO };
+        log(call, level, &format!("gRPC status {status}: {}", String::from_utf8_lossy(&message)));
+    }
+    let g = call.grpc.as_mut().expect("a gRPC call");
+    g.events.push_back(GrpcEvent::Close { status, message });
+    // No headers at all is a failed call (the back-off counts it); anything else was an answer.
+    let resp = HttpCallResponse { headers: headers.unwrap_or_default(), body: Vec::new(), trailers: Vec::new() };
+    settle(ptr, resp);
+}
+
 /// post_subrequest: the call's subrequest finished (or failed before any response).
 /// Always returns NGX_OK: what happened is the plugin's business, not the client's, so an
 /// upstream error must not become an error page or terminate the client's request.
@@ -179,6 +306,10 @@ pub(super) unsafe extern "C" fn subrequest_done(sr: *mut ngx_http_request_t, dat
         // Settled already (nginx may finalize a subrequest more than once): the first word
         // stands, and its answer waits for the call's timer.
         if call.done || call.sr_done {
+            return NGX_OK as ngx_int_t;
+        }
+        if call.grpc.is_some() {
+            grpc_done(sr, data as *mut Call, rc);
             return NGX_OK as ngx_int_t;
         }
         let complete = rc == NGX_OK as ngx_int_t && (call.body_done || (*sr).header_only() != 0);

@@ -70,6 +70,8 @@ pub(crate) struct MainConf {
     pub call_trusted: Option<String>,
     /// The generated HTTP-call location's configuration (a `void **`), 0 if none.
     pub call_loc_conf: usize,
+    /// The generated gRPC-call location's configuration, 0 if none (no grpc module).
+    pub grpc_loc_conf: usize,
     /// What calls can reach without a resolver, and whether there is one (call_policy.rs).
     pub reachable: crate::conf::call_policy::Reachable,
     /// proxy_wasm_call_allow naming no wasm_module (yet): resolved in postconfiguration.

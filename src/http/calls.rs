@@ -5,11 +5,11 @@
 use std::ptr;
 
 use ngx::ffi::*;
-use proxy_wasm_host::{HttpCallResponse, Outcome};
+use proxy_wasm_host::Outcome;
 
 use super::chain::{self, ChainResult, RequestCtx};
 use super::stream::Phase;
-use crate::calls::{self, Call, Hooks, Owner, Prior};
+use crate::calls::{self, Answer, Call, Hooks, Owner, Prior};
 use crate::vm::worker::with_worker;
 
 /// How calls made by a request's filters complete.
@@ -28,6 +28,13 @@ fn due(_: Owner, _: ngx_msec_t) {}
 /// Calls of filter `i` not answered yet.
 pub(crate) fn pending(ctx: &RequestCtx, i: usize) -> usize {
     ctx.calls.iter().filter(|c| !c.is_done() && c.owner() == Owner::Filter(i)).count()
+}
+
+/// Stops the gRPC calls filter `i` cancelled in its last callback.
+pub(crate) unsafe fn cancel_grpc(ctx: &mut RequestCtx, i: usize, tokens: &[u32]) {
+    for call in ctx.calls.iter_mut().filter(|c| !c.is_done() && c.owner() == Owner::Filter(i) && tokens.contains(&c.token())) {
+        call.cancel();
+    }
 }
 
 /// Sends the calls the last callbacks dispatched.
@@ -80,7 +87,7 @@ fn forget(ctx: &RequestCtx, owners: &[(usize, u32)]) {
     });
 }
 
-unsafe fn deliver(r: *mut ngx_http_request_t, owner: Owner, token: u32, resp: &HttpCallResponse) {
+unsafe fn deliver(r: *mut ngx_http_request_t, owner: Owner, token: u32, answer: Answer<'_>) {
     let Owner::Filter(i) = owner else { return };
     let Some(ctx) = chain::get(r) else { return };
     if ctx.finished || ctx.answered {
@@ -88,9 +95,14 @@ unsafe fn deliver(r: *mut ngx_http_request_t, owner: Owner, token: u32, resp: &H
         forget(ctx, &[(i, token)]);
         return;
     }
+    let mut answer = Some(answer);
     let res = chain::step(r, ctx, i, &mut |inst, id, _fc, seed| {
         let mut stream = seed.stream(Phase::Request);
-        Some(inst.on_http_call_response(id, token, resp, Some(&mut stream)).map(|o| {
+        let outcome = match answer.take()? {
+            Answer::Http(resp) => inst.on_http_call_response(id, token, resp, Some(&mut stream)),
+            Answer::Grpc(ev) => inst.on_grpc_event(id, token, ev, Some(&mut stream)),
+        };
+        Some(outcome.map(|o| {
             // Without proxy_continue_stream the filter stays paused (its other calls, or
             // the end of them, resume it).
             if o.ops.continue_request || o.local_response.is_some() {

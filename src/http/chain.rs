@@ -74,6 +74,7 @@ pub(crate) unsafe fn step(
 ) -> ChainResult {
     let policy = Policy { fail_open: crate::conf::failure_status(r) == 0, consequence: "failing the request" };
     let mut root_calls_queued = false;
+    let mut cancels = Vec::new();
     let res = WORKER.with(|w| {
         let mut w = w.borrow_mut();
         let Some(w) = w.as_mut() else { return ChainResult::Failed };
@@ -85,6 +86,7 @@ pub(crate) unsafe fn step(
         };
         let seed = Seed { r, label: &label, properties: &mut ctx.properties };
         let res = f(inst, id, fc, seed);
+        cancels = inst.take_grpc_cancels();
         let calls = if inst.has_http_calls() { inst.take_http_calls() } else { Vec::new() };
         let mut root_calls = Vec::new();
         if matches!(res, Some(Err(_))) {
@@ -119,6 +121,10 @@ pub(crate) unsafe fn step(
         let own = |ops: &proxy_wasm_host::StreamOps| ops.continue_request || ops.continue_response;
         chain_result(filter::judge(w, mi, res, &policy, own, &mut log), i)
     });
+    if !cancels.is_empty() {
+        // SAFETY: the request is alive (its filter just ran); its calls hang off it.
+        unsafe { super::calls::cancel_grpc(ctx, i, &cancels) };
+    }
     if root_calls_queued {
         // Calls a root context made in the callback (sent once the worker state is free).
         crate::vm::worker::flush_root_calls();

@@ -40,6 +40,8 @@ impl Plugin {
         inst.set_root_id(&self.name);
         inst.set_call_policy(crate::conf::call_policy::for_lua(&self.name));
         inst.set_api7_contract();
+        // The Lua path sends calls with Lua's HTTP client, which speaks no gRPC.
+        inst.refuse_grpc_calls();
         let started = inst.create_root_context(None);
         drop_root_calls(&mut inst, &self.name);
         started.map_err(|e| e.to_string())?;

@@ -7,9 +7,9 @@ use std::ffi::c_void;
 use std::ptr;
 
 use ngx::ffi::*;
-use proxy_wasm_host::{HttpCallRequest, HttpCallResponse};
+use proxy_wasm_host::HttpCallRequest;
 
-use crate::calls::{self, Call, Hooks, Owner, Prior};
+use crate::calls::{self, Answer, Call, Hooks, Owner, Prior};
 use super::worker::{flush_root_calls, with_worker};
 
 /// A fake request and the one call it carries. Boxed: its events are in nginx's timer tree.
@@ -102,17 +102,27 @@ pub(crate) fn send(calls: Vec<(usize, u64, HttpCallRequest)>) {
 }
 
 /// proxy_on_http_call_response for the root context that made the call.
-unsafe fn deliver(main: *mut ngx_http_request_t, owner: Owner, token: u32, resp: &HttpCallResponse) {
+unsafe fn deliver(main: *mut ngx_http_request_t, owner: Owner, token: u32, answer: Answer<'_>) {
     let Owner::Root { fi, generation } = owner else { return };
+    // The call's last word: its fake request may go once the subrequest is over.
+    let last = !matches!(answer, Answer::Grpc(ref ev) if !matches!(ev, proxy_wasm_host::GrpcEvent::Close { .. }));
+    let mut answer = Some(answer);
     with_worker(|w| {
         let mi = w.filter_module[fi];
         let Some(root) = w.roots[fi] else { return };
         if w.slots[mi].generation() != generation {
             return;
         }
-        w.run_root(mi, |inst| inst.on_http_call_response(root, token, resp, None).map(drop));
+        w.run_root(mi, |inst| match answer.take() {
+            Some(Answer::Http(resp)) => inst.on_http_call_response(root, token, resp, None).map(drop),
+            Some(Answer::Grpc(ev)) => inst.on_grpc_event(root, token, ev, None).map(drop),
+            None => Ok(()),
+        });
     });
     flush_root_calls();
+    if !last {
+        return;
+    }
     // Free the fake request once the subrequest has finished with it.
     FAKES.with(|f| {
         if let Some(fake) = f.borrow_mut().iter_mut().find(|x| x.r == main) {

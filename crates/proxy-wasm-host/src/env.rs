@@ -41,6 +41,11 @@ pub enum Callback {
     UpstreamData,
     DownstreamClose,
     UpstreamClose,
+    /// gRPC call answers.
+    GrpcReceiveInitialMetadata,
+    GrpcReceive,
+    GrpcReceiveTrailingMetadata,
+    GrpcClose,
 }
 
 impl Callback {
@@ -67,6 +72,10 @@ impl Callback {
             Callback::UpstreamData => "proxy_on_upstream_data",
             Callback::DownstreamClose => "proxy_on_downstream_connection_close",
             Callback::UpstreamClose => "proxy_on_upstream_connection_close",
+            Callback::GrpcReceiveInitialMetadata => "proxy_on_grpc_receive_initial_metadata",
+            Callback::GrpcReceive => "proxy_on_grpc_receive",
+            Callback::GrpcReceiveTrailingMetadata => "proxy_on_grpc_receive_trailing_metadata",
+            Callback::GrpcClose => "proxy_on_grpc_close",
         }
     }
 
@@ -79,6 +88,14 @@ impl Callback {
                 | Callback::ResponseHeaders
                 | Callback::ResponseBody
                 | Callback::HttpCallResponse
+        ) || self.is_grpc()
+    }
+
+    /// The callbacks that deliver a gRPC call's answer.
+    pub fn is_grpc(self) -> bool {
+        matches!(
+            self,
+            Callback::GrpcReceiveInitialMetadata | Callback::GrpcReceive | Callback::GrpcReceiveTrailingMetadata | Callback::GrpcClose
         )
     }
 
@@ -94,7 +111,7 @@ impl Callback {
                 | Callback::QueueReady
                 | Callback::VmStart
                 | Callback::Configure
-        )
+        ) || self.is_grpc()
     }
 }
 
@@ -119,6 +136,8 @@ pub(crate) struct CallState {
     pub done_called: bool,
     /// The response being delivered by on_http_call_response; same lifetime rule as `stream`.
     pub http_response: CallResponseSlot,
+    /// The status and grpc-message proxy_get_status reports, during proxy_on_grpc_close.
+    pub grpc_status: Option<(u32, Vec<u8>)>,
     /// The host is running the plugin's allocator (return_bytes): a hostcall made from it
     /// may not allocate again (no unbounded re-entrancy).
     pub in_allocator: bool,
@@ -174,6 +193,7 @@ impl CallState {
             stream_ops: StreamOps::default(),
             done_called: false,
             http_response: CallResponseSlot(None),
+            grpc_status: None,
             in_allocator: false,
         }
     }
@@ -272,6 +292,17 @@ pub struct HostEnv {
     pub(crate) refusals: crate::http_call::RefusalLog,
     /// Bytes of calls in flight, and what each HTTP context dispatched.
     pub(crate) call_ledger: crate::http_call::CallLedger,
+    /// gRPC streams opened and not yet ended by the plugin (their request is still being
+    /// written: nginx sends a request body whole), by token.
+    pub(crate) grpc_open: HashMap<u32, crate::http_call::HttpCallRequest>,
+    /// gRPC calls the embedder carries, by token.
+    pub(crate) grpc_inflight: HashMap<u32, crate::grpc_call::GrpcKind>,
+    /// What a unary call received so far (delivered whole at its close).
+    pub(crate) grpc_unary: HashMap<u32, (crate::http_call::HttpCallResponse, u32)>,
+    /// gRPC calls in flight the plugin cancelled: the embedder stops them.
+    pub(crate) grpc_cancels: Vec<u32>,
+    /// The embedder carries gRPC calls (false: the Lua path, the stream module).
+    pub(crate) grpc_offered: bool,
     /// Shared data, queues and metrics (None: those hostcalls answer UNIMPLEMENTED).
     pub(crate) shared: Option<std::sync::Arc<crate::shared_store::SharedStore>>,
     /// Queues registered by this instance's root contexts, polled for on_queue_ready.
@@ -310,6 +341,11 @@ impl HostEnv {
             http_calls_offered: true,
             refusals: Default::default(),
             call_ledger: Default::default(),
+            grpc_open: HashMap::new(),
+            grpc_inflight: HashMap::new(),
+            grpc_unary: HashMap::new(),
+            grpc_cancels: Vec::new(),
+            grpc_offered: true,
             shared: crate::shared_store::process_store(),
             queue_regs: Vec::new(),
             queue_grants: HashMap::new(),
@@ -351,6 +387,23 @@ impl HostEnv {
             s.log(level, msg);
         } else {
             self.logger.log(level, msg);
+        }
+    }
+
+    /// gRPC call `token` is over: it no longer counts as in flight.
+    pub(crate) fn grpc_finished(&mut self, token: u32) {
+        self.grpc_inflight.remove(&token);
+        self.grpc_unary.remove(&token);
+        self.calls_in_flight = self.calls_in_flight.saturating_sub(1);
+        self.call_ledger.release(token);
+    }
+
+    /// Streams context `ctx` opened and never ended go with it.
+    pub(crate) fn drop_open_streams(&mut self, ctx: u32) {
+        let gone: Vec<u32> = self.grpc_open.iter().filter(|(_, c)| c.context_id == ctx).map(|(&t, _)| t).collect();
+        for t in gone {
+            self.grpc_open.remove(&t);
+            self.call_ledger.release(t);
         }
     }
 

@@ -21,6 +21,9 @@ pub struct HttpCallRequest {
     pub trailers: Vec<(Vec<u8>, Vec<u8>)>,
     /// 0 = the embedder's default; never above `MAX_CALL_TIMEOUT_MS`.
     pub timeout_ms: u32,
+    /// A gRPC call (proxy_grpc_call / proxy_grpc_stream) framed as this request: its answer
+    /// goes back as `grpc_call::GrpcEvent`s (`PluginInstance::on_grpc_event`).
+    pub grpc: Option<crate::grpc_call::GrpcKind>,
 }
 
 impl HttpCallRequest {
@@ -140,6 +143,16 @@ impl CallLedger {
             }
             *n += 1;
             *b += bytes;
+        }
+        self.outstanding_bytes += bytes;
+        *self.outstanding.entry(token).or_insert(0) += bytes;
+        Ok(())
+    }
+
+    /// `bytes` more for the outstanding call `token` (a gRPC stream's next message).
+    pub(crate) fn grow(&mut self, token: u32, bytes: usize) -> Result<(), &'static str> {
+        if self.outstanding_bytes + bytes > MAX_PENDING_CALL_BYTES {
+            return Err("too many call bytes in flight");
         }
         self.outstanding_bytes += bytes;
         *self.outstanding.entry(token).or_insert(0) += bytes;

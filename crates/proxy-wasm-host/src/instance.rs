@@ -12,6 +12,7 @@ use wasmer::{FunctionEnv, Instance, RuntimeError, Store, TypedFunction};
 
 use crate::abi::{AbiVersion, Action};
 use crate::env::{Callback, CallResponseSlot, CallState, HostEnv, Logger, RootInfo, StreamOps, StreamSlot};
+use crate::grpc_call::{GrpcEvent, GrpcKind};
 use crate::http_call::{HttpCallRequest, HttpCallResponse};
 use crate::hostcalls;
 use crate::runtime::CompiledModule;
@@ -96,6 +97,10 @@ struct Callbacks {
     upstream_data: Option<TypedFunction<(i32, i32, i32), i32>>,
     downstream_close: Option<TypedFunction<(i32, i32), ()>>,
     upstream_close: Option<TypedFunction<(i32, i32), ()>>,
+    grpc_initial_metadata: Option<TypedFunction<(i32, i32, i32), ()>>,
+    grpc_receive: Option<TypedFunction<(i32, i32, i32), ()>>,
+    grpc_trailing_metadata: Option<TypedFunction<(i32, i32, i32), ()>>,
+    grpc_close: Option<TypedFunction<(i32, i32, i32), ()>>,
 }
 
 /// Which stream callbacks the module exports, so an embedder can skip whole phases.
@@ -339,6 +344,10 @@ impl PluginInstance {
             upstream_data: typed(&instance, &store, "proxy_on_upstream_data")?,
             downstream_close: typed(&instance, &store, "proxy_on_downstream_connection_close")?,
             upstream_close: typed(&instance, &store, "proxy_on_upstream_connection_close")?,
+            grpc_initial_metadata: typed(&instance, &store, "proxy_on_grpc_receive_initial_metadata")?,
+            grpc_receive: typed(&instance, &store, "proxy_on_grpc_receive")?,
+            grpc_trailing_metadata: typed(&instance, &store, "proxy_on_grpc_receive_trailing_metadata")?,
+            grpc_close: typed(&instance, &store, "proxy_on_grpc_close")?,
         };
         let initialize = typed::<(), ()>(&instance, &store, "_initialize")?;
         let main = typed::<(i32, i32), i32>(&instance, &store, "main")?;
@@ -456,6 +465,10 @@ impl PluginInstance {
             Callback::UpstreamData => cb.upstream_data.is_some(),
             Callback::DownstreamClose => cb.downstream_close.is_some(),
             Callback::UpstreamClose => cb.upstream_close.is_some(),
+            Callback::GrpcReceiveInitialMetadata => cb.grpc_initial_metadata.is_some(),
+            Callback::GrpcReceive => cb.grpc_receive.is_some(),
+            Callback::GrpcReceiveTrailingMetadata => cb.grpc_trailing_metadata.is_some(),
+            Callback::GrpcClose => cb.grpc_close.is_some(),
             Callback::Start | Callback::None => false,
         }
     }
@@ -557,7 +570,7 @@ impl PluginInstance {
         callback: Callback,
         context_id: u32,
         stream: Option<&mut dyn HttpStream>,
-        response: Option<&HttpCallResponse>,
+        response: Option<(&HttpCallResponse, Option<(u32, Vec<u8>)>)>,
         f: impl FnOnce(&Callbacks, &mut Store) -> Result<R, RuntimeError>,
     ) -> Result<(R, After), HostError> {
         // The root whose figures this callback adds to, when it counts (exported, figures on).
@@ -580,7 +593,12 @@ impl PluginInstance {
             data.call.effective_id = context_id;
             data.call.stream = StreamSlot(slot);
             // Cleared with the rest of the call state below, before this function returns.
+            let (response, grpc_status) = match response {
+                Some((r, g)) => (Some(r), g),
+                None => (None, None),
+            };
             data.call.http_response = CallResponseSlot(response.map(NonNull::from));
+            data.call.grpc_status = grpc_status;
         }
         if let Some(b) = &mut self.budget {
             // A fresh budget for every callback; errors only if the global's type is wrong.
@@ -824,7 +842,25 @@ impl PluginInstance {
         let data = self.host_mut();
         let calls = std::mem::take(&mut data.http_calls);
         data.calls_in_flight += calls.len();
+        for c in &calls {
+            if let Some(kind) = c.grpc {
+                data.grpc_inflight.insert(c.token, kind);
+            }
+        }
         calls
+    }
+
+    /// gRPC calls in flight the plugin cancelled (proxy_grpc_cancel / proxy_grpc_close of a
+    /// unary call) since the last take: the embedder stops them and delivers nothing more.
+    /// The host has forgotten them already.
+    pub fn take_grpc_cancels(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.host_mut().grpc_cancels)
+    }
+
+    /// proxy_grpc_call and proxy_grpc_stream answer INTERNAL_FAILURE (with a warning): the
+    /// embedder cannot carry gRPC.
+    pub fn refuse_grpc_calls(&mut self) {
+        self.host_mut().grpc_offered = false;
     }
 
     /// Whether proxy_http_call was called since the last take.
@@ -839,6 +875,8 @@ impl PluginInstance {
         data.calls_in_flight = data.calls_in_flight.saturating_sub(tokens.len());
         for &t in tokens {
             data.call_ledger.release(t);
+            data.grpc_inflight.remove(&t);
+            data.grpc_unary.remove(&t);
         }
     }
 
@@ -864,9 +902,92 @@ impl PluginInstance {
             return Ok(Outcome::CONTINUE);
         }
         let (nh, nb, nt) = (resp.headers.len() as i32, resp.body.len().min(i32::MAX as usize) as i32, resp.trailers.len() as i32);
-        let (_, after) = self.invoke_with(Callback::HttpCallResponse, ctx, stream, Some(resp), |cb, st| {
+        let (_, after) = self.invoke_with(Callback::HttpCallResponse, ctx, stream, Some((resp, None)), |cb, st| {
             match &cb.http_call_response {
                 Some(f) => f.call(st, ctx as i32, token as i32, nh, nb, nt),
+                None => Ok(()),
+            }
+        })?;
+        Ok(Outcome { action: Action::Continue, local_response: after.local_response, ops: after.ops })
+    }
+
+    /// Hands one event of gRPC call `token` to context `ctx`, as Envoy delivers it: a stream
+    /// gets each event as its callback (initial metadata, each message, trailing metadata,
+    /// the close); a unary call gets, at its close, proxy_on_grpc_receive with the message
+    /// when it ended OK with one, else proxy_on_grpc_close with the status (its metadata is
+    /// readable in either). `Close` ends the call; events of a call the plugin cancelled, or
+    /// that the host forgot, are dropped. `stream` as for `on_http_call_response`.
+    pub fn on_grpc_event(&mut self, ctx: u32, token: u32, ev: GrpcEvent, stream: Option<&mut dyn HttpStream>) -> Result<Outcome, HostError> {
+        let data = self.host_mut();
+        let Some(&kind) = data.grpc_inflight.get(&token) else { return Ok(Outcome::CONTINUE) };
+        let mut answer = HttpCallResponse::default();
+        let mut status = None;
+        let (callback, n) = match (kind, ev) {
+            (GrpcKind::Stream, GrpcEvent::InitialMetadata(m)) => {
+                answer.headers = m;
+                (Callback::GrpcReceiveInitialMetadata, answer.headers.len())
+            }
+            (GrpcKind::Stream, GrpcEvent::Message(m)) => {
+                answer.body = m;
+                (Callback::GrpcReceive, answer.body.len())
+            }
+            (GrpcKind::Stream, GrpcEvent::TrailingMetadata(m)) => {
+                answer.trailers = m;
+                (Callback::GrpcReceiveTrailingMetadata, answer.trailers.len())
+            }
+            (GrpcKind::Stream, GrpcEvent::Close { status: code, message }) => {
+                data.grpc_finished(token);
+                status = Some((code, message));
+                (Callback::GrpcClose, code as usize)
+            }
+            (GrpcKind::Unary, GrpcEvent::Close { status: code, message }) => {
+                let (got, messages) = data.grpc_unary.remove(&token).unwrap_or_default();
+                data.grpc_finished(token);
+                answer = got;
+                if code == crate::grpc_call::code::OK && messages == 1 {
+                    (Callback::GrpcReceive, answer.body.len())
+                } else {
+                    // OK without exactly one message is not a unary answer (Envoy: INTERNAL).
+                    let (code, message) = if code == crate::grpc_call::code::OK {
+                        (crate::grpc_call::code::INTERNAL, b"a unary call answered with no message or several".to_vec())
+                    } else {
+                        (code, message)
+                    };
+                    answer.body.clear();
+                    status = Some((code, message));
+                    (Callback::GrpcClose, code as usize)
+                }
+            }
+            (GrpcKind::Unary, ev) => {
+                // Kept until the close, which delivers the answer whole.
+                let (got, messages) = data.grpc_unary.entry(token).or_default();
+                match ev {
+                    GrpcEvent::InitialMetadata(m) => got.headers = m,
+                    GrpcEvent::TrailingMetadata(m) => got.trailers = m,
+                    GrpcEvent::Message(m) => {
+                        *messages += 1;
+                        if *messages == 1 {
+                            got.body = m;
+                        }
+                    }
+                    GrpcEvent::Close { .. } => {}
+                }
+                return Ok(Outcome::CONTINUE);
+            }
+        };
+        if !self.host().contexts.contains_key(&ctx) || !self.exported(callback) {
+            return Ok(Outcome::CONTINUE);
+        }
+        let (c, t, n) = (ctx as i32, token as i32, n.min(i32::MAX as usize) as i32);
+        let (_, after) = self.invoke_with(callback, ctx, stream, Some((&answer, status)), |cb, st| {
+            let f = match callback {
+                Callback::GrpcReceiveInitialMetadata => &cb.grpc_initial_metadata,
+                Callback::GrpcReceive => &cb.grpc_receive,
+                Callback::GrpcReceiveTrailingMetadata => &cb.grpc_trailing_metadata,
+                _ => &cb.grpc_close,
+            };
+            match f {
+                Some(f) => f.call(st, c, t, n),
                 None => Ok(()),
             }
         })?;
@@ -1004,6 +1125,7 @@ impl PluginInstance {
     /// (the nginx stream module).
     pub fn refuse_http_calls(&mut self) {
         self.host_mut().http_calls_offered = false;
+        self.host_mut().grpc_offered = false;
     }
 
     /// on_done then on_log. When on_done returns false without calling proxy_done, the
@@ -1046,6 +1168,7 @@ impl PluginInstance {
         data.contexts.remove(&ctx);
         data.roots.remove(&ctx);
         data.edits.remove(&ctx);
+        data.drop_open_streams(ctx);
         r.map(|_| ())
     }
 }

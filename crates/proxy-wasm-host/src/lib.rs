@@ -7,6 +7,7 @@
 //! - `instance`: one plugin instance, its contexts and the callback lifecycle.
 //! - `hostcalls`: the functions plugins import (Proxy-Wasm and WASI).
 //! - `http_call`: calls plugins dispatch and the responses the embedder hands back;
+//!   `grpc_call`: gRPC calls framed as HTTP/2 requests, their answers as events;
 //!   `call_target`: call targets and the allow-list patterns that match them.
 //! - `stream`: the `HttpStream` trait an embedder implements for one request.
 //! - `shared_store`: shared data, queues and metrics in a raw (shared) memory region.
@@ -17,6 +18,7 @@ mod child_compile;
 pub mod call_target;
 mod env;
 pub mod hostcalls;
+pub mod grpc_call;
 pub mod http_call;
 pub mod instance;
 pub mod limits;
@@ -28,6 +30,7 @@ pub mod stream;
 
 pub use abi::{Action, LogLevel, MapType, Status};
 pub use env::{Callback, Logger, StreamOps};
+pub use grpc_call::{GrpcEvent, GrpcKind};
 pub use http_call::{CallPolicy, HttpCallRequest, HttpCallResponse};
 pub use instance::{CallStats, FailureKind, HostError, Outcome, PluginInstance};
 pub use limits::{Limits, DEFAULT_LIMITS};

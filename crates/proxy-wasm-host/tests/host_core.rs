@@ -1304,8 +1304,6 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     let engine = engine();
     let mut w = Wat::new();
     let unimplemented: &[(&str, &str)] = &[
-        ("proxy_grpc_call", "(i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"),
-        ("proxy_grpc_stream", "(i32.const 0x7fffffff) (i32.const -1) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)"),
         ("proxy_set_shared_data", "(i32.const 0) (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 0)"),
         ("proxy_get_shared_data", "(i32.const 0) (i32.const 1) (i32.const 100) (i32.const 104) (i32.const 108)"),
         ("proxy_define_metric", "(i32.const 0) (i32.const 0) (i32.const 4) (i32.const 108)"),
@@ -1314,8 +1312,6 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
         ("proxy_enqueue_shared_queue", "(i32.const 1) (i32.const 0) (i32.const 0)"),
         ("proxy_register_shared_queue", "(i32.const 0) (i32.const 4) (i32.const 108)"),
         ("proxy_get_metric", "(i32.const 1) (i32.const 108)"),
-        ("proxy_grpc_close", "(i32.const 1)"),
-        ("proxy_grpc_cancel", "(i32.const 1)"),
     ];
     let mut body = String::new();
     for (name, args) in unimplemented {
@@ -1343,7 +1339,7 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     {body}
     (i32.const 1))
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (call $st (call $proxy_grpc_cancel (i32.const 7)))
+    (call $st (call $proxy_get_metric (i32.const 7) (i32.const 108)))
     (i32.const 0))
 "#
     ));
@@ -1359,8 +1355,8 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     // Each unimplemented call says so at Warn, naming itself.
     let warns: Vec<&str> = recs.iter().filter(|(l, _)| *l == LogLevel::Warn).map(|(_, m)| m.as_str()).collect();
     assert_eq!(warns.len(), unimplemented.len() + 1);
-    assert!(warns[0].contains("env.proxy_grpc_call") && warns[0].contains("UNIMPLEMENTED"), "{}", warns[0]);
-    assert!(warns[5].contains("env.proxy_increment_metric"), "{}", warns[5]);
+    assert!(warns[0].contains("proxy_set_shared_data") && warns[0].contains("UNIMPLEMENTED"), "{}", warns[0]);
+    assert!(warns[3].contains("proxy_increment_metric"), "{}", warns[3]);
     assert!(warns.last().unwrap().contains("wasi_snapshot_preview1.path_open") && warns.last().unwrap().contains("ENOSYS"));
 
     // In a request callback the stub warns through the stream.
@@ -1369,7 +1365,7 @@ fn unimplemented_hostcalls_return_a_status_and_never_trap() {
     inst.on_request_headers(ctx, &mut s, 0, false).expect("no trap");
     assert_eq!(s.logs.len(), 2);
     assert_eq!(s.logs[0].0, LogLevel::Warn);
-    assert!(s.logs[0].1.contains("env.proxy_grpc_cancel"));
+    assert!(s.logs[0].1.contains("proxy_get_metric"), "{}", s.logs[0].1);
     assert_eq!(s.logs[1].1, "st=0012");
 }
 
@@ -1847,4 +1843,106 @@ fn l4_callbacks_a_module_does_not_export_are_skipped() {
     assert_eq!(inst.on_stream_data(false, ctx, &mut s, 1, false).unwrap().action, Action::Continue);
     inst.on_connection_close(false, ctx, &mut s, proxy_wasm_host::abi::PeerType::Local).unwrap();
     assert!(messages(&records).is_empty() && s.logs.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC calls
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn grpc_calls_are_framed_and_answered_as_envoy_does() {
+    use proxy_wasm_host::grpc_call::{code, GrpcKind};
+    use proxy_wasm_host::GrpcEvent;
+    let engine = engine();
+    let mut w = Wat::new();
+    w.env("proxy_grpc_call").env("proxy_grpc_stream").env("proxy_grpc_send").env("proxy_grpc_cancel");
+    w.env("proxy_get_header_map_value").env("proxy_get_buffer_bytes").env("proxy_get_status");
+    let md = maps::serialize([(&b"x-echo"[..], &b"hi"[..]), (b"x-data-bin", b"\x00\xff")]);
+    let bad_md = maps::serialize([(&b":path"[..], &b"/x"[..])]);
+    let (up, svc, method, mdp, msg) = (w.s("grpcs://auth:443"), w.s("test.Echo"), w.s("Unary"), w.s(&md), w.s("ping"));
+    let (bad_up, bad_svc, bad) = (w.s("a b"), w.s("no/slash"), w.s(&bad_md));
+    let (echo, trailer, one, two) = (w.s("x-echo"), w.s("x-trailer"), w.s("one"), w.s("two"));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $st (call $proxy_grpc_call {up} {svc} {method} {mdp} {msg} (i32.const 1500) (i32.const 200)))
+    (call $st (call $proxy_grpc_call {bad_up} {svc} {method} {mdp} {msg} (i32.const 0) (i32.const 200)))
+    (call $st (call $proxy_grpc_call {up} {bad_svc} {method} {mdp} {msg} (i32.const 0) (i32.const 200)))
+    (call $st (call $proxy_grpc_call {up} {svc} {method} {bad} {msg} (i32.const 0) (i32.const 200)))
+    ;; a stream: two messages, the second ends it; a send after the end is refused
+    (call $st (call $proxy_grpc_stream {up} {svc} {method} {mdp} (i32.const 204)))
+    (call $st (call $proxy_grpc_send (i32.load (i32.const 204)) {one} (i32.const 0)))
+    (call $st (call $proxy_grpc_send (i32.load (i32.const 204)) {two} (i32.const 1)))
+    (call $st (call $proxy_grpc_send (i32.load (i32.const 204)) {one} (i32.const 1)))
+    (call $st (call $proxy_grpc_send (i32.const 9999) {one} (i32.const 1)))
+    (i32.const 1))
+  (func (export "proxy_on_grpc_receive_initial_metadata") (param $ctx i32) (param $token i32) (param $n i32)
+    (call $st (local.get $n))
+    (call $st_ret (call $proxy_get_header_map_value (i32.const 4) {echo} (i32.const 100) (i32.const 104))))
+  (func (export "proxy_on_grpc_receive") (param $ctx i32) (param $token i32) (param $n i32)
+    (call $st (local.get $n))
+    (call $st_ret (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (i32.const -1) (i32.const 100) (i32.const 104)))
+    (call $st (call $proxy_get_header_map_value (i32.const 6) {echo} (i32.const 100) (i32.const 104))))
+  (func (export "proxy_on_grpc_receive_trailing_metadata") (param $ctx i32) (param $token i32) (param $n i32)
+    (call $st_ret (call $proxy_get_header_map_value (i32.const 5) {trailer} (i32.const 100) (i32.const 104))))
+  (func (export "proxy_on_grpc_close") (param $ctx i32) (param $token i32) (param $status i32)
+    (call $st (local.get $status))
+    (call $st (call $proxy_get_status (i32.const 108) (i32.const 100) (i32.const 104)))
+    (call $st (i32.load (i32.const 108)))
+    (if (i32.load (i32.const 100)) (then (call $ret)))
+    ;; the stream is gone: cancel says NOT_FOUND
+    (call $st (call $proxy_grpc_cancel (local.get $token))))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, _records) = instantiate(&engine, &m, b"", LogLevel::Trace);
+    let root = inst.create_root_context(Some(Vec::new())).expect("root");
+    let ctx = inst.create_http_context(root).unwrap();
+    let mut s = stream_with(&[]);
+    inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
+    // OK; three PARSE_FAILUREs; the stream OK, two sends OK, a late send BAD_ARGUMENT, an
+    // unknown token NOT_FOUND.
+    assert_eq!(sts, ["st=0000", "st=0004", "st=0004", "st=0004", "st=0000", "st=0000", "st=0000", "st=0002", "st=0001"]);
+    let calls = inst.take_http_calls();
+    assert_eq!(calls.len(), 2);
+    let (unary, stream) = (&calls[0], &calls[1]);
+    assert_eq!(unary.grpc, Some(GrpcKind::Unary));
+    assert_eq!(unary.upstream, b"auth:443");
+    assert_eq!(unary.header(b":path"), Some(&b"/test.Echo/Unary"[..]));
+    assert_eq!(unary.header(b":scheme"), Some(&b"https"[..]));
+    assert_eq!(unary.header(b"content-type"), Some(&b"application/grpc"[..]));
+    assert_eq!(unary.header(b"te"), Some(&b"trailers"[..]));
+    assert_eq!(unary.header(b"grpc-timeout"), Some(&b"1500m"[..]));
+    assert_eq!(unary.header(b"x-data-bin"), Some(&b"AP8"[..]), "binary metadata goes base64");
+    assert_eq!(unary.body, b"\x00\x00\x00\x00\x04ping");
+    assert_eq!(stream.grpc, Some(GrpcKind::Stream));
+    assert_eq!(stream.body, b"\x00\x00\x00\x00\x03one\x00\x00\x00\x00\x03two");
+
+    // Unary: nothing until the close, then one proxy_on_grpc_receive with the message and
+    // the metadata readable (the HTTP-call maps are not).
+    let logs = |s: &mut MemoryStream| -> Vec<String> { s.logs.drain(..).map(|(_, m)| m).collect() };
+    logs(&mut s);
+    let md = |pairs: &[(&str, &str)]| headers(pairs);
+    for ev in [GrpcEvent::InitialMetadata(md(&[("x-echo", "back")])), GrpcEvent::Message(b"pong".to_vec())] {
+        inst.on_grpc_event(ctx, unary.token, ev, Some(&mut s)).unwrap();
+    }
+    assert!(logs(&mut s).is_empty());
+    inst.on_grpc_event(ctx, unary.token, GrpcEvent::Close { status: 0, message: Vec::new() }, Some(&mut s)).unwrap();
+    assert_eq!(logs(&mut s), ["st=0004", "st=0000", "pong", "st=0001"]);
+    // Events of an answered call are dropped.
+    inst.on_grpc_event(ctx, unary.token, GrpcEvent::Close { status: 0, message: Vec::new() }, Some(&mut s)).unwrap();
+    assert!(logs(&mut s).is_empty());
+
+    // Stream: each event as its callback; the close carries the status and grpc-message.
+    let t = stream.token;
+    inst.on_grpc_event(ctx, t, GrpcEvent::InitialMetadata(md(&[("x-echo", "s")])), Some(&mut s)).unwrap();
+    assert_eq!(logs(&mut s), ["st=0001", "st=0000", "s"]);
+    inst.on_grpc_event(ctx, t, GrpcEvent::Message(b"m1".to_vec()), Some(&mut s)).unwrap();
+    assert_eq!(logs(&mut s), ["st=0002", "st=0000", "m1", "st=0001"]);
+    inst.on_grpc_event(ctx, t, GrpcEvent::TrailingMetadata(md(&[("x-trailer", "done")])), Some(&mut s)).unwrap();
+    assert_eq!(logs(&mut s), ["st=0000", "done"]);
+    let close = GrpcEvent::Close { status: code::PERMISSION_DENIED, message: b"denied".to_vec() };
+    inst.on_grpc_event(ctx, t, close, Some(&mut s)).unwrap();
+    assert_eq!(logs(&mut s), ["st=0007", "st=0000", "st=0007", "denied", "st=0001"]);
 }

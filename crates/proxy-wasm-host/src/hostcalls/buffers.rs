@@ -2,8 +2,8 @@
 //! proxy_get_configuration (0.1.0).
 //! Served: the VM and plugin configuration, the request and response bodies inside the
 //! body callbacks and an L4 connection's data inside the data callbacks (through the stream), and the HTTP-call response body inside
-//! on_http_call_response (read-only). gRPC and foreign-function buffers return
-//! UNIMPLEMENTED (listed in the README matrix).
+//! on_http_call_response and the gRPC message inside the gRPC callbacks (read-only).
+//! Foreign-function buffers return UNIMPLEMENTED (listed in the README matrix).
 
 use wasmer::FunctionEnvMut;
 
@@ -28,7 +28,13 @@ fn with_buffer<R>(env: &mut HostEnv, ty: i32, f: impl FnOnce(&[u8]) -> R) -> Res
         None => Err(Status::BadArgument),
         Some(BufferType::VmConfiguration) => Ok(f(&env.vm_config)),
         Some(BufferType::PluginConfiguration) => env.root_of_current().map(|r| f(&r.config)).ok_or(Status::NotFound),
-        Some(BufferType::HttpCallResponseBody) => env.http_response().map(|r| f(&r.body)).ok_or(Status::NotFound),
+        Some(BufferType::HttpCallResponseBody) if env.call.callback == Callback::HttpCallResponse => {
+            env.http_response().map(|r| f(&r.body)).ok_or(Status::NotFound)
+        }
+        Some(BufferType::GrpcCallMessage) if env.call.callback.is_grpc() => {
+            env.http_response().map(|r| f(&r.body)).ok_or(Status::NotFound)
+        }
+        Some(BufferType::HttpCallResponseBody | BufferType::GrpcCallMessage) => Err(Status::NotFound),
         Some(_) => Err(Status::Unimplemented),
     }
 }
@@ -104,7 +110,10 @@ pub(crate) fn proxy_set_buffer_bytes(
 ) -> i32 {
     let Some(t) = BufferType::from_i32(ty) else { return Status::BadArgument as i32 };
     if !is_body(t) {
-        return if matches!(t, BufferType::VmConfiguration | BufferType::PluginConfiguration | BufferType::HttpCallResponseBody) {
+        return if matches!(
+            t,
+            BufferType::VmConfiguration | BufferType::PluginConfiguration | BufferType::HttpCallResponseBody | BufferType::GrpcCallMessage
+        ) {
             Status::BadArgument as i32
         } else {
             Status::Unimplemented as i32

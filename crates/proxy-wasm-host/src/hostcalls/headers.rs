@@ -4,7 +4,7 @@
 use wasmer::FunctionEnvMut;
 
 use crate::abi::{MapType, Status};
-use crate::env::{EditBudget, HostEnv};
+use crate::env::{Callback, EditBudget, HostEnv};
 use crate::limits::{MAX_HEADER_EDITS, MAX_HEADER_EDIT_BYTES};
 use crate::maps;
 use crate::memory::{read, return_bytes, write_u32};
@@ -40,13 +40,27 @@ fn with_stream<R>(env: &mut FunctionEnvMut<HostEnv>, f: impl FnOnce(&mut dyn cra
     Ok(f(s))
 }
 
+/// The maps of a call's answer: an HTTP call's response, a gRPC call's metadata.
 fn is_call_response(map: MapType) -> bool {
-    matches!(map, MapType::HttpCallResponseHeaders | MapType::HttpCallResponseTrailers)
+    matches!(
+        map,
+        MapType::HttpCallResponseHeaders
+            | MapType::HttpCallResponseTrailers
+            | MapType::GrpcInitialMetadata
+            | MapType::GrpcTrailingMetadata
+    )
 }
 
+/// An answer's map, inside the callback that delivers that kind of answer only.
 fn call_response_map<'a>(env: &'a FunctionEnvMut<HostEnv>, map: MapType) -> Result<&'a [(Vec<u8>, Vec<u8>)], Status> {
-    let r = env.data().http_response().ok_or(Status::NotFound)?;
-    Ok(if map == MapType::HttpCallResponseHeaders { &r.headers } else { &r.trailers })
+    let data = env.data();
+    let grpc = matches!(map, MapType::GrpcInitialMetadata | MapType::GrpcTrailingMetadata);
+    let in_its_callback = if grpc { data.call.callback.is_grpc() } else { data.call.callback == Callback::HttpCallResponse };
+    if !in_its_callback {
+        return Err(Status::NotFound);
+    }
+    let r = data.http_response().ok_or(Status::NotFound)?;
+    Ok(if matches!(map, MapType::HttpCallResponseHeaders | MapType::GrpcInitialMetadata) { &r.headers } else { &r.trailers })
 }
 
 /// Refuses changes to the read-only call-response maps.

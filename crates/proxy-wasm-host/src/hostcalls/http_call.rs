@@ -56,7 +56,7 @@ pub(crate) fn proxy_http_call(
             return s as i32;
         }
     };
-    if let Err(why) = check_policy(&mut env, &call.upstream) {
+    if let Err(why) = check_policy(&mut env, &call.upstream, "proxy_http_call", Status::BadArgument) {
         return why as i32;
     }
     let data = env.data_mut();
@@ -133,25 +133,27 @@ fn build(env: &FunctionEnvMut<HostEnv>, args: [i32; 8], timeout_ms: i32) -> Resu
         trailers,
         // A plugin may not hold a call (and its subrequest) open for days.
         timeout_ms: (timeout_ms as u32).min(MAX_CALL_TIMEOUT_MS),
+        grpc: None,
     })
 }
 
 /// Asks the embedder's policy about the target; a refusal is logged once per target (per
 /// instance), so a plugin retrying a refused target cannot flood the log.
-fn check_policy(env: &mut FunctionEnvMut<HostEnv>, upstream: &[u8]) -> Result<(), Status> {
+pub(super) fn check_policy(env: &mut FunctionEnvMut<HostEnv>, upstream: &[u8], hostcall: &str, refused: Status) -> Result<(), Status> {
     let data = env.data_mut();
     let Some(policy) = data.call_policy.as_ref() else { return Ok(()) };
     let Err(why) = policy(upstream) else { return Ok(()) };
     let (log_it, full) = data.refusals.first_time(upstream);
     if log_it {
         let msg = format!(
-            "proxy_http_call to \"{}\" refused (BAD_ARGUMENT): {why} (logged once per target)",
-            String::from_utf8_lossy(upstream)
+            "{hostcall} to \"{}\" refused ({}): {why} (logged once per target)",
+            String::from_utf8_lossy(upstream),
+            refused.name()
         );
         data.log(LogLevel::Error, msg.as_bytes());
     } else if full {
-        let msg = "proxy_http_call: refusals of further targets are not logged (too many distinct targets)";
+        let msg = format!("{hostcall}: refusals of further targets are not logged (too many distinct targets)");
         data.log(LogLevel::Error, msg.as_bytes());
     }
-    Err(Status::BadArgument)
+    Err(refused)
 }

@@ -18,6 +18,7 @@ pub const PROC_EXIT_MESSAGE: &str = "plugin called proc_exit";
 
 mod buffers;
 mod context;
+mod grpc_call;
 mod headers;
 mod http_call;
 mod local_response;
@@ -208,6 +209,12 @@ fn proxy_function(store: &mut Store, env: &FunctionEnv<HostEnv>, name: &str) -> 
         "proxy_http_call" | "proxy_dispatch_http_call" => {
             t(Function::new_typed_with_env(store, env, http_call::proxy_http_call))
         }
+        "proxy_grpc_call" => t(Function::new_typed_with_env(store, env, grpc_call::proxy_grpc_call)),
+        "proxy_grpc_stream" => t(Function::new_typed_with_env(store, env, grpc_call::proxy_grpc_stream)),
+        "proxy_grpc_send" => t(Function::new_typed_with_env(store, env, grpc_call::proxy_grpc_send)),
+        "proxy_grpc_cancel" => t(Function::new_typed_with_env(store, env, grpc_call::proxy_grpc_cancel)),
+        "proxy_grpc_close" => t(Function::new_typed_with_env(store, env, grpc_call::proxy_grpc_close)),
+        "proxy_get_status" => t(Function::new_typed_with_env(store, env, grpc_call::proxy_get_status)),
         "proxy_get_property" => t(Function::new_typed_with_env(store, env, properties::proxy_get_property)),
         "proxy_set_property" => t(Function::new_typed_with_env(store, env, properties::proxy_set_property)),
         "proxy_get_shared_data" => t(Function::new_typed_with_env(store, env, shared::proxy_get_shared_data)),
