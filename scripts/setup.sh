@@ -6,6 +6,9 @@
 #                    wrk, perl (the t/ runner), curl; lua-nginx-module + ndk + lua-resty-core
 #                    (the OpenResty-style stack of the t/lua suites); dpkg-dev + lintian
 #                    (scripts/package-deb.sh)
+#   python grpcio  : the gRPC test server of the t/ suites (t/lib/grpc_server.py), with pip
+#                    (python3-pip from apt if pip is missing; --break-system-packages where
+#                    the system python is externally managed, as on Debian 12)
 #   rustup target  : wasm32-wasip1 (test filters)
 #   nginx 1.28.3   : copied from the nginx-src crate into build/nginx-1.28 and configured
 set -euo pipefail
@@ -40,6 +43,21 @@ fi
 if pgrep -x nginx >/dev/null 2>&1 && [ -f /run/nginx.pid ]; then
     /usr/sbin/nginx -s stop 2>/dev/null || true
 fi
+
+step "python3 grpcio (gRPC test server, t/lib/grpc_server.py)"
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq || fail "apt-get update (for python3-pip)"
+        apt-get install -y -qq --no-install-recommends python3-pip >/dev/null || fail "apt-get install python3-pip"
+    fi
+    # Debian 12's system python refuses pip installs (PEP 668) unless told otherwise.
+    python3 -m pip install --quiet grpcio 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages grpcio \
+        || fail "pip install grpcio"
+    python3 -c 'import grpc' >/dev/null 2>&1 || fail "grpcio installed, but python3 cannot import it"
+fi
+echo "ok: grpcio $(python3 -c 'import grpc; print(grpc.__version__)')"
 
 step "rust toolchain and wasm32-wasip1 target"
 command -v cargo >/dev/null || fail "cargo not found (install Rust with rustup first)"

@@ -369,7 +369,8 @@ unsafe extern "C" fn timer_handler(ev: *mut ngx_event_t) {
 }
 
 pub(super) unsafe fn log(call: &Call, level: u32, msg: &str) {
-    let text = format!("http call to \"{}\" ({}): {msg}", call.upstream, String::from_utf8_lossy(&call.url));
+    let kind = if call.grpc.is_some() { "grpc" } else { "http" };
+    let text = format!("{kind} call to \"{}\" ({}): {msg}", call.upstream, String::from_utf8_lossy(&call.url));
     crate::util::log::write((*(*call.main).connection).log, level as ngx_uint_t, "proxy_wasm", text.as_bytes());
 }
 

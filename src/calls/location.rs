@@ -110,8 +110,6 @@ fn grpc_location_text(mcf: &MainConf) -> String {
         "location {GRPC_LOCATION} {{\n\
          grpc_pass $proxy_wasm_call_url;\n\
          grpc_set_header TE trailers;\n\
-         grpc_pass_request_headers on;\n\
-         grpc_pass_request_body on;\n\
          grpc_ignore_headers X-Accel-Redirect X-Accel-Buffering X-Accel-Limit-Rate X-Accel-Expires X-Accel-Charset;\n\
          grpc_intercept_errors off;\n\
          grpc_connect_timeout {t}ms;\n\
