@@ -259,23 +259,18 @@ app got x-auth=
 [alert]
 [crit]
 
-=== TEST 14: calls are refused from response phases (BAD_ARGUMENT), the response is unharmed
+=== TEST 14: calls from response phases are sent (t/041-response-calls.t): the response waits for the answer
 --- config
-location /t {
-    proxy_wasm testbed "resp_call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend";
-    return 200 "fine\n";
-}
 location /u {
-    proxy_wasm testbed "resp_call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend";
+    proxy_wasm testbed "resp_call=127.0.0.1:$TEST_NGINX_SERVER_PORT /backend?r=2; call_to_resp_header=x-auth";
     proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
 }
 --- request
 GET /u
 --- response_body
 app got x-auth=
---- error_log
-call dispatch failed: BadArgument
-proxy_http_call refused (BAD_ARGUMENT): not allowed in this callback
+--- response_headers
+x-auth: 200:backend saw GET /backend?r=2 len=
 
 === TEST 15: a bad call (no :path, empty upstream) is refused with BAD_ARGUMENT, nothing waits
 --- config

@@ -96,8 +96,10 @@ unsafe fn deliver(r: *mut ngx_http_request_t, owner: Owner, token: u32, answer: 
         return;
     }
     let mut answer = Some(answer);
+    // A filter waiting in the response may change the held response headers.
+    let phase = if ctx.response_headers_done { Phase::Response } else { Phase::Request };
     let res = chain::step(r, ctx, i, &mut |inst, id, _fc, seed| {
-        let mut stream = seed.stream(Phase::Request);
+        let mut stream = seed.stream(phase);
         let outcome = match answer.take()? {
             Answer::Http(resp) => inst.on_http_call_response(id, token, resp, Some(&mut stream)),
             Answer::Grpc(ev) => inst.on_grpc_event(id, token, ev, Some(&mut stream)),
@@ -105,7 +107,7 @@ unsafe fn deliver(r: *mut ngx_http_request_t, owner: Owner, token: u32, answer: 
         Some(outcome.map(|o| {
             // Without proxy_continue_stream the filter stays paused (its other calls, or
             // the end of them, resume it).
-            if o.ops.continue_request || o.local_response.is_some() {
+            if o.ops.continue_request || o.ops.continue_response || o.local_response.is_some() {
                 o
             } else {
                 Outcome { action: proxy_wasm_host::Action::Pause, ..o }
@@ -113,6 +115,18 @@ unsafe fn deliver(r: *mut ngx_http_request_t, owner: Owner, token: u32, answer: 
         }))
     });
     send_new(r, ctx);
+    if ctx.response_waiting == Some(i) {
+        match res {
+            ChainResult::Paused(_) if pending(ctx, i) > 0 => {}
+            res => {
+                if !matches!(res, ChainResult::Continue | ChainResult::Paused(_)) {
+                    cancel_all(ctx);
+                }
+                super::response::resume_after_calls(r, ctx, i, res);
+            }
+        }
+        return;
+    }
     if ctx.waiting != Some(i) {
         if let ChainResult::Local(_) = res {
             chain::log_at(r, NGX_LOG_WARN, "proxy_wasm", "a local response from on_http_call_response came after the request went on: ignored");

@@ -258,7 +258,8 @@ pub(crate) enum BodyEnd {
     Done(Chunk),
     /// A filter holds the bytes (it paused before the end of the body).
     Held,
-    /// Filter i paused at the end of the request body with HTTP calls pending.
+    /// Filter i paused with HTTP calls pending: at the end of the request body, or anywhere
+    /// in the response body (what it got is held at it).
     Waiting(usize),
     /// A filter holds more than proxy_wasm_body_buffer_limit (logged).
     OverLimit,
@@ -306,13 +307,15 @@ pub(crate) unsafe fn run_body(
             let mut stream = seed.stream(phase).with_body(buffer, held);
             Some(inst.on_body(response, id, &mut stream, size, eos))
         });
-        if dir == Direction::Request {
-            // Calls from response callbacks are not sent (see README, support matrix).
-            super::calls::send_new(r, ctx);
-        }
+        super::calls::send_new(r, ctx);
         match res {
             ChainResult::Continue => {}
-            ChainResult::Paused(_) if eos && dir == Direction::Request && super::calls::pending(ctx, i) > 0 => {
+            ChainResult::Paused(_) if super::calls::pending(ctx, i) > 0 && (eos || dir == Direction::Response) => {
+                if !incoming.is_empty() {
+                    // Held until the calls are answered: the bytes must outlive nginx's buffers.
+                    let Ok(mut bytes) = incoming.into_bytes() else { return unreadable(r) };
+                    dir.held(&mut ctx.filters[i]).append(&mut bytes);
+                }
                 return BodyEnd::Waiting(i);
             }
             ChainResult::Paused(_) if eos => {}

@@ -74,6 +74,12 @@ pub(crate) struct RequestCtx {
     /// (waiting_in_body) with the whole request body held at that filter.
     pub waiting: Option<usize>,
     pub waiting_in_body: bool,
+    /// The response waits at filter i for its calls (made in on_response_headers or
+    /// on_response_body, then Pause): the body stops at that filter, held, until a call's
+    /// answer continues it or its last call is answered; `response_eos_held`: the end of
+    /// the body is among what it holds (the request is kept from finishing meanwhile).
+    pub response_waiting: Option<usize>,
+    pub response_eos_held: bool,
     /// nginx's body reader's read handler, set aside while the body is held for calls.
     pub saved_read_handler: ngx_http_event_handler_pt,
     /// The end of the request body went on to nginx: the request body filter is done.

@@ -67,11 +67,17 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
             return next_header(r);
         }
         ctx.response_headers_done = true;
-        match chain::run_headers(r, ctx, Headers::Response, 0) {
+        let res = chain::run_headers(r, ctx, Headers::Response, 0);
+        super::calls::send_new(r, ctx);
+        match res {
             ChainResult::Continue => send_headers(r, ctx, None),
             ChainResult::Paused(i) if !chain::response_has_no_body(r) => {
-                // Held: the body filter sends them once filter i continues.
+                // Held: the body filter sends them once filter i continues (or, when it
+                // waits for its calls, once they are answered).
                 ctx.response_headers_held = Some(i);
+                if super::calls::pending(ctx, i) > 0 {
+                    ctx.response_waiting = Some(i);
+                }
                 (*r).set_filter_need_in_memory(1);
                 NGX_OK as ngx_int_t
             }
@@ -306,19 +312,51 @@ unsafe fn run_piece(
 /// body goes no further than h; once h passes it on, the headers go on through the filters
 /// after h (which may hold them again) and so does the body. Returns the status and whether
 /// the chunk's own buffers were passed on.
-unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: chain::Chunk, eos: bool, flush: bool) -> (ngx_int_t, bool) {
+unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, data: chain::Chunk, eos: bool, flush: bool) -> (ngx_int_t, bool) {
+    run_body_from(r, ctx, 0, data, eos, flush)
+}
+
+/// `run_body` from filter `from` on (a filter that waited for its calls resumes there).
+unsafe fn run_body_from(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    from: usize,
+    mut data: chain::Chunk,
+    eos: bool,
+    flush: bool,
+) -> (ngx_int_t, bool) {
     let n = ctx.filters.len();
-    let mut from = 0;
+    let mut from = from;
     loop {
         let held = ctx.response_headers_held;
-        let to = held.map_or(n, |h| h + 1);
+        let mut to = held.map_or(n, |h| h + 1);
+        if let Some(w) = ctx.response_waiting {
+            // Filter w waits for its calls: the body goes no further than the filters
+            // before it, and waits at w (its on_response_body runs when it resumes).
+            to = to.min(w);
+        }
         data = match chain::run_body(r, ctx, Direction::Response, from..to, data, eos) {
-            BodyEnd::Done(data) => data,
-            BodyEnd::Held | BodyEnd::Waiting(_) => return (NGX_OK as ngx_int_t, false),
-            BodyEnd::OverLimit if ctx.response_headers_held.is_some() => {
-                return (replace_response(r, ctx, &LocalResponse { status: 502, ..internal_error() }), false);
+            BodyEnd::Done(data) if ctx.response_waiting.is_some_and(|w| w == to) => {
+                let w = to;
+                let Ok(mut bytes) = data.into_bytes() else { return (local_from_body(r, ctx, &failed(r)), false) };
+                let held = &mut ctx.filters[w].response_body;
+                held.append(&mut bytes);
+                if held.len() > crate::conf::body_buffer_limit(r) {
+                    chain::log_at(r, NGX_LOG_ERR, "chain", "a filter waiting for its calls holds more than proxy_wasm_body_buffer_limit of the response body");
+                    return (replace_or_cut(r, ctx), false);
+                }
+                if eos {
+                    wait_for_calls(r, ctx, w, true);
+                }
+                return (NGX_OK as ngx_int_t, false);
             }
-            BodyEnd::OverLimit => return (NGX_ERROR as ngx_int_t, false),
+            BodyEnd::Done(data) => data,
+            BodyEnd::Held => return (NGX_OK as ngx_int_t, false),
+            BodyEnd::Waiting(w) => {
+                wait_for_calls(r, ctx, w, eos);
+                return (NGX_OK as ngx_int_t, false);
+            }
+            BodyEnd::OverLimit => return (replace_or_cut(r, ctx), false),
             BodyEnd::Stopped(ChainResult::Local(lr)) => return (local_from_body(r, ctx, &lr), false),
             BodyEnd::Stopped(ChainResult::Closed) => return (close(ctx), false),
             BodyEnd::Stopped(_) => return (local_from_body(r, ctx, &failed(r)), false),
@@ -358,6 +396,64 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, mut data: c
     let rc = next_body(r, out);
     ctx.out_bufs.update(pool, out);
     (rc, false)
+}
+
+/// Past the body buffer limit: a 502 while the headers are held, else the response is cut.
+unsafe fn replace_or_cut(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
+    if ctx.response_headers_held.is_some() {
+        return replace_response(r, ctx, &LocalResponse { status: 502, ..internal_error() });
+    }
+    NGX_ERROR as ngx_int_t
+}
+
+/// Our bit of r->buffered while the end of the response waits at a filter for its calls:
+/// nginx does not finish a request with buffered output (it waits in ngx_http_writer,
+/// send_timeout running). The image filter's value: it buffers only what it is given, and
+/// nothing passes us while the bit is ours.
+const CALLS_BUFFERED: u32 = 0x08;
+
+/// Filter `w` waits for its calls in the response; with `eos` the end of the body waits too.
+unsafe fn wait_for_calls(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, w: usize, eos: bool) {
+    ctx.response_waiting = Some(w);
+    if eos {
+        ctx.response_eos_held = true;
+        (*r).set_buffered((*r).buffered() | CALLS_BUFFERED);
+    }
+}
+
+/// Filter `i`, which waits for its calls in the response, goes on with `res` (from a call's
+/// answer): the headers it holds go on, then the body it holds (through its own
+/// on_response_body first); or its local response replaces the response; or the response
+/// ends. When the end of the body was held, the request finishes from nginx's writer.
+pub(crate) unsafe fn resume_after_calls(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, i: usize, res: ChainResult) {
+    ctx.response_waiting = None;
+    let eos = std::mem::take(&mut ctx.response_eos_held);
+    let rc = match res {
+        ChainResult::Continue | ChainResult::Paused(_) => {
+            let mut rc = NGX_OK as ngx_int_t;
+            if ctx.response_headers_held == Some(i) {
+                if let Some(lr) = resume_headers(r, ctx, i + 1, None) {
+                    rc = local_from_body(r, ctx, &lr);
+                }
+            }
+            let held = std::mem::take(&mut ctx.filters[i].response_body);
+            if rc != NGX_ERROR as ngx_int_t && !ctx.answered && (!held.is_empty() || eos) {
+                rc = run_body_from(r, ctx, i, chain::Chunk::from_bytes(held), eos, false).0;
+            }
+            rc
+        }
+        ChainResult::Local(lr) => local_from_body(r, ctx, &lr),
+        ChainResult::Failed => local_from_body(r, ctx, &failed(r)),
+        ChainResult::Closed => close(ctx),
+    };
+    (*r).set_buffered((*r).buffered() & !CALLS_BUFFERED);
+    if rc == NGX_ERROR as ngx_int_t {
+        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
+    } else if eos {
+        // The handler finished while the end waited (nginx parked the request in its
+        // writer): run the writer, which flushes what is left and finishes the request.
+        ngx_http_post_request(r, std::ptr::null_mut());
+    }
 }
 
 /// on_response_trailers over the chain, when the response has trailers (from add_trailer

@@ -99,13 +99,15 @@ impl Callback {
         )
     }
 
-    /// Callbacks from which `proxy_http_call` may dispatch: the request phases (which can
-    /// wait for it), call responses (chaining), and root-context callbacks.
+    /// Callbacks from which `proxy_http_call` may dispatch: the request and response
+    /// phases (which can wait for it), call responses (chaining), and root-context callbacks.
     pub fn may_dispatch_http_call(self) -> bool {
         matches!(
             self,
             Callback::RequestHeaders
                 | Callback::RequestBody
+                | Callback::ResponseHeaders
+                | Callback::ResponseBody
                 | Callback::HttpCallResponse
                 | Callback::Tick
                 | Callback::QueueReady

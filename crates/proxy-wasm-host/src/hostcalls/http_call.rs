@@ -5,7 +5,7 @@ use wasmer::FunctionEnvMut;
 
 use super::headers::{valid_name, valid_value};
 use crate::abi::{LogLevel, Status};
-use crate::env::HostEnv;
+use crate::env::{Callback, HostEnv};
 use crate::http_call::{
     call_bytes, HttpCallRequest, MAX_CALL_BODY, MAX_CALL_HEADERS, MAX_CALL_HEADER_BYTES, MAX_CALL_TIMEOUT_MS, MAX_CALL_UPSTREAM,
     MAX_PENDING_CALLS,
@@ -86,6 +86,11 @@ fn build(env: &FunctionEnvMut<HostEnv>, args: [i32; 8], timeout_ms: i32) -> Resu
     let data = env.data();
     if !data.call.callback.may_dispatch_http_call() {
         return Err((Status::BadArgument, "not allowed in this callback"));
+    }
+    // api7's module (the Lua path) calls from the request phases only: OpenResty's body and
+    // header filters cannot wait for a cosocket.
+    if data.api7 && matches!(data.call.callback, Callback::ResponseHeaders | Callback::ResponseBody) {
+        return Err((Status::BadArgument, "not allowed in the response phases on the Lua path"));
     }
     if data.http_calls.len() + data.calls_in_flight >= MAX_PENDING_CALLS {
         return Err((Status::InternalFailure, "too many calls in flight"));

@@ -13,7 +13,11 @@
 //!                        (forever: a retry storm)
 //!   call_forever         from every call response, dispatch the `call` specs again
 //!   call_then_local=S:B  dispatches the calls, then answers S with body B in the same callback
-//!   resp_call=SPEC       tries to dispatch from on_http_response_headers (logs the status)
+//!   resp_call=SPEC       from on_http_response_headers (several run concurrently), then
+//!                        Pause: the response waits for them
+//!   body_resp_call=SPEC  from on_http_response_body at end of stream, then Pause
+//!   call_to_resp_header=NAME  adds response header NAME = "<status>:<body>" of each response
+//!   call_resume_response resume_http_response() from every call response
 //!   tick_call=SPEC       (root) dispatches from on_tick
 //!   configure_call=SPEC  (root) dispatches from on_configure
 //!   root_call_retry      (root) from every failed root call response, dispatch the

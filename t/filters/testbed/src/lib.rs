@@ -409,8 +409,15 @@ impl Context for Filter {
                 return;
             }
         }
+        if let Some(h) = self.arg("call_to_resp_header") {
+            let v = format!("{}:{}", status.as_deref().unwrap_or("NONE"), body);
+            self.add_http_response_header(&h, &v);
+        }
         if self.has("call_resume") {
             self.resume_http_request();
+        }
+        if self.has("call_resume_response") {
+            self.resume_http_response();
         }
     }
 
@@ -532,6 +539,7 @@ impl HttpContext for Filter {
     }
 
     fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        let mut waiting = false;
         self.properties("r");
         let actions = self.actions.clone();
         for (k, v) in actions.iter() {
@@ -578,7 +586,9 @@ impl HttpContext for Filter {
                 "trap_response" => panic!("trap_response asked for a trap"),
                 "resp_call" => {
                     let who = self.name.clone();
-                    let _ = calls::dispatch(self, v, &who);
+                    if calls::dispatch(self, v, &who).is_ok() {
+                        waiting = true;
+                    }
                 }
                 "resp_headers_pause" => return Action::Pause,
                 "rclose_response" => {
@@ -587,6 +597,9 @@ impl HttpContext for Filter {
                 }
                 _ => {}
             }
+        }
+        if waiting {
+            return Action::Pause;
         }
         Action::Continue
     }
@@ -689,6 +702,12 @@ impl HttpContext for Filter {
                     return Action::Pause;
                 }
                 "resp_body_trap" => panic!("resp_body_trap asked for a trap"),
+                "body_resp_call" if end_of_stream => {
+                    let who = self.name.clone();
+                    if calls::dispatch(self, v, &who).is_ok() {
+                        return Action::Pause;
+                    }
+                }
                 "trailer_add" if end_of_stream => {
                     let (n, val) = split2(v);
                     self.add_http_response_trailer(n, val);
