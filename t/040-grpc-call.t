@@ -284,3 +284,20 @@ app got dispatch-failed:InternalFailure
 qr/proxy_grpc_call to "127.0.0.1:\d+" refused \(INTERNAL_FAILURE\)/
 --- no_error_log
 [crit]
+
+=== TEST 17: a root context cancels its call in flight (next tick): no callback, the call's upstream connection is closed
+--- config
+location /t {
+    proxy_wasm grpc_testbed "tick_grpc=127.0.0.1:$TEST_NGINX_GRPC_PORT test.Echo Slow md=x-sleep-ms:2000; tick_cancel";
+    return 200 "ok\n";
+}
+--- request
+GET /t
+--- response_body
+ok
+--- wait: 1
+--- error_log eval
+[qr/root grpc dispatched token=(\d+)/, qr/root grpc cancelled token=\d+ result=Ok/]
+--- no_error_log
+root grpc response
+[error]

@@ -122,7 +122,7 @@ unsafe fn deliver(r: *mut ngx_http_request_t, owner: Owner, token: u32, answer: 
                 if !matches!(res, ChainResult::Continue | ChainResult::Paused(_)) {
                     cancel_all(ctx);
                 }
-                super::response::resume_after_calls(r, ctx, i, res);
+                super::response_wait::resume_after_calls(r, ctx, i, res);
             }
         }
         return;

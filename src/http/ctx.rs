@@ -80,6 +80,8 @@ pub(crate) struct RequestCtx {
     /// the body is among what it holds (the request is kept from finishing meanwhile).
     pub response_waiting: Option<usize>,
     pub response_eos_held: bool,
+    /// What it holds went through its on_response_body already (it paused there).
+    pub response_held_seen: bool,
     /// nginx's body reader's read handler, set aside while the body is held for calls.
     pub saved_read_handler: ngx_http_event_handler_pt,
     /// The end of the request body went on to nginx: the request body filter is done.

@@ -12,6 +12,7 @@ pub(crate) mod metrics;
 pub(crate) mod properties;
 pub(crate) mod request_body;
 pub(crate) mod response;
+pub(crate) mod response_wait;
 pub(crate) mod stream;
 mod headers_in;
 pub(crate) mod headers_out;

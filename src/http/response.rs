@@ -48,7 +48,7 @@ fn internal_error() -> LocalResponse {
     }
 }
 
-unsafe fn failed(r: *mut ngx_http_request_t) -> LocalResponse {
+pub(super) unsafe fn failed(r: *mut ngx_http_request_t) -> LocalResponse {
     LocalResponse { status: crate::conf::failure_status(r), ..internal_error() }
 }
 
@@ -96,7 +96,7 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 /// proxy_close_stream on the response: stop sending and close the connection.
-fn close(ctx: &mut RequestCtx) -> ngx_int_t {
+pub(super) fn close(ctx: &mut RequestCtx) -> ngx_int_t {
     ctx.answered = true;
     ctx.swallow_body = true;
     ctx.response_headers_held = None;
@@ -146,7 +146,7 @@ unsafe fn ngx_http_clear_accept_ranges(r: *mut ngx_http_request_t) {
 
 /// Runs on_response_headers from filter `from` on, after a held filter continued. Returns
 /// a response to send instead when a filter answers or fails; held again if one pauses.
-unsafe fn resume_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, from: usize, final_len: Option<usize>) -> Option<LocalResponse> {
+pub(super) unsafe fn resume_headers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, from: usize, final_len: Option<usize>) -> Option<LocalResponse> {
     let mut from = from;
     loop {
         match chain::run_headers(r, ctx, Headers::Response, from) {
@@ -317,7 +317,7 @@ unsafe fn run_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, data: chain
 }
 
 /// `run_body` from filter `from` on (a filter that waited for its calls resumes there).
-unsafe fn run_body_from(
+pub(super) unsafe fn run_body_from(
     r: *mut ngx_http_request_t,
     ctx: &mut RequestCtx,
     from: usize,
@@ -346,14 +346,15 @@ unsafe fn run_body_from(
                     return (replace_or_cut(r, ctx), false);
                 }
                 if eos {
-                    wait_for_calls(r, ctx, w, true);
+                    super::response_wait::wait_for_calls(r, ctx, w, true);
                 }
                 return (NGX_OK as ngx_int_t, false);
             }
             BodyEnd::Done(data) => data,
             BodyEnd::Held => return (NGX_OK as ngx_int_t, false),
             BodyEnd::Waiting(w) => {
-                wait_for_calls(r, ctx, w, eos);
+                ctx.response_held_seen = true;
+                super::response_wait::wait_for_calls(r, ctx, w, eos);
                 return (NGX_OK as ngx_int_t, false);
             }
             BodyEnd::OverLimit => return (replace_or_cut(r, ctx), false),
@@ -406,56 +407,6 @@ unsafe fn replace_or_cut(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ng
     NGX_ERROR as ngx_int_t
 }
 
-/// Our bit of r->buffered while the end of the response waits at a filter for its calls:
-/// nginx does not finish a request with buffered output (it waits in ngx_http_writer,
-/// send_timeout running). The image filter's value: it buffers only what it is given, and
-/// nothing passes us while the bit is ours.
-const CALLS_BUFFERED: u32 = 0x08;
-
-/// Filter `w` waits for its calls in the response; with `eos` the end of the body waits too.
-unsafe fn wait_for_calls(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, w: usize, eos: bool) {
-    ctx.response_waiting = Some(w);
-    if eos {
-        ctx.response_eos_held = true;
-        (*r).set_buffered((*r).buffered() | CALLS_BUFFERED);
-    }
-}
-
-/// Filter `i`, which waits for its calls in the response, goes on with `res` (from a call's
-/// answer): the headers it holds go on, then the body it holds (through its own
-/// on_response_body first); or its local response replaces the response; or the response
-/// ends. When the end of the body was held, the request finishes from nginx's writer.
-pub(crate) unsafe fn resume_after_calls(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, i: usize, res: ChainResult) {
-    ctx.response_waiting = None;
-    let eos = std::mem::take(&mut ctx.response_eos_held);
-    let rc = match res {
-        ChainResult::Continue | ChainResult::Paused(_) => {
-            let mut rc = NGX_OK as ngx_int_t;
-            if ctx.response_headers_held == Some(i) {
-                if let Some(lr) = resume_headers(r, ctx, i + 1, None) {
-                    rc = local_from_body(r, ctx, &lr);
-                }
-            }
-            let held = std::mem::take(&mut ctx.filters[i].response_body);
-            if rc != NGX_ERROR as ngx_int_t && !ctx.answered && (!held.is_empty() || eos) {
-                rc = run_body_from(r, ctx, i, chain::Chunk::from_bytes(held), eos, false).0;
-            }
-            rc
-        }
-        ChainResult::Local(lr) => local_from_body(r, ctx, &lr),
-        ChainResult::Failed => local_from_body(r, ctx, &failed(r)),
-        ChainResult::Closed => close(ctx),
-    };
-    (*r).set_buffered((*r).buffered() & !CALLS_BUFFERED);
-    if rc == NGX_ERROR as ngx_int_t {
-        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
-    } else if eos {
-        // The handler finished while the end waited (nginx parked the request in its
-        // writer): run the writer, which flushes what is left and finishes the request.
-        ngx_http_post_request(r, std::ptr::null_mut());
-    }
-}
-
 /// on_response_trailers over the chain, when the response has trailers (from add_trailer
 /// or added by a filter in on_response_body at end of stream). The headers are gone: a
 /// local response is no longer possible, a failure or close cuts the response.
@@ -492,7 +443,7 @@ unsafe fn run_trailers(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> Resu
 
 /// A local response (or a failure) from on_response_body: possible only while the headers
 /// are still held; once they are sent, the response can only be cut short.
-unsafe fn local_from_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr: &LocalResponse) -> ngx_int_t {
+pub(super) unsafe fn local_from_body(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, lr: &LocalResponse) -> ngx_int_t {
     if ctx.response_headers_held.is_some() || (*r).header_sent() == 0 {
         return replace_response(r, ctx, lr);
     }

@@ -157,6 +157,28 @@ unsafe extern "C" fn reap_handler(ev: *mut ngx_event_t) {
     })
 }
 
+/// Stops the gRPC calls root contexts cancelled: those of filter definitions `fis` (one
+/// module) in instance `generation`, by token. Their fake requests go once the subrequest
+/// has let go of them.
+pub(crate) fn cancel(fis: &[usize], generation: u64, tokens: &[u32]) {
+    FAKES.with(|f| {
+        for fake in f.borrow_mut().iter_mut() {
+            let Some(call) = fake.call.as_mut() else { continue };
+            let Owner::Root { fi, generation: g } = call.owner() else { continue };
+            if g != generation || !fis.contains(&fi) || !tokens.contains(&call.token()) || call.is_done() {
+                continue;
+            }
+            // SAFETY: the fake request the call hangs off is alive (freed only by its reap).
+            unsafe {
+                call.cancel();
+                if fake.reap.timer_set() == 0 {
+                    ngx_add_timer(&mut fake.reap, 0);
+                }
+            }
+        }
+    });
+}
+
 /// Frees every fake request (worker exit).
 pub(crate) fn drop_all() {
     let all = FAKES.with(|f| std::mem::take(&mut *f.borrow_mut()));

@@ -125,6 +125,21 @@ impl Worker {
         self.apply_ticks(mi);
         let calls = self.take_root_calls(mi);
         self.root_calls.extend(calls);
+        #[cfg(feature = "http")]
+        self.cancel_root_grpc(mi);
+    }
+
+    /// gRPC calls module `mi`'s root contexts cancelled in the last callback: stopped.
+    #[cfg(feature = "http")]
+    fn cancel_root_grpc(&mut self, mi: usize) {
+        let generation = self.slots[mi].generation();
+        if let Some(inst) = self.slots[mi].any() {
+            let tokens = inst.take_grpc_cancels();
+            if !tokens.is_empty() {
+                let fis: Vec<usize> = (0..self.filter_module.len()).filter(|&fi| self.filter_module[fi] == mi).collect();
+                crate::vm::root_calls::cancel(&fis, generation, &tokens);
+            }
+        }
     }
 
     /// HTTP calls module `mi`'s root contexts made in the last callback.

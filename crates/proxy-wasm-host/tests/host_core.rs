@@ -1946,3 +1946,40 @@ fn grpc_calls_are_framed_and_answered_as_envoy_does() {
     inst.on_grpc_event(ctx, t, close, Some(&mut s)).unwrap();
     assert_eq!(logs(&mut s), ["st=0007", "st=0000", "st=0007", "denied", "st=0001"]);
 }
+
+#[test]
+fn grpc_calls_refused_where_the_embedder_cannot_carry_them() {
+    let engine = engine();
+    let mut w = Wat::new();
+    w.env("proxy_grpc_call").env("proxy_grpc_stream").env("proxy_get_status");
+    let (up, svc, method) = (w.s("up"), w.s("s.S"), w.s("M"));
+    w.func(format!(
+        r#"
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $st (call $proxy_grpc_call {up} {svc} {method} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 200)))
+    (call $st (call $proxy_grpc_stream {up} {svc} {method} (i32.const 0) (i32.const 0) (i32.const 200)))
+    ;; outside proxy_on_grpc_close: OK, code 0, no message
+    (call $st (call $proxy_get_status (i32.const 108) (i32.const 100) (i32.const 104)))
+    (call $st (i32.load (i32.const 100)))
+    (i32.const 0))
+  (func (export "proxy_on_log") (param i32)
+    (call $st (call $proxy_grpc_call {up} {svc} {method} (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 200))))
+"#
+    ));
+    let m = w.compile(&engine);
+    let (mut inst, _records) = instantiate(&engine, &m, b"", LogLevel::Trace);
+    let root = inst.create_root_context(Some(Vec::new())).expect("root");
+    let ctx = inst.create_http_context(root).unwrap();
+    let mut s = stream_with(&[]);
+    // Not from proxy_on_log: INTERNAL_FAILURE (the Rust SDK panics on BAD_ARGUMENT here).
+    inst.on_done_and_log(ctx, &mut s).unwrap();
+    assert!(s.logs.iter().any(|(_, m)| m == "st=0010"), "{:?}", s.logs);
+    let ctx = inst.create_http_context(root).unwrap();
+    inst.refuse_grpc_calls();
+    let mut s = stream_with(&[]);
+    inst.on_request_headers(ctx, &mut s, 0, true).unwrap();
+    let sts: Vec<&str> = s.logs.iter().filter(|(_, m)| m.starts_with("st=")).map(|(_, m)| m.as_str()).collect();
+    assert_eq!(sts, ["st=0010", "st=0010", "st=0000", "st=0000"]);
+    assert!(s.logs.iter().any(|(_, m)| m.contains("sends no gRPC calls")));
+    assert!(inst.take_http_calls().is_empty());
+}

@@ -27,6 +27,7 @@
 //! Root context:
 //!   tick_grpc=SPEC       dispatched from the first on_tick (period 100 ms, then stopped)
 //!   configure_grpc=SPEC  dispatched from on_configure
+//!   tick_cancel          the tick_grpc calls are cancelled on the next tick
 //!
 //! Log lines (warn):
 //!   grpc dispatched token=T | grpc dispatch failed: <Status>
@@ -197,13 +198,18 @@ fn grpc_message() -> String {
 #[derive(Default)]
 struct Root {
     actions: Actions,
+    /// Calls made from on_tick (cancelled on the next tick with tick_cancel).
+    dispatched: Vec<u32>,
 }
 
 impl Root {
-    fn dispatch_all(&self, key: &str) {
+    fn dispatch_all(&mut self, key: &str) {
         for spec in each(&self.actions, key) {
             match Spec::parse(&spec).dispatch() {
-                Ok(t) => log::warn!("root grpc dispatched token={t}"),
+                Ok(t) => {
+                    log::warn!("root grpc dispatched token={t}");
+                    self.dispatched.push(t);
+                }
                 Err(e) => log::warn!("root grpc dispatch failed: {e:?}"),
             }
         }
@@ -229,7 +235,16 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.set_tick_period(Duration::ZERO);
+        if has(&self.actions, "tick_cancel") && !self.dispatched.is_empty() {
+            for t in std::mem::take(&mut self.dispatched) {
+                log::warn!("root grpc cancelled token={t} result={:?}", proxy_wasm::hostcalls::cancel_grpc_call(t));
+            }
+            self.set_tick_period(Duration::ZERO);
+            return;
+        }
+        if !has(&self.actions, "tick_cancel") {
+            self.set_tick_period(Duration::ZERO);
+        }
         self.dispatch_all("tick_grpc");
     }
 
