@@ -301,3 +301,33 @@ ok
 --- no_error_log
 root grpc response
 [error]
+
+=== TEST 18: a large request message (> 64 KiB) goes out whole
+--- config
+location /t {
+    proxy_wasm grpc_testbed "grpc=127.0.0.1:$TEST_NGINX_GRPC_PORT test.Echo Unary msgsize=150000";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body_like eval
+qr/^app got 0:echo:0123456789/
+--- error_log eval
+qr/grpc response token=\d+ status=0 size=150005 msg=echo:0123456789/
+
+=== TEST 19: grpc_set_header at http{} level applies to calls (TE stays the call's own)
+--- http_config
+wasm_module grpc_testbed $TEST_NGINX_FILTERS/grpc_testbed.wasm;
+proxy_wasm_call_allow grpc_testbed 127.0.0.1;
+grpc_set_header x-from-conf yes;
+--- config
+location /t {
+    proxy_wasm grpc_testbed "grpc=127.0.0.1:$TEST_NGINX_GRPC_PORT test.Echo Headers";
+    proxy_pass http://127.0.0.1:$TEST_NGINX_SERVER_PORT/app;
+}
+--- request
+GET /t
+--- response_body_like
+^app got 0:.*x-from-conf=yes
+--- error_log
+grpc header: "te: trailers"

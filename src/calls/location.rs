@@ -64,9 +64,8 @@ pub(crate) unsafe fn add_variables(cf: *mut ngx_conf_t) -> bool {
     true
 }
 
-/// The text of the generated location, from the wasm_call_* directives.
+/// The text of the generated HTTP-call location, from the wasm_call_* directives.
 fn location_text(mcf: &MainConf) -> String {
-    let t = mcf.call_timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
     let mut s = format!(
         "location {LOCATION} {{\n\
          proxy_pass $proxy_wasm_call_url;\n\
@@ -79,53 +78,45 @@ fn location_text(mcf: &MainConf) -> String {
          proxy_buffering off;\n\
          proxy_cache off;\n\
          proxy_store off;\n\
-         proxy_ignore_headers X-Accel-Redirect X-Accel-Buffering X-Accel-Limit-Rate X-Accel-Expires X-Accel-Charset;\n\
-         proxy_intercept_errors off;\n\
-         proxy_ignore_client_abort on;\n\
-         proxy_connect_timeout {t}ms;\n\
-         proxy_send_timeout {t}ms;\n\
-         proxy_read_timeout {t}ms;\n\
-         proxy_ssl_server_name on;\n\
-         proxy_ssl_name $proxy_wasm_call_host;\n\
-         proxy_ssl_verify_depth 8;\n"
+         proxy_ignore_client_abort on;\n"
     );
-    if mcf.call_ssl_verify.get(true) {
-        s.push_str("proxy_ssl_verify on;\n");
-        if let Some(ca) = mcf.call_trusted_certificate() {
-            s.push_str(&format!("proxy_ssl_trusted_certificate \"{}\";\n", ca.replace('"', "\\\"")));
-        }
-    } else {
-        s.push_str("proxy_ssl_verify off;\n");
-    }
-    // The closing brace of the pseudo-block ngx_conf_parse reads this text as.
-    s.push_str("}\n}\n");
+    s.push_str(&upstream_settings("proxy", mcf));
     s
 }
 
-/// The text of the generated gRPC location: the same timeouts and TLS rules as HTTP calls.
-/// nginx's grpc module forwards TE only from a client that sent it, so it is set here.
+/// The text of the generated gRPC location. (No grpc_set_header here, so that those at
+/// http{} level apply to calls; TE is the call's own, see subrequest.rs.)
 fn grpc_location_text(mcf: &MainConf) -> String {
-    let t = mcf.call_timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
     let mut s = format!(
         "location {GRPC_LOCATION} {{\n\
-         grpc_pass $proxy_wasm_call_url;\n\
-         grpc_set_header TE trailers;\n\
-         grpc_ignore_headers X-Accel-Redirect X-Accel-Buffering X-Accel-Limit-Rate X-Accel-Expires X-Accel-Charset;\n\
-         grpc_intercept_errors off;\n\
-         grpc_connect_timeout {t}ms;\n\
-         grpc_send_timeout {t}ms;\n\
-         grpc_read_timeout {t}ms;\n\
-         grpc_ssl_server_name on;\n\
-         grpc_ssl_name $proxy_wasm_call_host;\n\
-         grpc_ssl_verify_depth 8;\n"
+         grpc_pass $proxy_wasm_call_url;\n"
+    );
+    s.push_str(&upstream_settings("grpc", mcf));
+    s
+}
+
+/// What both locations pin, with their module's prefix (`proxy`, `grpc`): a call's target
+/// cannot redirect it nor become an error page; the wasm_call_* timeouts and TLS rules;
+/// then the location's closing brace and that of the pseudo-block ngx_conf_parse reads.
+fn upstream_settings(p: &str, mcf: &MainConf) -> String {
+    let t = mcf.call_timeout.unwrap_or(DEFAULT_TIMEOUT_MS);
+    let mut s = format!(
+        "{p}_ignore_headers X-Accel-Redirect X-Accel-Buffering X-Accel-Limit-Rate X-Accel-Expires X-Accel-Charset;\n\
+         {p}_intercept_errors off;\n\
+         {p}_connect_timeout {t}ms;\n\
+         {p}_send_timeout {t}ms;\n\
+         {p}_read_timeout {t}ms;\n\
+         {p}_ssl_server_name on;\n\
+         {p}_ssl_name $proxy_wasm_call_host;\n\
+         {p}_ssl_verify_depth 8;\n"
     );
     if mcf.call_ssl_verify.get(true) {
-        s.push_str("grpc_ssl_verify on;\n");
+        s.push_str(&format!("{p}_ssl_verify on;\n"));
         if let Some(ca) = mcf.call_trusted_certificate() {
-            s.push_str(&format!("grpc_ssl_trusted_certificate \"{}\";\n", ca.replace('"', "\\\"")));
+            s.push_str(&format!("{p}_ssl_trusted_certificate \"{}\";\n", ca.replace('"', "\\\"")));
         }
     } else {
-        s.push_str("grpc_ssl_verify off;\n");
+        s.push_str(&format!("{p}_ssl_verify off;\n"));
     }
     s.push_str("}\n}\n");
     s

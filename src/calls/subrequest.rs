@@ -75,7 +75,12 @@ pub(super) unsafe fn start_subrequest(
     (*sr).headers_in.content_length_n = if req.body.is_empty() { -1 } else { req.body.len() as off_t };
     (*sr).headers_in.keep_alive_n = -1;
     for (k, v) in req.headers.iter().filter(|(k, _)| !k.starts_with(b":")) {
-        crate::util::list::push_header(sr, &mut (*sr).headers_in.headers, k, v).ok_or("out of memory")?;
+        let h = crate::util::list::push_header(sr, &mut (*sr).headers_in.headers, k, v).ok_or("out of memory")?;
+        if grpc && k.eq_ignore_ascii_case(b"te") {
+            // nginx's grpc module sends `TE: trailers` only when the request has it
+            // ($grpc_internal_trailers reads headers_in.te, which nginx's header parser sets).
+            (*sr).headers_in.te = h;
+        }
     }
     let rb = ngx_pcalloc(pool, std::mem::size_of::<ngx_http_request_body_t>()) as *mut ngx_http_request_body_t;
     if rb.is_null() {

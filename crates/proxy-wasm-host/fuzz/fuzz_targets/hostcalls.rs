@@ -3,7 +3,8 @@
 //! program (hostcalls.wat). The host must answer with statuses: a trap, a panic or a hang is a
 //! bug. Ticks and stream closes are recorded, never acted on here; HTTP calls the program
 //! dispatches are answered (with a response made of the input, or as failed), which runs the
-//! program again with the call-response maps and buffer in reach; shared data, queues and
+//! program again with the call-response maps and buffer in reach (gRPC calls get events made
+//! of the input: metadata, messages, a close, or are left half-answered); shared data, queues and
 //! metrics go to a heap-backed store.
 #![no_main]
 
@@ -11,7 +12,7 @@ use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
 use proxy_wasm_host::shared_store::{SharedStore, MIN_SIZE};
-use proxy_wasm_host::{compile, new_engine, Compiler, HttpCallResponse, Limits, LogLevel, Logger, MemoryStream, PluginInstance};
+use proxy_wasm_host::{compile, new_engine, Compiler, GrpcEvent, HttpCallResponse, Limits, LogLevel, Logger, MemoryStream, PluginInstance};
 
 struct Quiet;
 impl Logger for Quiet {
@@ -62,6 +63,26 @@ fuzz_target!(|data: &[u8]| {
             inst.on_request_headers(ctx, &mut stream, 2, false).ok()?;
             inst.on_body(true, ctx, &mut stream, data.len(), true).ok()?;
             for (n, call) in inst.take_http_calls().into_iter().enumerate() {
+                if call.grpc.is_some() {
+                    // A gRPC answer made of the input: metadata, messages, a close (some
+                    // calls stop early: never closed, forgotten below).
+                    let md = vec![(b"x-bin".to_vec(), data.to_vec()), (b"k".to_vec(), b"v".to_vec())];
+                    let events = [
+                        GrpcEvent::InitialMetadata(md.clone()),
+                        GrpcEvent::Message(data.to_vec()),
+                        GrpcEvent::Message(Vec::new()),
+                        GrpcEvent::TrailingMetadata(md),
+                        GrpcEvent::Close { status: data.first().copied().unwrap_or(0) as u32 % 17, message: data.to_vec() },
+                    ];
+                    let upto = if n % 3 == 2 { 3 } else { events.len() };
+                    for ev in events.into_iter().take(upto) {
+                        inst.on_grpc_event(call.context_id, call.token, ev, Some(&mut stream)).ok()?;
+                    }
+                    if upto < 5 {
+                        inst.forget_http_calls(&[call.token]);
+                    }
+                    continue;
+                }
                 let resp = if n % 2 == 0 {
                     HttpCallResponse {
                         headers: vec![(b":status".to_vec(), b"200".to_vec()), (b"x".to_vec(), data.to_vec())],

@@ -2,7 +2,7 @@
 //! test.Echo service of t/lib/grpc_server.py. Plugin configuration: `action[=argument]`
 //! separated by `;` (or newlines).
 //!
-//! A SPEC is `UPSTREAM SERVICE METHOD [msg=TEXT] [timeout=MS] [md=key:value]...
+//! A SPEC is `UPSTREAM SERVICE METHOD [msg=TEXT | msgsize=N] [timeout=MS] [md=key:value]...
 //! [mdbin=key:HEX]...` (space-separated, taken literally; no msg = empty message; timeout
 //! defaults to 5000 ms). A stream SPEC may add `msgs=a,b,c` (the messages sent;
 //! default: the one msg) and the word `close`.
@@ -99,6 +99,7 @@ impl Spec {
             let (k, v) = word.split_once('=').unwrap_or((word, ""));
             match k {
                 "msg" => s.msg = v.as_bytes().to_vec(),
+                "msgsize" => s.msg = b"0123456789".iter().copied().cycle().take(v.parse().unwrap_or(0)).collect(),
                 "msgs" => s.msgs = Some(v.split(',').map(|m| m.as_bytes().to_vec()).collect()),
                 "timeout" => s.timeout = Duration::from_millis(v.parse().unwrap_or(5000)),
                 "md" | "mdbin" => {
