@@ -159,10 +159,15 @@ impl CallLedger {
         Ok(())
     }
 
-    /// The call `token` was answered or forgotten.
-    pub(crate) fn release(&mut self, token: u32) {
-        if let Some(b) = self.outstanding.remove(&token) {
-            self.outstanding_bytes = self.outstanding_bytes.saturating_sub(b);
+    /// The call `token` was answered or forgotten; false if it was not outstanding (told
+    /// twice).
+    pub(crate) fn release(&mut self, token: u32) -> bool {
+        match self.outstanding.remove(&token) {
+            Some(b) => {
+                self.outstanding_bytes = self.outstanding_bytes.saturating_sub(b);
+                true
+            }
+            None => false,
         }
     }
 }

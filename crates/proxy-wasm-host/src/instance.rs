@@ -872,9 +872,11 @@ impl PluginInstance {
     /// response cancelled them, or the request ended), by token.
     pub fn forget_http_calls(&mut self, tokens: &[u32]) {
         let data = self.host_mut();
-        data.calls_in_flight = data.calls_in_flight.saturating_sub(tokens.len());
         for &t in tokens {
-            data.call_ledger.release(t);
+            // A token told twice (a gRPC call's later events after its request ended) counts once.
+            if data.call_ledger.release(t) {
+                data.calls_in_flight = data.calls_in_flight.saturating_sub(1);
+            }
             data.grpc_inflight.remove(&t);
             data.grpc_unary.remove(&t);
         }
